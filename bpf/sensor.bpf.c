@@ -1,0 +1,512 @@
+/* xdpsensor XDP program: parse, find the flow, pre-classify by port and
+ * payload prefix, count every packet, emit the packets of selected flows to
+ * the ring buffer. It only watches: every path returns XDP_PASS.
+ *
+ * Compiled by bcc (sensor/kernel/loader.py) with -I bpf/ and the map sizes
+ * as -D flags. Tunables arrive through the `config` map, rules through the
+ * `ports`, `prefix_shapes` and `prefixes` maps. */
+#include <uapi/linux/bpf.h>
+#include <uapi/linux/if_ether.h>
+#include <uapi/linux/in.h>
+#include <uapi/linux/ip.h>
+#include <uapi/linux/ipv6.h>
+#include <uapi/linux/tcp.h>
+#include <uapi/linux/udp.h>
+
+#include "sensor.h"
+
+#ifndef FLOW_ENTRIES
+#define FLOW_ENTRIES 65536
+#endif
+#ifndef FRAG_ENTRIES
+#define FRAG_ENTRIES 4096
+#endif
+#ifndef RULE_ENTRIES
+#define RULE_ENTRIES 1024
+#endif
+#ifndef RINGBUF_PAGES
+#define RINGBUF_PAGES 1024
+#endif
+
+#define ETH_P_8021Q_ 0x8100
+#define ETH_P_8021AD_ 0x88A8
+#define IP_MF_ 0x2000
+#define IP_OFFMASK_ 0x1FFF
+
+struct record_buf {
+    struct sensor_record hdr;
+    __u8 data[SENSOR_MAX_SNAPLEN];
+};
+
+BPF_TABLE("lru_hash", struct flow_key, struct flow_state, flows, FLOW_ENTRIES);
+BPF_TABLE("lru_hash", struct frag_key, struct flow_key, frags, FRAG_ENTRIES);
+BPF_HASH(ports, struct port_key, __u8, RULE_ENTRIES);
+BPF_HASH(prefixes, struct prefix_key, __u8, RULE_ENTRIES);
+BPF_ARRAY(prefix_shapes, struct prefix_shape, SENSOR_PREFIX_SHAPES);
+BPF_ARRAY(config, struct sensor_config, 1);
+BPF_PERCPU_ARRAY(stats, __u64, STAT_MAX);
+BPF_PERCPU_ARRAY(scratch, struct record_buf, 1);
+BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+
+/* What the parser learnt about one frame. */
+struct parsed {
+    struct flow_key key;        /* not yet canonical: the sender is LO */
+    __u32 l4_off;
+    __u32 payload_off;
+    __u32 payload_len;
+    __u32 frag_id;
+    __u8 tcp_flags;
+    __u8 tcp_ae;
+    __u16 tcp_window;
+    __u8 is_later_fragment;     /* no L4 header: offset > 0 */
+    __u8 is_first_fragment;     /* offset 0 with more fragments */
+};
+
+static __always_inline void count(__u32 idx)
+{
+    __u64 *v = stats.lookup(&idx);
+    if (v)
+        *v += 1;    /* per-CPU slot: no atomics needed */
+}
+
+/* Bounds-checked pointer into the frame; the mask gives the verifier a
+ * range for the variable offset. */
+static __always_inline void *at(void *data, void *data_end, __u32 off, __u32 size)
+{
+    void *p = data + (off & 0xffff);
+    if (p + size > data_end)
+        return NULL;
+    return p;
+}
+
+static __always_inline int parse_l4(void *data, void *data_end, struct parsed *p, __u32 l4_end)
+{
+    if (p->key.proto == IPPROTO_TCP) {
+        struct tcphdr *th = at(data, data_end, p->l4_off, sizeof(*th));
+        if (!th)
+            return -1;
+        __u32 doff = th->doff * 4;
+        if (doff < sizeof(*th))
+            return -1;
+        p->key.port[0] = th->source;
+        p->key.port[1] = th->dest;
+        __u8 *flags = (__u8 *)th + 13;
+        p->tcp_flags = *flags;
+        p->tcp_ae = *((__u8 *)th + 12) & 1;
+        p->tcp_window = th->window;
+        p->payload_off = p->l4_off + doff;
+    } else if (p->key.proto == IPPROTO_UDP) {
+        struct udphdr *uh = at(data, data_end, p->l4_off, sizeof(*uh));
+        if (!uh)
+            return -1;
+        p->key.port[0] = uh->source;
+        p->key.port[1] = uh->dest;
+        p->payload_off = p->l4_off + sizeof(*uh);
+    } else {
+        return -2;
+    }
+    p->payload_len = l4_end > p->payload_off ? l4_end - p->payload_off : 0;
+    return 0;
+}
+
+static __always_inline int parse_ipv4(void *data, void *data_end, __u32 off, struct parsed *p)
+{
+    struct iphdr *ip = at(data, data_end, off, sizeof(*ip));
+    if (!ip)
+        return -1;
+    __u32 ihl = ip->ihl * 4;
+    if (ihl < sizeof(*ip))
+        return -1;
+    p->key.family = 4;
+    p->key.proto = ip->protocol;
+    __builtin_memcpy(p->key.addr, &ip->saddr, 4);
+    __builtin_memcpy(p->key.addr + 16, &ip->daddr, 4);
+    __u16 frag = bpf_ntohs(ip->frag_off);
+    p->frag_id = ip->id;
+    if (frag & IP_OFFMASK_) {
+        p->is_later_fragment = 1;
+        return 0;
+    }
+    p->is_first_fragment = (frag & IP_MF_) != 0;
+    p->l4_off = off + ihl;
+    /* Ethernet pads short frames: the IP length, not the frame, ends L4. */
+    __u32 l4_end = off + bpf_ntohs(ip->tot_len);
+    return parse_l4(data, data_end, p, l4_end);
+}
+
+static __always_inline int is_ipv6_ext(__u8 nexthdr)
+{
+    return nexthdr == 0 || nexthdr == 43 || nexthdr == 44 || nexthdr == 51 || nexthdr == 60;
+}
+
+static __always_inline int parse_ipv6(void *data, void *data_end, __u32 off, struct parsed *p)
+{
+    struct ipv6hdr *ip6 = at(data, data_end, off, sizeof(*ip6));
+    if (!ip6)
+        return -1;
+    p->key.family = 6;
+    __builtin_memcpy(p->key.addr, &ip6->saddr, 16);
+    __builtin_memcpy(p->key.addr + 16, &ip6->daddr, 16);
+    __u32 l4_end = off + sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+    __u8 nexthdr = ip6->nexthdr;
+    off += sizeof(*ip6);
+
+#pragma unroll
+    for (int i = 0; i < SENSOR_IPV6_EXT_MAX; i++) {
+        if (!is_ipv6_ext(nexthdr))
+            break;
+        __u8 *ext = at(data, data_end, off, 8);
+        if (!ext)
+            return -1;
+        if (nexthdr == 44) {        /* fragment header: fixed 8 bytes */
+            __u16 frag = bpf_ntohs(*(__u16 *)(ext + 2));
+            p->frag_id = *(__u32 *)(ext + 4);
+            if (frag & 0xfff8) {
+                p->key.proto = ext[0];
+                p->is_later_fragment = 1;
+                return 0;
+            }
+            p->is_first_fragment = (frag & 1) != 0;
+            off += 8;
+        } else if (nexthdr == 51) { /* AH counts in 4-byte units */
+            off += (ext[1] + 2) * 4;
+        } else {
+            off += (ext[1] + 1) * 8;
+        }
+        nexthdr = ext[0];
+    }
+    if (is_ipv6_ext(nexthdr)) {
+        count(STAT_IPV6_EXT_LIMIT);
+        return -3;
+    }
+    p->key.proto = nexthdr;
+    p->l4_off = off;
+    return parse_l4(data, data_end, p, l4_end);
+}
+
+/* Ethernet with up to two VLAN tags (802.1Q / 802.1ad), then IP. */
+static __always_inline int parse_frame(void *data, void *data_end, struct parsed *p)
+{
+    struct ethhdr *eth = at(data, data_end, 0, sizeof(*eth));
+    if (!eth)
+        return -1;
+    __u16 proto = eth->h_proto;
+    __u32 off = sizeof(*eth);
+
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        if (proto != bpf_htons(ETH_P_8021Q_) && proto != bpf_htons(ETH_P_8021AD_))
+            break;
+        __u16 *tag = at(data, data_end, off, 4);
+        if (!tag)
+            return -1;
+        p->key.vlan[i] = bpf_ntohs(tag[0]) & 0x0fff;
+        proto = tag[1];
+        off += 4;
+    }
+    if (proto == bpf_htons(ETH_P_IP))
+        return parse_ipv4(data, data_end, off, p);
+    if (proto == bpf_htons(ETH_P_IPV6))
+        return parse_ipv6(data, data_end, off, p);
+    return -4;
+}
+
+/* Order the endpoints so both directions share one key; returns the
+ * sender's side. */
+static __always_inline __u8 canonicalize(struct flow_key *k)
+{
+    __u64 a0 = *(__u64 *)k->addr, a1 = *(__u64 *)(k->addr + 16);
+    __u64 b0 = *(__u64 *)(k->addr + 8), b1 = *(__u64 *)(k->addr + 24);
+    int swap;
+    if (a0 != a1)
+        swap = a0 > a1;
+    else if (b0 != b1)
+        swap = b0 > b1;
+    else
+        swap = k->port[0] > k->port[1];
+    if (!swap)
+        return SIDE_LO;
+    __u8 tmp[16];
+    __builtin_memcpy(tmp, k->addr, 16);
+    __builtin_memcpy(k->addr, k->addr + 16, 16);
+    __builtin_memcpy(k->addr + 16, tmp, 16);
+    __u16 port = k->port[0];
+    k->port[0] = k->port[1];
+    k->port[1] = port;
+    return SIDE_HI;
+}
+
+/* Symmetric by construction (the key is canonical); a murmur3 finaliser
+ * spreads it for sharding across ring buffers. */
+static __always_inline __u32 flow_hash(const struct flow_key *k)
+{
+    const __u32 *w = (const __u32 *)k;
+    __u32 h = k->proto;
+#pragma unroll
+    for (int i = 0; i < 9; i++)
+        h ^= w[i] + 0x9e3779b9 + (h << 6) + (h >> 2);
+    h ^= h >> 16;
+    h *= 0x85ebca6b;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35;
+    h ^= h >> 16;
+    return h;
+}
+
+/* Arkime's direction rule: a SYN's sender is the client, a SYN-ACK's
+ * receiver is, otherwise the first packet's sender. */
+static __always_inline __u8 client_side(const struct parsed *p, __u8 side)
+{
+    if (p->key.proto == IPPROTO_TCP && (p->tcp_flags & 0x12) == 0x12)
+        return side ^ 1;
+    return side;
+}
+
+static __always_inline int port_selected(const struct flow_key *k, __u8 client)
+{
+    struct port_key pk = {.proto = k->proto, .role = 1};
+    pk.port = bpf_ntohs(k->port[client ^ 1]);
+    if (ports.lookup(&pk))
+        return 1;
+    pk.role = 0;
+    pk.port = bpf_ntohs(k->port[client]);
+    return ports.lookup(&pk) != NULL;
+}
+
+static __always_inline int prefix_selected(struct xdp_md *ctx, const struct parsed *p)
+{
+#pragma unroll
+    for (__u32 i = 0; i < SENSOR_PREFIX_SHAPES; i++) {
+        __u32 idx = i;
+        struct prefix_shape *s = prefix_shapes.lookup(&idx);
+        if (!s || s->proto == 0)
+            break;      /* shapes are packed from slot 0 */
+        if (s->proto != p->key.proto)
+            continue;
+        if (s->len < 1 || s->len > SENSOR_PREFIX_MAX)
+            continue;
+        /* an identity after the check, but one the verifier can bound to [1, 16] */
+        __u32 len = ((s->len - 1) & (SENSOR_PREFIX_MAX - 1)) + 1;
+        if (s->offset + len > p->payload_len)
+            continue;
+        struct prefix_key pk = {.proto = s->proto, .len = s->len, .offset = s->offset};
+        if (bpf_xdp_load_bytes(ctx, p->payload_off + s->offset, pk.bytes, len) < 0)
+            continue;
+        pk.bytes[(len - 1) & (SENSOR_PREFIX_MAX - 1)] &= s->last_mask;
+        if (prefixes.lookup(&pk))
+            return 1;
+    }
+    return 0;
+}
+
+static __always_inline void emit(struct xdp_md *ctx, const struct sensor_config *cfg,
+                                 const struct flow_key *key, __u8 side, __u8 client,
+                                 __u8 reason, __u8 verdict)
+{
+    __u32 zero = 0;
+    struct record_buf *buf = scratch.lookup(&zero);
+    if (!buf)
+        return;
+    __u32 wire_len = ctx->data_end - ctx->data;
+    __u32 caplen = wire_len < cfg->snaplen ? wire_len : cfg->snaplen;
+    if (caplen > SENSOR_MAX_SNAPLEN)
+        caplen = SENSOR_MAX_SNAPLEN;
+    if (caplen < 1)
+        return;
+    caplen = ((caplen - 1) & (SENSOR_MAX_SNAPLEN - 1)) + 1;  /* bound for the verifier */
+    if (bpf_xdp_load_bytes(ctx, 0, buf->data, caplen) < 0)
+        return;
+    buf->hdr.ts_ns = bpf_ktime_get_ns();
+    buf->hdr.ifindex = ctx->ingress_ifindex;
+    buf->hdr.flow_hash = flow_hash(key);
+    buf->hdr.wire_len = wire_len;
+    buf->hdr.caplen = caplen;
+    buf->hdr.side = side;
+    buf->hdr.client = client;
+    buf->hdr.reason = reason;
+    buf->hdr.verdict = verdict;
+    buf->hdr.key = *key;
+    if (events.ringbuf_output(buf, sizeof(buf->hdr) + caplen, 0) == 0)
+        count(STAT_EMITTED);
+    else
+        count(STAT_RINGBUF_FULL);
+}
+
+static __always_inline void count_tcp_flags(struct flow_state *f, const struct parsed *p, __u8 side)
+{
+    __u8 fl = p->tcp_flags;
+    if (fl & 0x02) {
+        if (fl & 0x10)
+            __sync_fetch_and_add(&f->tcpflags[TCPF_SYN_ACK], 1);
+        else
+            __sync_fetch_and_add(&f->tcpflags[TCPF_SYN], 1);
+    }
+    if ((fl & 0x1f) == 0x10)
+        __sync_fetch_and_add(&f->tcpflags[TCPF_ACK], 1);
+    if (fl & 0x08)
+        __sync_fetch_and_add(&f->tcpflags[TCPF_PSH], 1);
+    if (fl & 0x01)
+        __sync_fetch_and_add(&f->tcpflags[TCPF_FIN], 1);
+    if (fl & 0x04)
+        __sync_fetch_and_add(&f->tcpflags[TCPF_RST], 1);
+    if (fl & 0x20)
+        __sync_fetch_and_add(&f->tcpflags[TCPF_URG], 1);
+    if (fl & 0x40)
+        __sync_fetch_and_add(&f->tcpflags[TCPF_ECE], 1);
+    if (fl & 0x80)
+        __sync_fetch_and_add(&f->tcpflags[TCPF_CWR], 1);
+    if (p->tcp_ae)
+        __sync_fetch_and_add(&f->tcpflags[TCPF_AE], 1);
+    if (p->tcp_window == 0 && !(fl & 0x04))
+        __sync_fetch_and_add(&f->tcpflags[side == SIDE_LO ? TCPF_ZERO_LO : TCPF_ZERO_HI], 1);
+}
+
+static __always_inline int same_addr(const __u8 *a, const __u8 *b)
+{
+    return *(const __u64 *)a == *(const __u64 *)b && *(const __u64 *)(a + 8) == *(const __u64 *)(b + 8);
+}
+
+/* Later fragments have no ports; count and emit them on the flow their
+ * first fragment established, or count them as orphans. */
+static __always_inline void handle_later_fragment(struct xdp_md *ctx, const struct sensor_config *cfg,
+                                                  const struct parsed *p)
+{
+    struct frag_key fk = {.id = p->frag_id, .proto = p->key.proto};
+    __builtin_memcpy(fk.src, p->key.addr, 16);
+    __builtin_memcpy(fk.dst, p->key.addr + 16, 16);
+    struct flow_key *key = frags.lookup(&fk);
+    if (!key) {
+        count(STAT_FRAG_ORPHAN);
+        return;
+    }
+    struct flow_key k = *key;
+    struct flow_state *f = flows.lookup(&k);
+    if (!f) {
+        count(STAT_FRAG_ORPHAN);
+        return;
+    }
+    count(STAT_FRAG_FOLLOWED);
+    __u8 side = same_addr(k.addr, p->key.addr) ? SIDE_LO : SIDE_HI;
+    __u32 len = ctx->data_end - ctx->data;
+    __sync_fetch_and_add(&f->packets[side], 1);
+    __sync_fetch_and_add(&f->bytes[side], len);
+    f->last_ns = bpf_ktime_get_ns();
+    if (f->verdict == VERDICT_SELECTED) {
+        __sync_fetch_and_add(&f->emitted, 1);
+        emit(ctx, cfg, &k, side, f->client, REASON_FRAGMENT, f->verdict);
+    }
+}
+
+static __always_inline void remember_first_fragment(const struct parsed *p, const struct flow_key *k,
+                                                    __u8 side)
+{
+    struct frag_key fk = {.id = p->frag_id, .proto = k->proto};
+    __builtin_memcpy(fk.src, k->addr + (side ? 16 : 0), 16);
+    __builtin_memcpy(fk.dst, k->addr + (side ? 0 : 16), 16);
+    frags.update(&fk, (struct flow_key *)k);
+}
+
+int xdp_sensor(struct xdp_md *ctx)
+{
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    __u32 zero = 0;
+
+    count(STAT_SEEN);
+    struct sensor_config *cfg = config.lookup(&zero);
+    if (!cfg)
+        return XDP_PASS;
+
+    struct parsed p = {};
+    int rc = parse_frame(data, data_end, &p);
+    if (rc == -4) {
+        count(STAT_NOT_IP);
+        return XDP_PASS;
+    }
+    if (rc == -2) {
+        count(STAT_OTHER_L4);
+        return XDP_PASS;
+    }
+    if (rc < 0) {
+        if (rc == -1)
+            count(STAT_TRUNCATED);
+        return XDP_PASS;
+    }
+    if (p.is_later_fragment) {
+        if (p.key.proto == IPPROTO_TCP || p.key.proto == IPPROTO_UDP)
+            handle_later_fragment(ctx, cfg, &p);
+        else
+            count(STAT_OTHER_L4);
+        return XDP_PASS;
+    }
+    count(STAT_PARSED);
+
+    __u8 side = canonicalize(&p.key);
+    __u64 now = bpf_ktime_get_ns();
+    __u32 len = ctx->data_end - ctx->data;
+
+    struct flow_state *f = flows.lookup(&p.key);
+    if (!f) {
+        struct flow_state fresh = {};
+        fresh.first_ns = now;
+        fresh.client = client_side(&p, side);
+        if (port_selected(&p.key, fresh.client)) {
+            fresh.verdict = VERDICT_SELECTED;
+            fresh.reason = REASON_PORT;
+            count(STAT_SELECTED);
+        }
+        if (flows.update(&p.key, &fresh) < 0) {
+            count(STAT_FLOW_FAIL);
+            return XDP_PASS;
+        }
+        count(STAT_FLOW_NEW);
+        f = flows.lookup(&p.key);
+        if (!f)
+            return XDP_PASS;
+    }
+
+    __sync_fetch_and_add(&f->packets[side], 1);
+    __sync_fetch_and_add(&f->bytes[side], len);
+    __sync_fetch_and_add(&f->databytes[side], p.payload_len);
+    f->last_ns = now;
+    if (p.key.proto == IPPROTO_TCP)
+        count_tcp_flags(f, &p, side);
+
+    __u8 verdict = f->verdict;
+    __u8 reason = f->reason;
+    if (p.payload_len > 0 && verdict == VERDICT_UNDECIDED) {
+        __u8 bit = 1 << side;
+        if (!(f->payload_seen & bit)) {
+            if (prefix_selected(ctx, &p)) {
+                verdict = VERDICT_SELECTED;
+                reason = REASON_PREFIX;
+                /* the other side's first payload already went by unsent */
+                f->late_select = (f->payload_seen & (bit ^ 3)) != 0;
+                f->reason = reason;
+                f->verdict = verdict;
+                count(STAT_SELECTED);
+            }
+            f->payload_seen |= bit;
+        }
+        if (verdict == VERDICT_UNDECIDED) {
+            f->undecided_payloads += 1;
+            if (f->payload_seen == 3 || f->undecided_payloads >= cfg->max_undecided_payloads) {
+                f->verdict = VERDICT_IGNORED;
+                count(STAT_IGNORED);
+            }
+            if (cfg->emit_undecided && f->undecided_payloads <= 2)
+                emit(ctx, cfg, &p.key, side, f->client, REASON_UNDECIDED, VERDICT_UNDECIDED);
+            return XDP_PASS;
+        }
+    }
+
+    if (verdict == VERDICT_SELECTED) {
+        if (p.is_first_fragment)
+            remember_first_fragment(&p, &p.key, side);
+        __sync_fetch_and_add(&f->emitted, 1);
+        emit(ctx, cfg, &p.key, side, f->client, reason, verdict);
+    } else if (verdict == VERDICT_BYPASSED) {
+        count(STAT_BYPASSED_PKTS);
+    }
+    return XDP_PASS;
+}

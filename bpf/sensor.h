@@ -1,0 +1,167 @@
+/* The kernel/user contract of xdpsensor: every struct that crosses the
+ * boundary, the verdicts and the counter indexes. sensor/kernel/contract.py
+ * mirrors it with ctypes; tests/kernel/test_contract.py checks they agree.
+ * Keep it free of kernel-only includes so both sides can read it. */
+#ifndef XDPSENSOR_SENSOR_H
+#define XDPSENSOR_SENSOR_H
+
+#define SENSOR_MAX_SNAPLEN 2048     /* ring record payload bound; covers 1514 + 2 VLAN tags */
+#define SENSOR_PREFIX_MAX 16        /* bytes a prefix rule compares in the kernel */
+#define SENSOR_PREFIX_SHAPES 8      /* distinct (proto, offset, length, mask) shapes */
+#define SENSOR_IPV6_EXT_MAX 8       /* extension headers walked before giving up */
+
+/* Verdicts kept per flow in `flows`. */
+enum sensor_verdict {
+    VERDICT_UNDECIDED = 0,
+    VERDICT_SELECTED = 1,   /* emitted to the ring buffer */
+    VERDICT_IGNORED = 2,    /* no rule matched: counted only */
+    VERDICT_BYPASSED = 3,   /* userspace lost interest: counted only */
+};
+
+/* Why a flow was selected, or why a record was emitted. */
+enum sensor_reason {
+    REASON_NONE = 0,
+    REASON_PORT = 1,        /* a port rule matched on the flow's first packet */
+    REASON_PREFIX = 2,      /* a prefix rule matched a direction's first payload */
+    REASON_UNDECIDED = 3,   /* first payload of an undecided flow (emit_undecided) */
+    REASON_FRAGMENT = 4,    /* a non-first IP fragment of a selected flow */
+};
+
+/* A packet's sender: SIDE_LO means key.addr[0..15] / key.port[0]. */
+enum sensor_side {
+    SIDE_LO = 0,
+    SIDE_HI = 1,
+};
+
+/* Client side as learnt from the first packet (Arkime's rule). */
+enum sensor_client {
+    CLIENT_LO = 0,
+    CLIENT_HI = 1,
+};
+
+/* TCP flag counters, Arkime's meaning (tcpflags.* in session records). */
+enum sensor_tcpflag {
+    TCPF_SYN = 0,       /* SYN without ACK */
+    TCPF_SYN_ACK,       /* SYN with ACK */
+    TCPF_ACK,           /* ACK alone: no SYN, FIN, RST or PSH */
+    TCPF_PSH,
+    TCPF_FIN,
+    TCPF_RST,
+    TCPF_URG,
+    TCPF_ECE,
+    TCPF_CWR,
+    TCPF_AE,
+    TCPF_ZERO_LO,       /* zero window advertised by the LO side */
+    TCPF_ZERO_HI,       /* zero window advertised by the HI side */
+    TCPF_MAX,
+};
+
+/* Counter indexes in the per-CPU `stats` array. */
+enum sensor_stat {
+    STAT_SEEN = 0,          /* every frame the program ran on */
+    STAT_PARSED,            /* frames with an IPv4/IPv6 TCP or UDP header */
+    STAT_NOT_IP,            /* not IPv4/IPv6 (ARP, LLDP, ...) */
+    STAT_OTHER_L4,          /* IP but neither TCP nor UDP */
+    STAT_TRUNCATED,         /* a header ran past the end of the frame */
+    STAT_IPV6_EXT_LIMIT,    /* more than SENSOR_IPV6_EXT_MAX extension headers */
+    STAT_FLOW_NEW,          /* flows created */
+    STAT_FLOW_FAIL,         /* flow table insert failed */
+    STAT_SELECTED,          /* flows that became SELECTED */
+    STAT_IGNORED,           /* flows that became IGNORED */
+    STAT_EMITTED,           /* records written to the ring buffer */
+    STAT_RINGBUF_FULL,      /* records lost because the ring buffer was full */
+    STAT_BYPASSED_PKTS,     /* packets of BYPASSED flows (counted, not emitted) */
+    STAT_FRAG_FOLLOWED,     /* later fragments attributed to a known flow */
+    STAT_FRAG_ORPHAN,       /* later fragments whose first fragment was not seen */
+    STAT_MAX,
+};
+
+/* Canonical flow key: the endpoint with the lower (address, port) is LO, so
+ * both directions of a flow find the same entry. Addresses are 16 bytes;
+ * IPv4 uses the first 4 and zeroes the rest. Ports in network byte order. */
+struct flow_key {
+    __u8 addr[32];          /* LO address at 0, HI at 16 (bcc mis-sizes 2-D arrays) */
+    __u16 port[2];
+    __u16 vlan[2];          /* outer, inner VLAN id (0 = none) */
+    __u8 proto;             /* IPPROTO_TCP / IPPROTO_UDP */
+    __u8 family;            /* 4 or 6 */
+    __u8 pad[2];
+};
+
+/* Whole-flow state; counters cover every packet, emitted or not. Index [side]. */
+struct flow_state {
+    __u64 packets[2];
+    __u64 bytes[2];         /* frame bytes, Arkime's source.bytes */
+    __u64 databytes[2];     /* L4 payload bytes (not reassembled) */
+    __u64 first_ns;         /* bpf_ktime_get_ns() of the first packet */
+    __u64 last_ns;
+    __u32 tcpflags[TCPF_MAX];
+    __u32 emitted;          /* records emitted for this flow */
+    __u16 undecided_payloads; /* payload packets seen while UNDECIDED */
+    __u8 verdict;           /* enum sensor_verdict */
+    __u8 reason;            /* enum sensor_reason of the selection */
+    __u8 client;            /* enum sensor_client */
+    __u8 payload_seen;      /* bit per side: first payload seen */
+    __u8 late_select;       /* selected on a payload after the other side's first payload passed */
+    __u8 pad;
+};
+
+/* Port rules: (proto, port, role) -> nonzero. role 0 = client port, 1 = server port. */
+struct port_key {
+    __u8 proto;
+    __u8 role;
+    __u16 port;             /* host byte order */
+};
+
+/* A prefix shape groups the rules that compare the same bytes; the kernel
+ * does one hash lookup per shape, so cost grows with shapes, not rules. */
+struct prefix_shape {
+    __u8 proto;             /* 0 = unused slot */
+    __u8 len;               /* 1..SENSOR_PREFIX_MAX */
+    __u8 last_mask;         /* mask for the last byte (0xf0 for a half byte) */
+    __u8 pad;
+    __u16 offset;           /* from the start of the L4 payload */
+    __u16 pad2;
+};
+
+struct prefix_key {
+    __u8 proto;
+    __u8 len;
+    __u16 offset;
+    __u8 bytes[SENSOR_PREFIX_MAX]; /* masked; zero past len */
+};
+
+/* Tunables, one entry in `config`. */
+struct sensor_config {
+    __u32 snaplen;          /* bytes copied per record, <= SENSOR_MAX_SNAPLEN */
+    __u32 max_undecided_payloads; /* payload packets before an undecided flow is IGNORED */
+    __u32 emit_undecided;   /* 1: also emit first payloads of undecided flows */
+    __u32 pad;
+};
+
+/* Later IP fragments carry no ports: they find their flow through the
+ * (addresses, IP id) of a first fragment seen before. */
+struct frag_key {
+    __u8 src[16];
+    __u8 dst[16];
+    __u32 id;
+    __u8 proto;
+    __u8 pad[3];
+};
+
+/* Ring buffer record: this header, then caplen bytes of the frame. */
+struct sensor_record {
+    __u64 ts_ns;            /* bpf_ktime_get_ns() */
+    __u32 ifindex;
+    __u32 flow_hash;        /* symmetric: same for both directions */
+    __u32 wire_len;         /* frame length on the wire */
+    __u16 caplen;
+    __u8 side;              /* enum sensor_side of the sender */
+    __u8 client;            /* enum sensor_client */
+    __u8 reason;            /* enum sensor_reason */
+    __u8 verdict;
+    __u8 pad[2];
+    struct flow_key key;
+};
+
+#endif

@@ -1,0 +1,178 @@
+"""The Python mirror of bpf/sensor.h: every struct and enum that crosses the
+kernel/user boundary. tests/kernel/test_contract.py checks it against the
+layout the compiler gave the real program."""
+from __future__ import annotations
+
+import ctypes as ct
+import enum
+import ipaddress
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+BPF_DIR = Path(__file__).resolve().parents[2] / "bpf"
+MAX_SNAPLEN = 2048
+PREFIX_MAX = 16
+PREFIX_SHAPES = 8
+IPPROTO_TCP = 6
+IPPROTO_UDP = 17
+
+
+class Verdict(enum.IntEnum):
+    UNDECIDED = 0
+    SELECTED = 1
+    IGNORED = 2
+    BYPASSED = 3
+
+
+class Reason(enum.IntEnum):
+    NONE = 0
+    PORT = 1
+    PREFIX = 2
+    UNDECIDED = 3
+    FRAGMENT = 4
+
+
+class Stat(enum.IntEnum):
+    SEEN = 0
+    PARSED = 1
+    NOT_IP = 2
+    OTHER_L4 = 3
+    TRUNCATED = 4
+    IPV6_EXT_LIMIT = 5
+    FLOW_NEW = 6
+    FLOW_FAIL = 7
+    SELECTED = 8
+    IGNORED = 9
+    EMITTED = 10
+    RINGBUF_FULL = 11
+    BYPASSED_PKTS = 12
+    FRAG_FOLLOWED = 13
+    FRAG_ORPHAN = 14
+
+
+STAT_COUNT = len(Stat)
+
+# Order of flow_state.tcpflags, named as Arkime's tcpflags.* keys.
+TCPFLAG_NAMES = ("syn", "syn-ack", "ack", "psh", "fin", "rst", "urg", "ece", "cwr", "ae")
+TCPF_ZERO_LO, TCPF_ZERO_HI = 10, 11
+TCPF_COUNT = 12
+
+
+class FlowKey(ct.Structure):
+    _fields_ = [
+        ("addr", ct.c_ubyte * 32),
+        ("port", ct.c_uint16 * 2),
+        ("vlan", ct.c_uint16 * 2),
+        ("proto", ct.c_uint8),
+        ("family", ct.c_uint8),
+        ("pad", ct.c_uint8 * 2),
+    ]
+
+
+class FlowState(ct.Structure):
+    _fields_ = [
+        ("packets", ct.c_uint64 * 2),
+        ("bytes", ct.c_uint64 * 2),
+        ("databytes", ct.c_uint64 * 2),
+        ("first_ns", ct.c_uint64),
+        ("last_ns", ct.c_uint64),
+        ("tcpflags", ct.c_uint32 * TCPF_COUNT),
+        ("emitted", ct.c_uint32),
+        ("undecided_payloads", ct.c_uint16),
+        ("verdict", ct.c_uint8),
+        ("reason", ct.c_uint8),
+        ("client", ct.c_uint8),
+        ("payload_seen", ct.c_uint8),
+        ("late_select", ct.c_uint8),
+        ("pad", ct.c_uint8),
+    ]
+
+
+class PortKey(ct.Structure):
+    _fields_ = [("proto", ct.c_uint8), ("role", ct.c_uint8), ("port", ct.c_uint16)]
+
+
+class PrefixShape(ct.Structure):
+    _fields_ = [
+        ("proto", ct.c_uint8),
+        ("len", ct.c_uint8),
+        ("last_mask", ct.c_uint8),
+        ("pad", ct.c_uint8),
+        ("offset", ct.c_uint16),
+        ("pad2", ct.c_uint16),
+    ]
+
+
+class PrefixKey(ct.Structure):
+    _fields_ = [
+        ("proto", ct.c_uint8),
+        ("len", ct.c_uint8),
+        ("offset", ct.c_uint16),
+        ("bytes", ct.c_ubyte * PREFIX_MAX),
+    ]
+
+
+class SensorConfig(ct.Structure):
+    _fields_ = [
+        ("snaplen", ct.c_uint32),
+        ("max_undecided_payloads", ct.c_uint32),
+        ("emit_undecided", ct.c_uint32),
+        ("pad", ct.c_uint32),
+    ]
+
+
+class RecordHeader(ct.Structure):
+    _fields_ = [
+        ("ts_ns", ct.c_uint64),
+        ("ifindex", ct.c_uint32),
+        ("flow_hash", ct.c_uint32),
+        ("wire_len", ct.c_uint32),
+        ("caplen", ct.c_uint16),
+        ("side", ct.c_uint8),
+        ("client", ct.c_uint8),
+        ("reason", ct.c_uint8),
+        ("verdict", ct.c_uint8),
+        ("pad", ct.c_uint8 * 2),
+        ("key", FlowKey),
+    ]
+
+
+RECORD_HEADER_SIZE = ct.sizeof(RecordHeader)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    ip: str
+    port: int
+
+
+def key_endpoints(key: FlowKey) -> tuple[Endpoint, Endpoint]:
+    """The (LO, HI) endpoints of a canonical key, addresses as text."""
+    raw = bytes(key.addr)
+    if key.family == 4:
+        lo, hi = socket.inet_ntop(socket.AF_INET, raw[:4]), socket.inet_ntop(socket.AF_INET, raw[16:20])
+    else:
+        lo, hi = socket.inet_ntop(socket.AF_INET6, raw[:16]), socket.inet_ntop(socket.AF_INET6, raw[16:])
+    return (Endpoint(lo, socket.ntohs(key.port[0])), Endpoint(hi, socket.ntohs(key.port[1])))
+
+
+def make_key(proto: int, a: tuple[str, int], b: tuple[str, int], vlan: tuple[int, int] = (0, 0)) -> FlowKey:
+    """Build the canonical key the kernel would build for a flow between a and b."""
+    ips = [ipaddress.ip_address(a[0]), ipaddress.ip_address(b[0])]
+    family = ips[0].version
+    raws = [ip.packed.ljust(16, b"\0") for ip in ips]
+    ends = [(raws[0], a[1]), (raws[1], b[1])]
+    # The kernel compares the address as two native-endian u64 words, then the
+    # port in network byte order as a native u16: reproduce that order.
+    def order(end: tuple[bytes, int]) -> tuple[int, int, int]:
+        raw, port = end
+        return (int.from_bytes(raw[:8], "little"), int.from_bytes(raw[8:], "little"),
+                socket.htons(port))
+    ends.sort(key=order)
+    key = FlowKey()
+    ct.memmove(key.addr, ends[0][0] + ends[1][0], 32)
+    key.port[0], key.port[1] = socket.htons(ends[0][1]), socket.htons(ends[1][1])
+    key.vlan[0], key.vlan[1] = vlan
+    key.proto, key.family = proto, family
+    return key

@@ -1,0 +1,185 @@
+"""The loaded XDP program and its maps: compile with bcc, program the rule
+tables, read counters and flows, write verdicts, consume the ring buffer."""
+from __future__ import annotations
+
+import ctypes as ct
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from sensor.kernel import bpfsys
+from sensor.kernel.contract import (
+    BPF_DIR, MAX_SNAPLEN, PREFIX_SHAPES, RECORD_HEADER_SIZE, FlowKey, FlowState, PortKey,
+    PrefixKey, PrefixShape, RecordHeader, SensorConfig, Stat, Verdict,
+)
+from sensor.kernel.rules import RuleSet
+
+DEFAULT_SNAPLEN = 1522  # a full 1514-byte frame plus two VLAN tags
+
+
+class ProgramError(RuntimeError):
+    """The XDP program could not be compiled or loaded; says what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramOptions:
+    snaplen: int = DEFAULT_SNAPLEN
+    flow_entries: int = 65536
+    ringbuf_pages: int = 1024          # 4 MiB with 4 KiB pages
+    max_undecided_payloads: int = 8
+    emit_undecided: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.snaplen <= MAX_SNAPLEN:
+            raise ValueError(f"snaplen must be between 1 and {MAX_SNAPLEN}, not {self.snaplen}")
+        if self.ringbuf_pages & (self.ringbuf_pages - 1):
+            raise ValueError("ringbuf_pages must be a power of two")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One ring-buffer record, copied out of the ring."""
+    header: RecordHeader
+    frame: bytes
+
+
+def parse_record(raw: bytes) -> Record:
+    header = RecordHeader.from_buffer_copy(raw[:RECORD_HEADER_SIZE])
+    return Record(header, raw[RECORD_HEADER_SIZE:RECORD_HEADER_SIZE + header.caplen])
+
+
+def _lib():
+    from bcc.libbcc import lib  # imported late: only root paths need bcc
+    return lib
+
+
+class SensorProgram:
+    """One compiled and loaded instance of bpf/sensor.bpf.c. Not attached
+    to any interface: see sensor.kernel.attach."""
+
+    def __init__(self, options: ProgramOptions = ProgramOptions()) -> None:
+        if os.geteuid() != 0:
+            raise ProgramError("loading an XDP program needs root: run with sudo")
+        try:
+            from bcc import BPF
+        except ImportError as e:
+            raise ProgramError("bcc is not importable: run `make setup` (installs python3-bpfcc) "
+                               "and use .venv/bin/xdpsensor") from e
+        self.options = options
+        cflags = [f"-I{BPF_DIR}", f"-DFLOW_ENTRIES={options.flow_entries}",
+                  f"-DRINGBUF_PAGES={options.ringbuf_pages}", "-Wno-macro-redefined"]
+        try:
+            self.bpf = BPF(src_file=str(BPF_DIR / "sensor.bpf.c").encode(), cflags=cflags)
+            self.fd: int = self.bpf.load_func(b"xdp_sensor", BPF.XDP).fd
+        except Exception as e:
+            raise ProgramError(f"could not compile/load the XDP program: {e}. "
+                               "Run `xdpsensor check` to see what the host lacks.") from e
+        self._map_fd = {name: self.bpf[name].map_fd for name in
+                        ("flows", "ports", "prefixes", "prefix_shapes", "config", "stats")}
+        from bcc.utils import get_possible_cpus
+        self._ncpus = len(get_possible_cpus())  # per-CPU maps hold one slot per possible CPU
+        self._write_config()
+        # bpf_ktime_get_ns() is CLOCK_MONOTONIC: this turns it into epoch time.
+        self.monotonic_offset = time.time() - time.monotonic()
+
+    def close(self) -> None:
+        self.bpf.cleanup()
+
+    # -- configuration and rules -------------------------------------------------
+    def _write_config(self) -> None:
+        cfg = SensorConfig(snaplen=self.options.snaplen,
+                           max_undecided_payloads=self.options.max_undecided_payloads,
+                           emit_undecided=int(self.options.emit_undecided))
+        self._update("config", ct.c_uint32(0), cfg)
+
+    def set_rules(self, rules: RuleSet) -> None:
+        """Replace every port and prefix rule with `rules`. Flows already
+        decided keep their verdict."""
+        shapes = rules.shapes()  # validates before anything changes
+        self._clear("ports", PortKey)
+        self._clear("prefixes", PrefixKey)
+        one = ct.c_uint8(1)
+        for rule in rules.ports:
+            self._update("ports", PortKey(rule.proto, int(rule.role), rule.port), one)
+        for proto, offset, length, masked in rules.prefix_keys():
+            key = PrefixKey(proto=proto, len=length, offset=offset)
+            ct.memmove(key.bytes, masked, length)
+            self._update("prefixes", key, one)
+        for slot in range(PREFIX_SHAPES):
+            shape = PrefixShape()
+            if slot < len(shapes):
+                s = shapes[slot]
+                shape = PrefixShape(proto=s.proto, len=s.length, last_mask=s.last_mask, offset=s.offset)
+            self._update("prefix_shapes", ct.c_uint32(slot), shape)
+
+    # -- counters and flows ------------------------------------------------------
+    def stats(self) -> dict[Stat, int]:
+        values = (ct.c_uint64 * self._ncpus)()
+        totals = {}
+        for stat in Stat:
+            key = ct.c_uint32(stat)
+            _lib().bpf_lookup_elem(self._map_fd["stats"], ct.byref(key), ct.byref(values))
+            totals[stat] = sum(values)
+        return totals
+
+    def flow(self, key: FlowKey) -> FlowState | None:
+        state = FlowState()
+        if _lib().bpf_lookup_elem(self._map_fd["flows"], ct.byref(key), ct.byref(state)) < 0:
+            return None
+        return state
+
+    def flows(self) -> Iterator[tuple[FlowKey, FlowState]]:
+        for key in self._keys("flows", FlowKey):
+            state = self.flow(key)
+            if state is not None:
+                yield key, state
+
+    def set_verdict(self, key: FlowKey, verdict: Verdict) -> bool:
+        """Write a verdict into an existing flow (BYPASSED stops emission but
+        not counting). False if the kernel no longer has the flow."""
+        state = self.flow(key)
+        if state is None:
+            return False
+        state.verdict = verdict
+        return _lib().bpf_update_elem(self._map_fd["flows"], ct.byref(key), ct.byref(state), 2) == 0
+
+    def delete_flow(self, key: FlowKey) -> None:
+        _lib().bpf_delete_elem(self._map_fd["flows"], ct.byref(key))
+
+    # -- ring buffer -------------------------------------------------------------
+    def open_ring(self, on_record: Callable[[bytes], None]) -> None:
+        """Call `on_record(raw)` for every record, inside `poll`. The record
+        memory is only valid during the callback, so it is copied here."""
+        def callback(_ctx, data, size):
+            on_record(ct.string_at(data, size))
+            return 0
+        self.bpf["events"].open_ring_buffer(callback)
+
+    def poll(self, timeout_ms: int) -> None:
+        self.bpf.ring_buffer_poll(timeout_ms)
+
+    def drain(self) -> None:
+        self.bpf.ring_buffer_consume()
+
+    def test_run(self, frame: bytes, repeat: int = 1) -> bpfsys.TestRun:
+        return bpfsys.prog_test_run(self.fd, frame, repeat)
+
+    # -- map plumbing ------------------------------------------------------------
+    def _update(self, name: str, key, value) -> None:
+        if _lib().bpf_update_elem(self._map_fd[name], ct.byref(key), ct.byref(value), 0) < 0:
+            err = ct.get_errno()
+            raise ProgramError(f"writing map {name} failed: {os.strerror(err) if err else 'full?'}")
+
+    def _keys(self, name: str, key_type) -> list:
+        keys, fd, lib = [], self._map_fd[name], _lib()
+        current, nxt = None, key_type()
+        while lib.bpf_get_next_key(fd, ct.byref(current) if current is not None else None,
+                                   ct.byref(nxt)) == 0:
+            keys.append(nxt)
+            current, nxt = nxt, key_type()
+        return keys
+
+    def _clear(self, name: str, key_type) -> None:
+        for key in self._keys(name, key_type):
+            _lib().bpf_delete_elem(self._map_fd[name], ct.byref(key))

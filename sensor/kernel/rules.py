@@ -1,0 +1,136 @@
+"""Pre-classification rules: what makes the kernel select a flow.
+
+Pure data and functions: parsing `--port`/`--prefix` specs, grouping prefix
+rules into the shapes the XDP program looks up, and the same matching in
+Python (the prefilter used when BPF_PROG_TEST_RUN is not available)."""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from sensor.kernel.contract import IPPROTO_TCP, IPPROTO_UDP, PREFIX_MAX, PREFIX_SHAPES
+
+PROTOCOLS = {"tcp": IPPROTO_TCP, "udp": IPPROTO_UDP}
+
+
+class RuleError(ValueError):
+    """A rule cannot be expressed; the message says how to write it."""
+
+
+class PortRole(enum.IntEnum):
+    """Which end of the session the port belongs to (Arkime's SRC/DST)."""
+    CLIENT = 0
+    SERVER = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PortRule:
+    proto: int
+    port: int
+    role: PortRole
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixRule:
+    """Payload bytes at `offset` of a direction's first payload. A pattern
+    given as an odd number of hex digits ends in a half byte: `last_mask`
+    is then 0xf0."""
+    proto: int
+    offset: int
+    pattern: bytes
+    last_mask: int = 0xFF
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    proto: int
+    offset: int
+    length: int
+    last_mask: int
+
+
+def _proto(name: str, spec: str) -> int:
+    try:
+        return PROTOCOLS[name.lower()]
+    except KeyError:
+        raise RuleError(f"{spec!r}: protocol must be tcp or udp, not {name!r}") from None
+
+
+def parse_port_spec(spec: str) -> list[PortRule]:
+    """`udp:5353` -> rules matching that port on either end of a session."""
+    name, sep, port_text = spec.partition(":")
+    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise RuleError(f"{spec!r}: write a port rule as PROTO:PORT, e.g. udp:5353 or tcp:80")
+    proto, port = _proto(name, spec), int(port_text)
+    return [PortRule(proto, port, PortRole.SERVER), PortRule(proto, port, PortRole.CLIENT)]
+
+
+def parse_prefix_spec(spec: str) -> PrefixRule:
+    """`tcp:0:GET ` (text) or `tcp:0:0x16030` (hex, odd digit count = half byte)."""
+    parts = spec.split(":", 2)
+    if len(parts) != 3 or not parts[1].isdigit() or not parts[2]:
+        raise RuleError(f"{spec!r}: write a prefix rule as PROTO:OFFSET:BYTES, e.g. tcp:0:GET or tcp:0:0x160301")
+    proto, offset, text = _proto(parts[0], spec), int(parts[1]), parts[2]
+    if offset > 0xFFFF:
+        raise RuleError(f"{spec!r}: offset must be below 65536")
+    if text.lower().startswith("0x"):
+        digits = text[2:]
+        half = len(digits) % 2 == 1
+        try:
+            pattern = bytes.fromhex(digits + ("0" if half else ""))
+        except ValueError:
+            raise RuleError(f"{spec!r}: {text!r} is not hex; use 0x followed by hex digits") from None
+        if not pattern:
+            raise RuleError(f"{spec!r}: empty pattern")
+        return PrefixRule(proto, offset, pattern, 0xF0 if half else 0xFF)
+    return PrefixRule(proto, offset, text.encode())
+
+
+def kernel_view(rule: PrefixRule) -> tuple[Shape, bytes]:
+    """The shape and masked key bytes the kernel compares. Patterns longer
+    than PREFIX_MAX are cut: the kernel then selects a superset, and the
+    plugin's own classifier sees the full bytes."""
+    pattern = rule.pattern[:PREFIX_MAX]
+    mask = rule.last_mask if len(pattern) == len(rule.pattern) else 0xFF
+    masked = pattern[:-1] + bytes([pattern[-1] & mask])
+    return Shape(rule.proto, rule.offset, len(pattern), mask), masked
+
+
+@dataclass(slots=True)
+class RuleSet:
+    """All rules for one program, in the form the kernel tables take."""
+    ports: set[PortRule] = field(default_factory=set)
+    prefixes: set[PrefixRule] = field(default_factory=set)
+
+    def shapes(self) -> list[Shape]:
+        shapes = sorted({kernel_view(r)[0] for r in self.prefixes},
+                        key=lambda s: (s.proto, s.offset, s.length, s.last_mask))
+        if len(shapes) > PREFIX_SHAPES:
+            raise RuleError(
+                f"{len(shapes)} distinct prefix shapes (protocol, offset, length); the kernel "
+                f"looks up at most {PREFIX_SHAPES}. Use fewer distinct lengths or offsets.")
+        return shapes
+
+    def prefix_keys(self) -> set[tuple[int, int, int, bytes]]:
+        """(proto, offset, length, masked bytes) for every prefix rule."""
+        keys = set()
+        for rule in self.prefixes:
+            shape, masked = kernel_view(rule)
+            keys.add((shape.proto, shape.offset, shape.length, masked))
+        return keys
+
+    def port_selected(self, proto: int, client_port: int, server_port: int) -> bool:
+        return (PortRule(proto, server_port, PortRole.SERVER) in self.ports
+                or PortRule(proto, client_port, PortRole.CLIENT) in self.ports)
+
+    def prefix_selected(self, proto: int, payload: bytes) -> bool:
+        """The kernel's prefix match, in Python (for the unprivileged prefilter)."""
+        keys = self.prefix_keys()
+        for shape in self.shapes():
+            if shape.proto != proto or shape.offset + shape.length > len(payload):
+                continue
+            window = payload[shape.offset:shape.offset + shape.length]
+            masked = window[:-1] + bytes([window[-1] & shape.last_mask])
+            if (proto, shape.offset, shape.length, masked) in keys:
+                return True
+        return False
