@@ -75,7 +75,7 @@ class SensorProgram:
         except Exception as e:
             raise ProgramError(f"could not compile/load the XDP program: {e}. "
                                "Run `xdpsensor check` to see what the host lacks.") from e
-        self._map_fd = {name: self.bpf[name].map_fd for name in
+        self._map_fd = {name: self.bpf[name.encode()].map_fd for name in
                         ("flows", "ports", "prefixes", "prefix_shapes", "config", "stats")}
         from bcc.utils import get_possible_cpus
         self._ncpus = len(get_possible_cpus())  # per-CPU maps hold one slot per possible CPU
@@ -154,7 +154,7 @@ class SensorProgram:
         def callback(_ctx, data, size):
             on_record(ct.string_at(data, size))
             return 0
-        self.bpf["events"].open_ring_buffer(callback)
+        self.bpf[b"events"].open_ring_buffer(callback)
 
     def poll(self, timeout_ms: int) -> None:
         self.bpf.ring_buffer_poll(timeout_ms)
