@@ -15,7 +15,9 @@ from sensor.netns import in_netns
 
 MODES = {"auto": 0, "native": bpfsys.XDP_FLAGS_DRV_MODE, "generic": bpfsys.XDP_FLAGS_SKB_MODE}
 _NO_XDP_LINKS = {errno.EINVAL, 524}  # 524: the kernel's ENOTSUPP
-_ATTACHED_MODE = {1: "native", 2: "generic", 3: "offload", 4: "multi"}
+# IFLA_XDP_ATTACHED: pyroute2 0.7 decodes it to iproute2's words, later ones to ints.
+_ATTACHED_MODE = {1: "native", 2: "generic", 3: "offload", 4: "multi",
+                  "xdp": "native", "xdpgeneric": "generic", "xdpoffload": "offload", "xdpmulti": "multi"}
 
 
 class AttachError(RuntimeError):

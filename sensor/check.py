@@ -1,0 +1,89 @@
+"""`xdpsensor check`: can this host run the sensor? Each finding carries a
+one-line fix when it blocks."""
+from __future__ import annotations
+
+import os
+import platform
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def _headers() -> Finding:
+    build = Path(f"/lib/modules/{platform.release()}/build")
+    if not build.exists():
+        return Finding("kernel headers", False, f"{build} missing", "run `make setup` (installs headers or the fallback)")
+    target = build.resolve()
+    fallback = platform.release() not in target.name
+    return Finding("kernel headers", True, f"{target}" + (" (distribution fallback)" if fallback else ""))
+
+
+def _bcc() -> Finding:
+    try:
+        import bcc
+    except ImportError:
+        return Finding("bcc", False, "not importable", "run `make setup` (apt python3-bpfcc) and use .venv/bin/xdpsensor")
+    return Finding("bcc", True, getattr(bcc, "__version__", "unknown version"))
+
+
+def _xdp_probe() -> list[Finding]:
+    """Load the real program and link it to a veth in a throwaway namespace
+    in each mode; nothing outside that namespace is touched."""
+    from pyroute2 import IPRoute, netns
+
+    from sensor.kernel.attach import AttachError, attach, detach
+    from sensor.kernel.program import SensorProgram
+    from sensor.netns import in_netns
+
+    try:
+        program = SensorProgram()
+    except Exception as e:
+        return [Finding("XDP program", False, str(e), "see the findings above")]
+    name = f"xdpsensor-check-{uuid.uuid4().hex[:6]}"
+    findings = [Finding("XDP program", True, "compiled and verified")]
+    try:
+        netns.create(name)
+        with in_netns(name), IPRoute() as ipr:
+            ipr.link("add", ifname="probe0", kind="veth", peer="probe1")
+            for ifname in ("probe0", "probe1"):
+                ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0], state="up")
+        for mode in ("native", "generic"):
+            try:
+                att = attach(program.fd, "probe0", name, mode)
+                findings.append(Finding(f"XDP {mode} on veth", True, f"obtained {att.mode} via {att.method}"))
+                if mode == "native":
+                    findings.append(Finding("bpf_link", att.method == "link",
+                                            "XDP links work: the program detaches when the sensor dies"
+                                            if att.method == "link" else "unsupported: netlink fallback",
+                                            "" if att.method == "link" else "use a kernel >= 5.9"))
+                detach(att)
+            except AttachError as e:
+                findings.append(Finding(f"XDP {mode} on veth", False, str(e), "use --mode auto"))
+    finally:
+        if name in netns.listnetns():
+            netns.remove(name)
+        program.close()
+    return findings
+
+
+def run_checks() -> list[Finding]:
+    root = os.geteuid() == 0
+    findings = [
+        Finding("kernel", True, platform.release()),
+        Finding("BTF", Path("/sys/kernel/btf/vmlinux").exists(), "/sys/kernel/btf/vmlinux",
+                "use a kernel built with CONFIG_DEBUG_INFO_BTF"),
+        _headers(),
+        _bcc(),
+        Finding("privileges", root, "root" if root else f"uid {os.geteuid()}", "run as root (sudo)"),
+    ]
+    if all(f.ok for f in findings):
+        findings += _xdp_probe()
+    return findings

@@ -1,0 +1,106 @@
+"""Real, bounded traffic across the lab: sockets made inside the lab's
+namespaces talk to addresses that exist only on the lab's interfaces.
+Every exchange has a fixed count and a timeout, and stops by itself."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+from sensor.kernel.attach import xdp_status
+from sensor.lab import SENSOR_IFACES, Lab
+from sensor.netns import in_netns
+
+TIMEOUT = 5.0
+
+
+def _family(ip: str) -> int:
+    return socket.AF_INET6 if ":" in ip else socket.AF_INET
+
+
+def udp_exchange(lab: Lab, port: int, requests: list[bytes], reply: bytes | None = b"ok",
+                 v6: bool = False) -> int:
+    """Client sends each request to the server's `port`; the server answers
+    each with `reply` (None: no answer). Returns the replies received."""
+    server_ip = lab.server_ip6 if v6 else lab.server_ip
+    fam = _family(server_ip)
+    with in_netns(lab.server):
+        srv = socket.socket(fam, socket.SOCK_DGRAM)
+        srv.bind((server_ip, port))
+    with in_netns(lab.client):
+        cli = socket.socket(fam, socket.SOCK_DGRAM)
+    srv.settimeout(TIMEOUT)
+    cli.settimeout(TIMEOUT)
+    got = 0
+    try:
+        for request in requests:
+            cli.sendto(request, (server_ip, port))
+            _, peer = srv.recvfrom(65535)
+            if reply is not None:
+                srv.sendto(reply, peer)
+                cli.recvfrom(65535)
+                got += 1
+    finally:
+        srv.close()
+        cli.close()
+    return got
+
+
+def tcp_exchange(lab: Lab, port: int, request: bytes, response: bytes, v6: bool = False) -> bytes:
+    """One TCP connection: the client sends `request`, the server reads it,
+    answers `response` and closes; both sides close cleanly (FIN/FIN)."""
+    server_ip = lab.server_ip6 if v6 else lab.server_ip
+    fam = _family(server_ip)
+    with in_netns(lab.server):
+        listener = socket.socket(fam, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((server_ip, port))
+        listener.listen(1)
+    listener.settimeout(TIMEOUT)
+
+    def serve() -> None:
+        try:
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(TIMEOUT)
+                received = b""
+                while len(received) < len(request):
+                    chunk = conn.recv(65535)
+                    if not chunk:
+                        break
+                    received += chunk
+                conn.sendall(response)
+        except OSError:
+            pass
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    with in_netns(lab.client):
+        cli = socket.socket(fam, socket.SOCK_STREAM)
+    cli.settimeout(TIMEOUT)
+    answer = b""
+    try:
+        cli.connect((server_ip, port))
+        cli.sendall(request)
+        while True:
+            chunk = cli.recv(65535)
+            if not chunk:
+                break
+            answer += chunk
+    finally:
+        cli.close()
+        server.join(TIMEOUT)
+        listener.close()
+    return answer
+
+
+def wait_attached(lab: Lab, timeout: float = 30.0, attached: bool = True) -> bool:
+    """Wait until both sensor interfaces have (or no longer have) an XDP program."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with in_netns(lab.sensor):
+            states = [bool(xdp_status(name).prog_id) for name in SENSOR_IFACES]
+        if all(s == attached for s in states):
+            return True
+        time.sleep(0.1)
+    return False

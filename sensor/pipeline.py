@@ -1,0 +1,154 @@
+"""The userspace pipeline, sans-I/O: frames in, session records out.
+
+frame -> packet -> session table (reassembly) -> plugin runtime -> record.
+The same object serves the live ring buffer and pcap files. When the frames
+came through the XDP program, the kernel's whole-flow counters replace the
+userspace ones at session end (they include packets never sent up), and a
+session no plugin still wants is BYPASSED in the kernel."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from sensor.arkime.runtime import PluginRuntime
+from sensor.flows.events import PayloadDelivered, SessionEnded, SessionStarted
+from sensor.flows.session import Session
+from sensor.flows.table import SessionTable
+from sensor.kernel.contract import TCPF_ZERO_HI, TCPF_ZERO_LO, TCPFLAG_NAMES, FlowKey, FlowState, Verdict, key_endpoints
+from sensor.packet import LINKTYPE_ETHERNET, PacketError, decode_frame
+
+log = logging.getLogger(__name__)
+
+
+class KernelFlows(Protocol):
+    """What the pipeline needs of the kernel's flow table (SensorProgram)."""
+
+    monotonic_offset: float
+
+    def flow(self, key: FlowKey) -> FlowState | None: ...
+    def set_verdict(self, key: FlowKey, verdict: Verdict) -> bool: ...
+    def delete_flow(self, key: FlowKey) -> None: ...
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    frames: int = 0
+    undecodable: int = 0
+    sessions: int = 0
+    records: int = 0
+    bypassed: int = 0
+
+
+def overlay_kernel_counts(session: Session, key: FlowKey, state: FlowState, monotonic_offset: float) -> None:
+    """Replace the session's counters with the kernel's whole-flow ones,
+    turning the kernel's LO/HI sides into client/server."""
+    lo, _ = key_endpoints(key)
+    client = 0 if (lo.ip, lo.port) == (session.client_ip, session.client_port) else 1
+    sides = (client, 1 - client)
+    session.packets = [state.packets[s] for s in sides]
+    session.bytes = [state.bytes[s] for s in sides]
+    for i, name in enumerate(TCPFLAG_NAMES):
+        session.tcpflags[name] = state.tcpflags[i]
+    zero = (state.tcpflags[TCPF_ZERO_LO], state.tcpflags[TCPF_ZERO_HI])
+    session.tcpflags["srcZero"], session.tcpflags["dstZero"] = zero[client], zero[1 - client]
+    session.first_ts = min(session.first_ts, state.first_ns / 1e9 + monotonic_offset)
+    session.last_ts = max(session.last_ts, state.last_ns / 1e9 + monotonic_offset)
+    if state.late_select:
+        session.tags.add("xdp-late-select")
+
+
+class Pipeline:
+    """Feed frames (with the kernel flow key when they came from XDP); the
+    finished session records go to `on_record`."""
+
+    def __init__(self, runtime: PluginRuntime, table: SessionTable, on_record: Callable[[dict], None],
+                 kernel: KernelFlows | None = None, bypass: bool = False) -> None:
+        self.runtime = runtime
+        self.table = table
+        self.kernel = kernel
+        self.bypass = bypass and kernel is not None
+        self.on_record = on_record
+        self.stats = PipelineStats()
+        self._handles: dict[int, int] = {}
+        self._kernel_keys: dict[int, FlowKey] = {}
+        self._pending_key: FlowKey | None = None
+        self._delivered: dict[bytes, int] = {}
+
+    def feed(self, frame: bytes, timestamp: float, kernel_key: FlowKey | None = None,
+             linktype: int = LINKTYPE_ETHERNET, wire_len: int | None = None) -> None:
+        self.stats.frames += 1
+        try:
+            packet = decode_frame(frame, timestamp, linktype, wire_len)
+        except PacketError as e:
+            self.stats.undecodable += 1
+            log.debug("frame not decodable: %s", e)
+            return
+        self._pending_key = kernel_key
+        if kernel_key is not None:
+            raw_key = bytes(kernel_key)
+            self._delivered[raw_key] = self._delivered.get(raw_key, 0) + 1
+        for event in self.table.process(packet):
+            self._handle(event)
+
+    def expire(self, now: float) -> None:
+        for event in self.table.expire(now):
+            self._handle(event)
+        self._emit_deferred()
+
+    def close(self) -> None:
+        """End every session (shutdown / end of capture) and flush deferred saves."""
+        for event in self.table.close_all():
+            self._handle(event)
+        for record in self.runtime.drain_deferred(force=True):
+            self._emit(record)
+
+    def _handle(self, event) -> None:
+        session = event.session
+        if isinstance(event, PayloadDelivered):
+            handle = self._handles[session.id]
+            self.runtime.payload(handle, event.direction_index, event.data)
+            if self.bypass and not self.runtime.wants_more(handle):
+                self._bypass(session)
+        elif isinstance(event, SessionStarted):
+            self.stats.sessions += 1
+            self._handles[session.id] = self.runtime.session_started(session)
+            if self._pending_key is not None:
+                self._kernel_keys[session.id] = self._pending_key
+        elif isinstance(event, SessionEnded):
+            self._end(session, event.reason)
+
+    def _bypass(self, session: Session) -> None:
+        key = self._kernel_keys.get(session.id)
+        if key is not None and "xdp-bypassed" not in session.tags:
+            self.kernel.set_verdict(key, Verdict.BYPASSED)
+            session.tags.add("xdp-bypassed")
+            self.stats.bypassed += 1
+
+    def _end(self, session: Session, reason: str) -> None:
+        key = self._kernel_keys.pop(session.id, None)
+        delivered = None
+        if key is not None and self.kernel is not None:
+            delivered = self._delivered.pop(bytes(key), 0)
+            state = self.kernel.flow(key)
+            if state is not None:
+                overlay_kernel_counts(session, key, state, self.kernel.monotonic_offset)
+            if reason != "shutdown":
+                # The next connection on this 5-tuple starts as a fresh flow.
+                self.kernel.delete_flow(key)
+        handle = self._handles.pop(session.id)
+        record = self.runtime.session_ended(handle)
+        if record is not None:
+            record["xdpsensor"] = {"endReason": reason, "sessionId": session.id}
+            if delivered is not None:
+                record["xdpsensor"]["delivered"] = delivered
+            self._emit(record)
+
+    def _emit_deferred(self) -> None:
+        for record in self.runtime.drain_deferred():
+            self._emit(record)
+
+    def _emit(self, record: dict) -> None:
+        self.stats.records += 1
+        self.on_record(record)
