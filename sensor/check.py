@@ -78,8 +78,8 @@ def run_checks() -> list[Finding]:
     root = os.geteuid() == 0
     findings = [
         Finding("kernel", True, platform.release()),
-        Finding("BTF", Path("/sys/kernel/btf/vmlinux").exists(), "/sys/kernel/btf/vmlinux",
-                "use a kernel built with CONFIG_DEBUG_INFO_BTF"),
+        Finding("BTF", True, "/sys/kernel/btf/vmlinux " + ("present" if Path("/sys/kernel/btf/vmlinux").exists()
+                                                           else "absent (bcc does not need it)")),
         _headers(),
         _bcc(),
         Finding("privileges", root, "root" if root else f"uid {os.geteuid()}", "run as root (sudo)"),
