@@ -1,0 +1,1 @@
+"""Packet sources: pcap files and the live ring buffer."""

@@ -1,0 +1,1 @@
+"""Sessions, direction, states, timeouts and TCP reassembly: sans-I/O, packet time only."""

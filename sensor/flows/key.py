@@ -1,0 +1,69 @@
+"""Flow identity: the canonical lookup key and the Community ID v1 hash."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import socket
+import struct
+
+from sensor.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, Packet
+
+# (ip_protocol, vlan ids or (), endpoint a ip, a port, endpoint b ip, b port), with
+# (a ip, a port) <= (b ip, b port) as strings: both directions of a flow map to
+# one key. The order is only canonical, not numeric; Community ID orders numerically.
+FlowKey = tuple[int, tuple[int, ...], str, int, str, int]
+
+_PORTED_PROTOCOLS = frozenset((IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP))
+
+# ICMP types that come in request/reply pairs map to their counterpart, so both
+# directions hash alike; other types are one-way (Zeek's rule, adopted by the spec).
+_ICMP_COUNTERPART = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 9: 10, 17: 18, 18: 17}
+_ICMPV6_COUNTERPART = {
+    128: 129, 129: 128, 130: 131, 131: 130, 133: 134, 134: 133,
+    135: 136, 136: 135, 139: 140, 140: 139, 144: 145, 145: 144,
+}
+
+_SEED = struct.Struct("!H")
+_PROTO_PAD_PORTS = struct.Struct("!BxHH")
+_PROTO_PAD = struct.Struct("!Bx")
+
+
+def flow_key(packet: Packet, with_vlan: bool = False) -> FlowKey:
+    """The direction-free key of the flow this packet belongs to.
+
+    Like Arkime, VLAN ids are not part of the key by default: a flow that a
+    SPAN port shows on two VLANs (before and after a router) is one session.
+    """
+    vlan = packet.vlan if with_vlan else ()
+    src = (packet.src_ip, packet.src_port)
+    dst = (packet.dst_ip, packet.dst_port)
+    if src <= dst:
+        return (packet.ip_protocol, vlan, packet.src_ip, packet.src_port, packet.dst_ip, packet.dst_port)
+    return (packet.ip_protocol, vlan, packet.dst_ip, packet.dst_port, packet.src_ip, packet.src_port)
+
+
+def community_id(src_ip: str, dst_ip: str, sport: int | None, dport: int | None, proto: int, seed: int = 0) -> str:
+    """Community ID v1 ("1:<base64 sha1>") per the Corelight spec.
+
+    For ICMP/ICMPv6 pass the ICMP type as `sport` and the code as `dport`.
+    Ports are ignored for protocols other than TCP, UDP, SCTP, ICMP and ICMPv6.
+    """
+    family = socket.AF_INET6 if ":" in src_ip else socket.AF_INET
+    saddr = socket.inet_pton(family, src_ip)
+    daddr = socket.inet_pton(family, dst_ip)
+    one_way = False
+    if proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
+        counterparts = _ICMP_COUNTERPART if proto == IPPROTO_ICMP else _ICMPV6_COUNTERPART
+        icmp_type, icmp_code = sport or 0, dport or 0
+        if icmp_type in counterparts:
+            sport, dport = icmp_type, counterparts[icmp_type]
+        else:
+            sport, dport, one_way = icmp_type, icmp_code, True
+        has_ports = True
+    else:
+        has_ports = proto in _PORTED_PROTOCOLS and sport is not None and dport is not None
+    if not one_way and (saddr, sport or 0) > (daddr, dport or 0):
+        saddr, daddr, sport, dport = daddr, saddr, dport, sport
+    tail = _PROTO_PAD_PORTS.pack(proto, sport, dport) if has_ports else _PROTO_PAD.pack(proto)
+    digest = hashlib.sha1(_SEED.pack(seed) + saddr + daddr + tail).digest()
+    return "1:" + base64.b64encode(digest).decode("ascii")

@@ -1,0 +1,68 @@
+"""One bidirectional flow and the counters Arkime's session record needs.
+
+Per-direction lists are indexed like Arkime's `which`: 0 client->server,
+1 server->client. The attribute names are a contract with the plugin runtime
+(`sensor.arkime.view.SessionView`) and the output writers: do not rename them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sensor.flows.key import FlowKey
+from sensor.flows.reassembly import TcpReassembler
+from sensor.flows.state import EndReason, SessionState, StateTrigger, next_state
+
+FIRST_PAYLOAD_BYTES = 8  # what srcPayload8/dstPayload8 keep
+
+TCPFLAG_KEYS = ("syn", "syn-ack", "ack", "psh", "fin", "rst", "urg", "ece", "cwr", "ae", "srcZero", "dstZero")
+
+
+def _zero_tcpflags() -> dict[str, int]:
+    return dict.fromkeys(TCPFLAG_KEYS, 0)
+
+
+@dataclass(slots=True, eq=False)
+class Session:
+    """Mutable flow state owned by a `SessionTable`; times are packet time (seconds)."""
+
+    id: int
+    key: FlowKey
+    ip_protocol: int
+    ip_version: int
+    client_ip: str
+    server_ip: str
+    client_port: int
+    server_port: int
+    vlan: tuple[int, ...]  # every VLAN id seen, in order of first appearance
+    first_ts: float
+    last_ts: float
+    community_id: str
+    state: SessionState
+    created_at: float
+    closed_at: float | None = None
+    packets: list[int] = field(default_factory=lambda: [0, 0])
+    bytes: list[int] = field(default_factory=lambda: [0, 0])  # frame bytes (wire length)
+    databytes: list[int] = field(default_factory=lambda: [0, 0])  # L4 payload; TCP: in-order reassembled
+    tcpflags: dict[str, int] = field(default_factory=_zero_tcpflags)
+    first_payload: list[bytes] = field(default_factory=lambda: [b"", b""])
+    tags: set[str] = field(default_factory=set)
+    # TCP only: one reassembler per direction, created with the session.
+    streams: tuple[TcpReassembler, TcpReassembler] | None = None
+    # Set by the first FIN ("fin") or RST ("rst", which wins): the session then
+    # ends after the short closing timeout instead of the idle one.
+    closing_reason: EndReason | None = None
+
+    def direction_of(self, src_ip: str, src_port: int) -> int:
+        """0 when a packet from (src_ip, src_port) goes client->server, else 1."""
+        return 0 if src_ip == self.client_ip and src_port == self.client_port else 1
+
+    def trigger(self, trigger: StateTrigger) -> None:
+        """Move along the state table (`sensor.flows.state`)."""
+        self.state = next_state(self.state, trigger)
+
+    def record_payload(self, direction: int, data: bytes) -> None:
+        """Count delivered L4 bytes and keep the first few of each direction."""
+        self.databytes[direction] += len(data)
+        kept = self.first_payload[direction]
+        if len(kept) < FIRST_PAYLOAD_BYTES:
+            self.first_payload[direction] = kept + data[:FIRST_PAYLOAD_BYTES - len(kept)]

@@ -1,0 +1,311 @@
+"""Decode one captured frame into a `Packet` (L2 to L4), without I/O.
+
+Every decoder reads fixed headers with precompiled `struct.Struct` objects:
+this is the userspace hot path, so no scapy/dpkt and no per-field objects.
+
+Contract:
+- IP packets always decode to a `Packet`, whatever the IP protocol. TCP, UDP
+  and SCTP carry ports; other protocols (ICMP, GRE, ...) and non-first IP
+  fragments have ports 0 and `payload` holds the bytes after the IP headers
+  (for ICMP: the whole ICMP message, type and code first).
+- Anything that is not IP, or whose headers are cut short or malformed, raises a
+  `PacketError` subclass; the caller counts it by type and goes on.
+- `payload` stops at the IP total length (IPv4) or payload length (IPv6), so
+  Ethernet padding never becomes data. A zero IPv4 total length (TSO/GRO
+  captures) or a zero IPv6 payload length (jumbogram) means "up to the end of
+  the captured bytes".
+"""
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass
+
+LINKTYPE_NULL = 0
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+LINKTYPE_RAW_OPENBSD = 12  # DLT_RAW value on some BSDs, same format as 101
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+
+ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_IPV6 = 0x86DD
+_VLAN_ETHERTYPES = (0x8100, 0x88A8)
+MAX_VLAN_TAGS = 2
+
+IPPROTO_ICMP = 1
+IPPROTO_TCP = 6
+IPPROTO_UDP = 17
+IPPROTO_ICMPV6 = 58
+IPPROTO_SCTP = 132
+
+# IPv6 extension headers we walk through, and how many at most (a bounded loop,
+# like the XDP parser, so a crafted chain cannot make us spin).
+MAX_IPV6_EXTENSION_HEADERS = 8
+_IPV6_HOP_BY_HOP, _IPV6_ROUTING, _IPV6_FRAGMENT, _IPV6_AH, _IPV6_DEST_OPTS = 0, 43, 44, 51, 60
+_IPV6_SIMPLE_EXTENSIONS = frozenset((_IPV6_HOP_BY_HOP, _IPV6_ROUTING, _IPV6_DEST_OPTS))
+
+# TCP flag bits as found in `Packet.tcp_flags` (AE, formerly NS, is bit 8).
+TCP_FIN = 0x01
+TCP_SYN = 0x02
+TCP_RST = 0x04
+TCP_PSH = 0x08
+TCP_ACK = 0x10
+TCP_URG = 0x20
+TCP_ECE = 0x40
+TCP_CWR = 0x80
+TCP_AE = 0x100
+
+# Address families seen in the 4-byte header of LINKTYPE_NULL (host byte order
+# of the capturing machine): AF_INET is 2 everywhere, AF_INET6 differs by OS.
+_NULL_AF_INET = 2
+_NULL_AF_INET6 = frozenset((10, 24, 28, 30))
+
+_ETHERTYPE = struct.Struct("!H")
+_VLAN_TAG = struct.Struct("!HH")
+_IPV4 = struct.Struct("!BxHHHBB2x4s4s")
+_IPV6 = struct.Struct("!4xHBB16s16s")
+_IPV6_EXT = struct.Struct("!BB")
+_IPV6_FRAG = struct.Struct("!BxHI")
+_TCP = struct.Struct("!HHIIBBH")
+_UDP = struct.Struct("!HHH")
+_PORTS = struct.Struct("!HH")
+_NULL_FAMILY_LE = struct.Struct("<I")
+_NULL_FAMILY_BE = struct.Struct(">I")
+
+_AF_INET = socket.AF_INET
+_AF_INET6 = socket.AF_INET6
+_inet_ntop = socket.inet_ntop
+
+
+class PacketError(ValueError):
+    """A frame that cannot be decoded into an IP packet."""
+
+
+class Truncated(PacketError):
+    """A header is cut short by the end of the captured bytes (snaplen or corruption)."""
+
+
+class NotIp(PacketError):
+    """The frame carries no IPv4/IPv6 packet (ARP, LLDP, too many VLAN tags, ...)."""
+
+
+class MalformedHeader(PacketError):
+    """A header field is impossible (bad IP version, IHL < 5, TCP data offset < 5, ...)."""
+
+
+class UnsupportedLinktype(PacketError):
+    """The capture's link type is not one this decoder knows."""
+
+
+class ExtensionHeaderLimit(PacketError):
+    """An IPv6 packet has more extension headers than MAX_IPV6_EXTENSION_HEADERS."""
+
+
+@dataclass(slots=True)
+class Packet:
+    """One decoded IP packet; ports are 0 when the protocol or fragment has none."""
+
+    timestamp: float
+    frame_len: int
+    vlan: tuple[int, ...]
+    ip_version: int
+    src_ip: str
+    dst_ip: str
+    ip_protocol: int
+    ttl: int
+    src_port: int = 0
+    dst_port: int = 0
+    tcp_flags: int = 0
+    seq: int = 0
+    ack: int = 0
+    window: int = 0
+    payload: bytes = b""
+    ip_id: int = 0
+    is_fragment: bool = False
+    frag_offset: int = 0
+    more_fragments: bool = False
+
+
+def decode_frame(
+    frame: bytes,
+    timestamp: float,
+    linktype: int = LINKTYPE_ETHERNET,
+    wire_len: int | None = None,
+) -> Packet:
+    """Decode a captured frame of the given pcap link type.
+
+    `wire_len` is the original length on the wire (defaults to len(frame)).
+    Raises a `PacketError` subclass for anything that is not a decodable IP packet.
+    """
+    frame_len = len(frame) if wire_len is None else wire_len
+    if linktype == LINKTYPE_ETHERNET:
+        return _decode_ethernet(frame, timestamp, frame_len)
+    if linktype in (LINKTYPE_RAW, LINKTYPE_RAW_OPENBSD, LINKTYPE_IPV4, LINKTYPE_IPV6):
+        return _decode_ip_at(frame, 0, timestamp, frame_len, ())
+    if linktype == LINKTYPE_LINUX_SLL:
+        return _decode_ethertype(frame, 16, _ethertype_at(frame, 14, 16), timestamp, frame_len)
+    if linktype == LINKTYPE_LINUX_SLL2:
+        return _decode_ethertype(frame, 20, _ethertype_at(frame, 0, 20), timestamp, frame_len)
+    if linktype == LINKTYPE_NULL:
+        return _decode_null(frame, timestamp, frame_len)
+    raise UnsupportedLinktype(f"pcap linktype {linktype} is not supported (use 0, 1, 12, 101, 113, 228, 229 or 276)")
+
+
+def decode_ip(data: bytes, timestamp: float, wire_len: int | None = None) -> Packet:
+    """Decode a bare IPv4/IPv6 packet (raw-IP link types); the version nibble decides."""
+    return _decode_ip_at(data, 0, timestamp, len(data) if wire_len is None else wire_len, ())
+
+
+def _ethertype_at(frame: bytes, offset: int, header_len: int) -> int:
+    if len(frame) < header_len:
+        raise Truncated(f"link header needs {header_len} bytes, frame has {len(frame)}")
+    return _ETHERTYPE.unpack_from(frame, offset)[0]
+
+
+def _decode_ethernet(frame: bytes, timestamp: float, frame_len: int) -> Packet:
+    if len(frame) < 14:
+        raise Truncated(f"Ethernet header needs 14 bytes, frame has {len(frame)}")
+    ethertype = _ETHERTYPE.unpack_from(frame, 12)[0]
+    if ethertype == ETHERTYPE_IPV4:  # the common case first: no VLAN, IPv4
+        return _decode_ipv4(frame, 14, timestamp, frame_len, ())
+    offset = 14
+    vlan: tuple[int, ...] = ()
+    while ethertype in _VLAN_ETHERTYPES:
+        if len(vlan) == MAX_VLAN_TAGS:
+            raise NotIp(f"more than {MAX_VLAN_TAGS} VLAN tags")
+        if len(frame) < offset + 4:
+            raise Truncated(f"VLAN tag at offset {offset} is cut short")
+        tci, ethertype = _VLAN_TAG.unpack_from(frame, offset)
+        vlan += (tci & 0x0FFF,)
+        offset += 4
+    return _decode_ethertype(frame, offset, ethertype, timestamp, frame_len, vlan)
+
+
+def _decode_ethertype(
+    frame: bytes, offset: int, ethertype: int, timestamp: float, frame_len: int, vlan: tuple[int, ...] = ()
+) -> Packet:
+    if ethertype == ETHERTYPE_IPV4:
+        return _decode_ipv4(frame, offset, timestamp, frame_len, vlan)
+    if ethertype == ETHERTYPE_IPV6:
+        return _decode_ipv6(frame, offset, timestamp, frame_len, vlan)
+    if ethertype < 0x0600:
+        raise NotIp(f"802.3 frame (length field {ethertype}), not Ethernet II: not IP")
+    raise NotIp(f"ethertype 0x{ethertype:04x} is not IP")
+
+
+def _decode_null(frame: bytes, timestamp: float, frame_len: int) -> Packet:
+    if len(frame) < 4:
+        raise Truncated(f"loopback header needs 4 bytes, frame has {len(frame)}")
+    families = (_NULL_FAMILY_LE.unpack_from(frame)[0], _NULL_FAMILY_BE.unpack_from(frame)[0])
+    if _NULL_AF_INET in families:
+        return _decode_ipv4(frame, 4, timestamp, frame_len, ())
+    if not _NULL_AF_INET6.isdisjoint(families):
+        return _decode_ipv6(frame, 4, timestamp, frame_len, ())
+    raise NotIp(f"loopback address family {families[0]} is not IP")
+
+
+def _decode_ip_at(data: bytes, offset: int, timestamp: float, frame_len: int, vlan: tuple[int, ...]) -> Packet:
+    if len(data) <= offset:
+        raise Truncated("no IP header: the frame is empty")
+    version = data[offset] >> 4
+    if version == 4:
+        return _decode_ipv4(data, offset, timestamp, frame_len, vlan)
+    if version == 6:
+        return _decode_ipv6(data, offset, timestamp, frame_len, vlan)
+    raise NotIp(f"IP version {version} is neither 4 nor 6")
+
+
+def _decode_ipv4(frame: bytes, offset: int, timestamp: float, frame_len: int, vlan: tuple[int, ...]) -> Packet:
+    if len(frame) < offset + 20:
+        raise Truncated(f"IPv4 header needs 20 bytes, {len(frame) - offset} captured")
+    ver_ihl, total_len, ip_id, frag, ttl, proto, src, dst = _IPV4.unpack_from(frame, offset)
+    header_len = (ver_ihl & 0x0F) << 2
+    if ver_ihl >> 4 != 4 or header_len < 20:
+        raise MalformedHeader(f"IPv4 version/IHL byte 0x{ver_ihl:02x} is invalid")
+    end = len(frame)
+    if total_len:
+        if total_len < header_len:
+            raise MalformedHeader(f"IPv4 total length {total_len} is shorter than its header ({header_len})")
+        end = min(end, offset + total_len)
+    l4 = offset + header_len
+    if l4 > end:
+        raise Truncated(f"IPv4 options need {header_len} bytes, {end - offset} captured")
+    frag_offset = (frag & 0x1FFF) << 3
+    more_fragments = bool(frag & 0x2000)
+    packet = Packet(
+        timestamp, frame_len, vlan, 4, _inet_ntop(_AF_INET, src), _inet_ntop(_AF_INET, dst), proto, ttl,
+        0, 0, 0, 0, 0, 0, b"", ip_id, more_fragments or frag_offset > 0, frag_offset, more_fragments,
+    )
+    return _decode_l4(packet, frame, l4, end)
+
+
+def _decode_ipv6(frame: bytes, offset: int, timestamp: float, frame_len: int, vlan: tuple[int, ...]) -> Packet:
+    if len(frame) < offset + 40:
+        raise Truncated(f"IPv6 header needs 40 bytes, {len(frame) - offset} captured")
+    if frame[offset] >> 4 != 6:
+        raise MalformedHeader(f"IPv6 header has version {frame[offset] >> 4}")
+    payload_len, next_header, hop_limit, src, dst = _IPV6.unpack_from(frame, offset)
+    pos = offset + 40
+    end = min(len(frame), pos + payload_len) if payload_len else len(frame)
+    packet = Packet(
+        timestamp, frame_len, vlan, 6, _inet_ntop(_AF_INET6, src), _inet_ntop(_AF_INET6, dst), next_header, hop_limit,
+    )
+    for _ in range(MAX_IPV6_EXTENSION_HEADERS):
+        if next_header in _IPV6_SIMPLE_EXTENSIONS or next_header == _IPV6_AH or next_header == _IPV6_FRAGMENT:
+            if pos + 8 > end:
+                raise Truncated(f"IPv6 extension header {next_header} is cut short")
+            if next_header == _IPV6_FRAGMENT:
+                following, frag, ident = _IPV6_FRAG.unpack_from(frame, pos)
+                packet.is_fragment = True
+                packet.frag_offset = frag & 0xFFF8
+                packet.more_fragments = bool(frag & 1)
+                packet.ip_id = ident
+                pos += 8
+            else:
+                following, ext_len = _IPV6_EXT.unpack_from(frame, pos)
+                pos += (ext_len + 2) * 4 if next_header == _IPV6_AH else (ext_len + 1) * 8
+            next_header = following
+            continue
+        packet.ip_protocol = next_header
+        if pos > end:
+            raise Truncated("IPv6 extension headers run past the end of the packet")
+        return _decode_l4(packet, frame, pos, end)
+    raise ExtensionHeaderLimit(f"IPv6 packet has more than {MAX_IPV6_EXTENSION_HEADERS} extension headers")
+
+
+def _decode_l4(packet: Packet, frame: bytes, pos: int, end: int) -> Packet:
+    """Fill ports, TCP fields and payload; non-first fragments only get payload."""
+    if packet.frag_offset:
+        packet.payload = frame[pos:end]
+        return packet
+    proto = packet.ip_protocol
+    if proto == IPPROTO_TCP:
+        if pos + 20 > end:
+            raise Truncated(f"TCP header needs 20 bytes, {end - pos} available")
+        (packet.src_port, packet.dst_port, packet.seq, packet.ack,
+         offset_byte, flags, packet.window) = _TCP.unpack_from(frame, pos)
+        header_len = (offset_byte >> 4) << 2
+        if header_len < 20:
+            raise MalformedHeader(f"TCP data offset {header_len >> 2} is below 5")
+        if pos + header_len > end:
+            raise Truncated(f"TCP options need {header_len} bytes, {end - pos} available")
+        packet.tcp_flags = flags | ((offset_byte & 1) << 8)
+        packet.payload = frame[pos + header_len:end]
+    elif proto == IPPROTO_UDP:
+        if pos + 8 > end:
+            raise Truncated(f"UDP header needs 8 bytes, {end - pos} available")
+        packet.src_port, packet.dst_port, udp_len = _UDP.unpack_from(frame, pos)
+        if 8 <= udp_len <= end - pos:
+            end = pos + udp_len
+        packet.payload = frame[pos + 8:end]
+    elif proto == IPPROTO_SCTP:
+        if pos + 12 > end:
+            raise Truncated(f"SCTP common header needs 12 bytes, {end - pos} available")
+        packet.src_port, packet.dst_port = _PORTS.unpack_from(frame, pos)
+        packet.payload = frame[pos + 12:end]
+    else:
+        packet.payload = frame[pos:end]
+    return packet
