@@ -4,23 +4,23 @@ Names, constants, positional-only signatures, return values and exceptions
 follow Arkime 6.7 (see specs/arkime-python-api.md a). Session handles are
 opaque ints. Deliberate differences from Arkime:
 
-| Arkime                                                   | xdpsensor                                                           |
-|----------------------------------------------------------|---------------------------------------------------------------------|
-| unknown expression in get/add_*/field_get exits capture  | raises `ArkimeFieldError` (a KeyError) in the calling plugin code   |
-| add_string on int/ip/float field, add_int on non-int exits | raises `ArkimeFieldTypeError` (a TypeError)                       |
-| field_define without db: for unknown expr exits          | raises `ArkimeFieldError`                                           |
-| termfield db containing `-term`, >1024 fields exit       | raise `ArkimeFieldDefinitionError` (a ValueError)                   |
-| register_port_classifier portKind 0 exits (CONFIGEXIT)   | raises ValueError; a port outside 0-65535 also raises ValueError    |
-| register_sctp_protocol_classifier protocol not 0-255 exits | raises ValueError                                                 |
-| classifier with a negative offset: undefined memory read | raises ValueError at registration                                   |
-| parser_buf_del/skip with which not 0/1: out-of-bounds    | raises ValueError                                                   |
-| decref below 0 goes negative                             | ignored with a warning                                              |
-| top-level plugin code runs once per packet/reader thread | runs once per runtime (one runtime per worker process)              |
-| sys.exit() in plugin top-level code ends the process     | reported as a load error like any other exception                   |
-| arkime_packet ethernet/ip callbacks run in reader threads | accepted and stored, never run: xdpsensor decodes L2-L4 itself;    |
-|                                                          | a warning is logged once; packet handles never exist, so            |
-|                                                          | arkime_packet.get/set/run_*_cb raise ArkimeHandleError (ValueError) |
-| field_define from a callback raises RuntimeError         | same                                                                |
+| Arkime (fatal = LOGEXIT ends capture)                            | xdpsensor                                                                                                                                                    |
+|------------------------------------------------------------------|--------------------------------------------------------------------------------------------------------------------------------------------------------------|
+| unknown expression in get/add_*/field_get: fatal                 | raises `ArkimeFieldError` (a KeyError) in the plugin's code                                                                                                  |
+| add_string on int/ip/float field, add_int on non-int: fatal      | raises `ArkimeFieldTypeError` (a TypeError)                                                                                                                  |
+| field_define without db: for an unknown expression: fatal        | raises `ArkimeFieldError`                                                                                                                                    |
+| termfield db containing `-term`, more than ~1024 fields: fatal   | raises `ArkimeFieldDefinitionError` (a ValueError)                                                                                                           |
+| register_port_classifier with portKind 0: fatal                  | raises ValueError; a port outside 0-65535 too                                                                                                                |
+| register_sctp_protocol_classifier protocol not 0-255: fatal      | raises ValueError                                                                                                                                            |
+| classifier with a negative offset: reads outside the packet      | raises ValueError at registration                                                                                                                            |
+| parser_buf_del/skip with which not 0/1: out of bounds            | raises ValueError                                                                                                                                            |
+| decref below 0: count goes negative                              | ignored, with a warning                                                                                                                                      |
+| plugin top-level code runs once per packet/reader thread         | runs once per runtime (one runtime per worker process)                                                                                                       |
+| sys.exit() in plugin top-level code ends the process             | reported as a load error like any other exception                                                                                                            |
+| more than 100 files in a dir: the first 100 read (readdir order) | the first 100 in alphabetical order; the rest reported as skipped                                                                                            |
+| ~31 parser slots per session, unregistered slots included        | 31 live parsers per session                                                                                                                                  |
+| kind:ip fields also create <db-2>GEO/ASN/RIR helper fields       | no helper fields (no enrichment in xdpsensor)                                                                                                                |
+| arkime_packet callbacks run in reader threads                    | stored on the runtime, never run (xdpsensor decodes L2-L4); warned once; no packet handle exists, so get/set/run_*_cb raise ArkimeHandleError (a ValueError) |
 """
 from __future__ import annotations
 
