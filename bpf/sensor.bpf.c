@@ -450,7 +450,12 @@ int xdp_sensor(struct xdp_md *ctx)
         struct flow_state fresh = {};
         fresh.first_ns = now;
         fresh.client = client_side(&p, side);
-        if (port_selected(&p.key, fresh.client)) {
+        __u32 all_bit = p.key.proto == IPPROTO_TCP ? SELECT_ALL_TCP : SELECT_ALL_UDP;
+        if (cfg->select_all & all_bit) {
+            fresh.verdict = VERDICT_SELECTED;
+            fresh.reason = REASON_ALL;
+            count(STAT_SELECTED);
+        } else if (port_selected(&p.key, fresh.client)) {
             fresh.verdict = VERDICT_SELECTED;
             fresh.reason = REASON_PORT;
             count(STAT_SELECTED);

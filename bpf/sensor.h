@@ -25,6 +25,7 @@ enum sensor_reason {
     REASON_PREFIX = 2,      /* a prefix rule matched a direction's first payload */
     REASON_UNDECIDED = 3,   /* first payload of an undecided flow (emit_undecided) */
     REASON_FRAGMENT = 4,    /* a non-first IP fragment of a selected flow */
+    REASON_ALL = 5,         /* select_all: a plugin wants every flow of this protocol */
 };
 
 /* A packet's sender: SIDE_LO means key.addr[0..15] / key.port[0]. */
@@ -131,12 +132,15 @@ struct prefix_key {
     __u8 bytes[SENSOR_PREFIX_MAX]; /* masked; zero past len */
 };
 
+#define SELECT_ALL_TCP 1
+#define SELECT_ALL_UDP 2
+
 /* Tunables, one entry in `config`. */
 struct sensor_config {
     __u32 snaplen;          /* bytes copied per record, <= SENSOR_MAX_SNAPLEN */
     __u32 max_undecided_payloads; /* payload packets before an undecided flow is IGNORED */
     __u32 emit_undecided;   /* 1: also emit first payloads of undecided flows */
-    __u32 pad;
+    __u32 select_all;       /* SELECT_ALL_TCP | SELECT_ALL_UDP: every flow of the protocol */
 };
 
 /* Later IP fragments carry no ports: they find their flow through the

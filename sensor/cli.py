@@ -71,6 +71,19 @@ def lab_status(name: str) -> None:
             click.echo(f"  {line}")
 
 
+def _load(runtime, paths) -> None:
+    """Load plugin files and directories; a broken plugin is reported, not fatal."""
+    from pathlib import Path
+
+    from sensor.arkime.loader import load_plugins
+    dirs = [p for p in paths if Path(p).is_dir()]
+    files = [p for p in paths if not Path(p).is_dir()]
+    report = load_plugins(runtime, dirs=dirs, files=files)
+    for error in report.errors:
+        click.echo(f"xdpsensor: plugin {error}", err=True)
+    click.echo(f"xdpsensor: loaded {len(report.loaded)} plugin file(s)", err=True)
+
+
 def _require_root() -> None:
     import os
     if os.geteuid() != 0:
@@ -90,7 +103,9 @@ def _require_root() -> None:
 @click.option("--force", is_flag=True, help="replace an XDP program already on the interface")
 @click.option("--emit-undecided", is_flag=True,
               help="also send first payloads of undecided flows (complete late-selected sessions, more load)")
-def run(interfaces, netns, ports, prefixes, output, duration, snaplen, mode, force, emit_undecided) -> None:
+@click.option("-p", "--plugin", "plugins", multiple=True, type=click.Path(exists=True),
+              help="Arkime Python plugin file or directory (repeatable); its registrations become kernel rules")
+def run(interfaces, netns, ports, prefixes, output, duration, snaplen, mode, force, emit_undecided, plugins) -> None:
     """Attach to interfaces and write one record per selected flow."""
     from sensor.arkime.runtime import PluginRuntime
     from sensor.capture.live import LiveCapture
@@ -103,8 +118,13 @@ def run(interfaces, netns, ports, prefixes, output, duration, snaplen, mode, for
     from sensor.pipeline import Pipeline
     from sensor.runner import run as run_loop, terminal_status
 
+    runtime = PluginRuntime()
+    if plugins:
+        _load(runtime, plugins)
     try:
         rules = RuleSet()
+        offload = runtime.offload_rules()
+        rules.add_offload(offload.ports, offload.prefixes, offload.match_all)
         for spec in ports:
             rules.ports.update(parse_port_spec(spec))
         for spec in prefixes:
@@ -122,7 +142,8 @@ def run(interfaces, netns, ports, prefixes, output, duration, snaplen, mode, for
     writer = JsonLinesWriter(output)
     try:
         program.set_rules(rules)
-        pipeline = Pipeline(PluginRuntime(), SessionTable(), writer.write, kernel=program)
+        # With plugins, a session none of them still wants is bypassed in the kernel.
+        pipeline = Pipeline(runtime, SessionTable(), writer.write, kernel=program, bypass=bool(plugins))
         capture = LiveCapture(program, interfaces, netns, mode, force)
         status = terminal_status if sys.stderr.isatty() else None
         summary = run_loop(capture, pipeline, duration, status)

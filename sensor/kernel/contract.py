@@ -16,6 +16,7 @@ PREFIX_MAX = 16
 PREFIX_SHAPES = 8
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
+SELECT_ALL_BITS = {IPPROTO_TCP: 1, IPPROTO_UDP: 2}
 
 
 class Verdict(enum.IntEnum):
@@ -31,6 +32,7 @@ class Reason(enum.IntEnum):
     PREFIX = 2
     UNDECIDED = 3
     FRAGMENT = 4
+    ALL = 5
 
 
 class Stat(enum.IntEnum):
@@ -118,7 +120,7 @@ class SensorConfig(ct.Structure):
         ("snaplen", ct.c_uint32),
         ("max_undecided_payloads", ct.c_uint32),
         ("emit_undecided", ct.c_uint32),
-        ("pad", ct.c_uint32),
+        ("select_all", ct.c_uint32),
     ]
 
 

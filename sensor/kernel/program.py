@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sensor.kernel import bpfsys
 from sensor.kernel.contract import (
-    BPF_DIR, MAX_SNAPLEN, PREFIX_SHAPES, RECORD_HEADER_SIZE, FlowKey, FlowState, PortKey,
+    BPF_DIR, MAX_SNAPLEN, PREFIX_SHAPES, RECORD_HEADER_SIZE, SELECT_ALL_BITS, FlowKey, FlowState, PortKey,
     PrefixKey, PrefixShape, RecordHeader, SensorConfig, Stat, Verdict,
 )
 from sensor.kernel.rules import RuleSet
@@ -79,6 +79,9 @@ class SensorProgram:
                         ("flows", "ports", "prefixes", "prefix_shapes", "config", "stats")}
         from bcc.utils import get_possible_cpus
         self._ncpus = len(get_possible_cpus())  # per-CPU maps hold one slot per possible CPU
+        self._config = SensorConfig(snaplen=options.snaplen,
+                                    max_undecided_payloads=options.max_undecided_payloads,
+                                    emit_undecided=int(options.emit_undecided))
         self._write_config()
         # bpf_ktime_get_ns() is CLOCK_MONOTONIC: this turns it into epoch time.
         self.monotonic_offset = time.time() - time.monotonic()
@@ -88,15 +91,14 @@ class SensorProgram:
 
     # -- configuration and rules -------------------------------------------------
     def _write_config(self) -> None:
-        cfg = SensorConfig(snaplen=self.options.snaplen,
-                           max_undecided_payloads=self.options.max_undecided_payloads,
-                           emit_undecided=int(self.options.emit_undecided))
-        self._update("config", ct.c_uint32(0), cfg)
+        self._update("config", ct.c_uint32(0), self._config)
 
     def set_rules(self, rules: RuleSet) -> None:
         """Replace every port and prefix rule with `rules`. Flows already
         decided keep their verdict."""
         shapes = rules.shapes()  # validates before anything changes
+        self._config.select_all = sum(SELECT_ALL_BITS[p] for p in rules.select_all)
+        self._write_config()
         self._clear("ports", PortKey)
         self._clear("prefixes", PrefixKey)
         one = ct.c_uint8(1)

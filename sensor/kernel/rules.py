@@ -6,6 +6,7 @@ Python (the prefilter used when BPF_PROG_TEST_RUN is not available)."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sensor.kernel.contract import IPPROTO_TCP, IPPROTO_UDP, PREFIX_MAX, PREFIX_SHAPES
@@ -101,6 +102,19 @@ class RuleSet:
     """All rules for one program, in the form the kernel tables take."""
     ports: set[PortRule] = field(default_factory=set)
     prefixes: set[PrefixRule] = field(default_factory=set)
+    select_all: set[int] = field(default_factory=set)  # protocols whose every flow is selected
+
+    def add_offload(self, ports: Iterable[tuple[int, int, str]], prefixes: Iterable[tuple[int, int, bytes]],
+                    match_all: Iterable[int]) -> None:
+        """Add what plugin registrations ask for: (proto, port, 'src'|'dst')
+        port classifiers, (proto, offset, bytes) byte classifiers, and the
+        protocols with a match-everything classifier."""
+        for proto, port, side in ports:
+            self.ports.add(PortRule(proto, port, PortRole.CLIENT if side == "src" else PortRole.SERVER))
+        for proto, offset, pattern in prefixes:
+            if pattern:
+                self.prefixes.add(PrefixRule(proto, offset, pattern))
+        self.select_all.update(p for p in match_all if p in PROTOCOLS.values())
 
     def shapes(self) -> list[Shape]:
         shapes = sorted({kernel_view(r)[0] for r in self.prefixes},
@@ -120,7 +134,8 @@ class RuleSet:
         return keys
 
     def port_selected(self, proto: int, client_port: int, server_port: int) -> bool:
-        return (PortRule(proto, server_port, PortRole.SERVER) in self.ports
+        return (proto in self.select_all
+                or PortRule(proto, server_port, PortRole.SERVER) in self.ports
                 or PortRule(proto, client_port, PortRole.CLIENT) in self.ports)
 
     def prefix_selected(self, proto: int, payload: bytes) -> bool:

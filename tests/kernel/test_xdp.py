@@ -265,3 +265,13 @@ def test_emit_undecided_sends_first_payloads(make_harness):
     banner = tcp(22, 40061, "PA", b"SSH-2.0-x\r\n", src=S4, dst=C4)
     got = harness.run(hello, banner)
     assert [(r.header.reason, r.frame) for r in got] == [(Reason.UNDECIDED, hello), (Reason.PREFIX, banner)]
+
+
+def test_select_all_takes_every_flow_of_the_protocol(make_harness):
+    from sensor.kernel.rules import RuleSet
+    harness = make_harness(ProgramOptions())
+    all_udp = RuleSet(select_all={IPPROTO_UDP})
+    harness.reset(all_udp)
+    [rec] = harness.run(udp(40070, 12345, b"anything"))
+    assert rec.header.reason == Reason.ALL
+    assert harness.run(tcp(40071, 12345, "PA", b"anything")) == []

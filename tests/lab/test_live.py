@@ -161,3 +161,18 @@ def test_bad_interface_netns_or_rule_gives_a_clear_error(args, message, tmp_path
                              "-o", str(tmp_path / "x.jsonl")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_a_plugin_classifies_live_traffic_and_its_rules_select_in_the_kernel(lab, tmp_path):
+    plugin = Path(__file__).resolve().parents[2] / "plugins" / "redis.py"
+    out = tmp_path / "redis.jsonl"
+    proc = start_sensor(lab, out, "-p", str(plugin))
+    try:
+        tcp_exchange(lab, 7379, b"*1\r\n$4\r\nPING\r\n", b"+PONG\r\n")   # '*' prefix rule
+        tcp_exchange(lab, 7001, b"HELO x\r\n", b"250 ok\r\n")           # no rule: not delivered
+    finally:
+        err = stop_sensor(proc)
+    [rec] = records(out)
+    assert rec["destination"]["port"] == 7379, err
+    assert rec["protocol"] == ["tcp", "redis"]
+    assert rec["redis"]["command"] == ["PING"]

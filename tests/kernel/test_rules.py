@@ -1,0 +1,56 @@
+"""Rule specs and the prefix shapes the kernel looks up (pure: no kernel)."""
+from __future__ import annotations
+
+import pytest
+
+from sensor.kernel.rules import (PortRole, PortRule, PrefixRule, RuleError, RuleSet, parse_port_spec,
+                                 parse_prefix_spec)
+
+
+def test_port_spec_covers_both_ends():
+    assert set(parse_port_spec("udp:5353")) == {PortRule(17, 5353, PortRole.SERVER), PortRule(17, 5353, PortRole.CLIENT)}
+
+
+@pytest.mark.parametrize("spec", ["udp", "udp:", "udp:0", "udp:70000", "sctp:80", "tcp:http"])
+def test_bad_port_specs_say_how_to_write_them(spec):
+    with pytest.raises(RuleError, match="PROTO:PORT|tcp or udp"):
+        parse_port_spec(spec)
+
+
+def test_prefix_specs_text_hex_and_half_bytes():
+    assert parse_prefix_spec("tcp:0:GET ") == PrefixRule(6, 0, b"GET ")
+    assert parse_prefix_spec("udp:4:0x0102") == PrefixRule(17, 4, b"\x01\x02")
+    assert parse_prefix_spec("tcp:0:0x16030") == PrefixRule(6, 0, b"\x16\x03\x00", 0xF0)
+
+
+@pytest.mark.parametrize("spec", ["tcp:0:", "tcp:x:GET", "tcp:0:0xzz", "icmp:0:a", "tcp:70000:a"])
+def test_bad_prefix_specs_are_refused(spec):
+    with pytest.raises(RuleError):
+        parse_prefix_spec(spec)
+
+
+def test_shapes_group_patterns_and_are_bounded():
+    rules = RuleSet(prefixes={parse_prefix_spec(s) for s in ("tcp:0:GET ", "tcp:0:POST", "tcp:0:HEAD")})
+    assert len(rules.shapes()) == 1  # three patterns, one lookup
+    many = RuleSet(prefixes={PrefixRule(6, 0, b"x" * n) for n in range(1, 10)})
+    with pytest.raises(RuleError, match="at most 8"):
+        many.shapes()
+
+
+def test_python_matching_follows_the_kernel_rules():
+    rules = RuleSet(prefixes={parse_prefix_spec("tcp:0:0x16030"), PrefixRule(6, 2, b"long-pattern-over-16-bytes!")})
+    assert rules.prefix_selected(6, b"\x16\x03\x01...")
+    assert not rules.prefix_selected(6, b"\x16\x03\x11...")
+    assert not rules.prefix_selected(17, b"\x16\x03\x01...")
+    # Only the first 16 bytes of a long pattern are compared: a superset.
+    assert rules.prefix_selected(6, b"..long-pattern-over-XX")
+
+
+def test_offload_from_plugin_registrations():
+    rules = RuleSet()
+    rules.add_offload(ports=[(6, 6379, "dst"), (17, 123, "src")], prefixes=[(6, 0, b"*"), (17, 0, b"")],
+                      match_all=[17])
+    assert PortRule(6, 6379, PortRole.SERVER) in rules.ports
+    assert PortRule(17, 123, PortRole.CLIENT) in rules.ports
+    assert rules.prefixes == {PrefixRule(6, 0, b"*")}
+    assert rules.port_selected(17, 1, 2)  # every UDP flow: a plugin matches them all
