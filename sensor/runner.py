@@ -14,7 +14,9 @@ from sensor.kernel.contract import Stat
 from sensor.kernel.program import Record
 from sensor.pipeline import Pipeline
 
-EXPIRE_EVERY = 1.0   # seconds between idle-session sweeps
+EXPIRE_EVERY = 1.0   # seconds between idle-session expiries in userspace
+SWEEP_EVERY = 30.0   # seconds between sweeps of idle unselected flows in the kernel
+KERNEL_IDLE = 60.0   # an unselected kernel flow idle this long is forgotten
 STATUS_EVERY = 1.0
 
 
@@ -62,6 +64,7 @@ def run(capture: LiveCapture, pipeline: Pipeline, duration: float | None = None,
         if status:
             status("attached: " + ", ".join(f"{a.where} [{a.mode}, {a.method}]" for a in attachments) + "\n")
         next_expire = next_status = start
+        next_sweep = start + SWEEP_EVERY
         while not stopping:
             now = time.monotonic()
             if duration is not None and now - start >= duration:
@@ -70,6 +73,9 @@ def run(capture: LiveCapture, pipeline: Pipeline, duration: float | None = None,
             if now >= next_expire:
                 pipeline.expire(time.time())
                 next_expire = now + EXPIRE_EVERY
+            if now >= next_sweep:
+                capture.program.sweep_idle(KERNEL_IDLE)
+                next_sweep = now + SWEEP_EVERY
             if status and now >= next_status:
                 status("\r" + _status_line(capture.program.stats(), pipeline.stats.records))
                 next_status = now + STATUS_EVERY

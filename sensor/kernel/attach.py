@@ -14,6 +14,7 @@ from sensor.kernel import bpfsys
 from sensor.netns import in_netns
 
 MODES = {"auto": 0, "native": bpfsys.XDP_FLAGS_DRV_MODE, "generic": bpfsys.XDP_FLAGS_SKB_MODE}
+_MODE_FLAGS = {"native": bpfsys.XDP_FLAGS_DRV_MODE, "generic": bpfsys.XDP_FLAGS_SKB_MODE}
 _NO_XDP_LINKS = {errno.EINVAL, 524}  # 524: the kernel's ENOTSUPP
 # IFLA_XDP_ATTACHED: pyroute2 0.7 decodes it to iproute2's words, later ones to ints.
 _ATTACHED_MODE = {1: "native", 2: "generic", 3: "offload", 4: "multi",
@@ -84,8 +85,7 @@ def _remove_foreign(status: XdpStatus, ifname: str) -> None:
         finally:
             os.close(link_fd)
         return
-    with IPRoute() as ipr:
-        ipr.link("set", index=status.ifindex, xdp_fd=-1)
+    _netlink_set_xdp(ifname, -1, _MODE_FLAGS.get(status.mode, 0))
 
 
 def attach(prog_fd: int, ifname: str, netns_name: str | None = None, mode: str = "auto",
@@ -116,12 +116,21 @@ def attach(prog_fd: int, ifname: str, netns_name: str | None = None, mode: str =
     return Attachment(ifname, netns_name, status.ifindex, obtained, method, link_fd)
 
 
+def _netlink_set_xdp(ifname: str, prog_fd: int, flags: int) -> None:
+    """IFLA_XDP through libbpf (bcc): pyroute2 0.7 encodes IFLA_XDP_FLAGS in
+    two bytes, which the kernel rejects. prog_fd -1 removes the program."""
+    from bcc import BPF
+    if prog_fd < 0:
+        BPF.remove_xdp(ifname.encode(), flags)
+    else:
+        BPF.attach_xdp(ifname.encode(), BPF.Function(None, b"xdp_sensor", prog_fd), flags)
+
+
 def _netlink_attach(prog_fd: int, ifindex: int, flags: int, ifname: str) -> None:
-    with IPRoute() as ipr:
-        try:
-            ipr.link("set", index=ifindex, xdp_fd=prog_fd, xdp_flags=flags)
-        except Exception as e:  # pyroute2 raises NetlinkError with the errno
-            raise AttachError(f"netlink XDP attach to {ifname} failed: {e}") from e
+    try:
+        _netlink_set_xdp(ifname, prog_fd, flags)
+    except Exception as e:
+        raise AttachError(f"netlink XDP attach to {ifname} failed: {e}") from e
 
 
 def _explain(e: bpfsys.BpfError, ifname: str, mode: str) -> str:
@@ -141,5 +150,5 @@ def detach(att: Attachment) -> None:
             os.close(att.link_fd)
             att.link_fd = -1
         return
-    with in_netns(att.netns), IPRoute() as ipr:
-        ipr.link("set", index=att.ifindex, xdp_fd=-1)
+    with in_netns(att.netns):
+        _netlink_set_xdp(att.ifname, -1, _MODE_FLAGS.get(att.mode, 0))

@@ -146,6 +146,18 @@ class SensorProgram:
         state.verdict = verdict
         return _lib().bpf_update_elem(self._map_fd["flows"], ct.byref(key), ct.byref(state), 2) == 0
 
+    def sweep_idle(self, idle_seconds: float) -> int:
+        """Delete flows idle longer than `idle_seconds` that userspace does not
+        track (not SELECTED): the LRU would evict them anyway, but only under
+        pressure, after they had pushed out live flows. Returns how many."""
+        now_ns = int(time.monotonic() * 1e9)
+        limit = int(idle_seconds * 1e9)
+        stale = [key for key, state in self.flows()
+                 if state.verdict != Verdict.SELECTED and now_ns - state.last_ns > limit]
+        for key in stale:
+            self.delete_flow(key)
+        return len(stale)
+
     def delete_flow(self, key: FlowKey) -> None:
         _lib().bpf_delete_elem(self._map_fd["flows"], ct.byref(key))
 

@@ -275,3 +275,12 @@ def test_select_all_takes_every_flow_of_the_protocol(make_harness):
     [rec] = harness.run(udp(40070, 12345, b"anything"))
     assert rec.header.reason == Reason.ALL
     assert harness.run(tcp(40071, 12345, "PA", b"anything")) == []
+
+
+def test_sweep_forgets_idle_unselected_flows_only(xdp):
+    import time
+    xdp.run(udp(40080, 9996, b"idle"), udp(40081, 5353, b"selected"))
+    time.sleep(0.05)
+    assert xdp.program.sweep_idle(0.01) == 1
+    assert flow(xdp, IPPROTO_UDP, (C4, 40080), (S4, 9996)) is None
+    assert flow(xdp, IPPROTO_UDP, (C4, 40081), (S4, 5353)) is not None
