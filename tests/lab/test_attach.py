@@ -1,27 +1,16 @@
 """Attaching on the lab's veths: the netlink fallback and --force."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 import pytest
 
-from sensor import lab as lab_mod
 from sensor.kernel.attach import attach, detach, xdp_status
 from sensor.kernel.program import SensorProgram
 from sensor.netns import in_netns
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture(scope="module")
-def lab():
-    built = lab_mod.Lab(f"a{os.getpid() % 100000}")
-    try:
-        yield lab_mod.up(built)
-    finally:
-        lab_mod.down(built)
 
 
 def prog_id(lab, ifname="to-client") -> int:

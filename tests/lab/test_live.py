@@ -3,7 +3,6 @@ lab's veths, real sockets sending bounded traffic through it."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import struct
@@ -21,15 +20,6 @@ from sensor.netns import in_netns
 pytestmark = pytest.mark.lab
 
 PACKET_OUTGOING = 4
-
-
-@pytest.fixture(scope="module")
-def lab():
-    built = lab_mod.Lab(f"t{os.getpid() % 100000}")
-    try:
-        yield lab_mod.up(built)
-    finally:
-        lab_mod.down(built)
 
 
 def start_sensor(lab, out: Path, *args: str) -> subprocess.Popen:
