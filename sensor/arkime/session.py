@@ -99,14 +99,7 @@ class PluginSession:
             if len(raw) > MAX_STRING_BYTES:
                 value = raw[:MAX_STRING_BYTES].decode("utf-8", "ignore")
                 self.add_str(tags, f"truncated-field-{fd.db}", tags)
-        store = self.values.get(fd.pos)
-        if store is None:
-            self.values[fd.pos] = {value: None}
-            return True
-        if value in store:
-            return False
-        store[value] = None
-        return True
+        return self._insert(fd, value)
 
     def add_int(self, fd: FieldDef, value: int) -> bool:
         """add_int on a resolved field; stored unsigned like Arkime's uint32 sets."""
@@ -117,6 +110,10 @@ class PluginSession:
                 f"add_int on {fd.expr!r}, a {fd.type.value} field: use add_string for string "
                 "fields; ip and float fields cannot be set from Python")
         value &= 0xFFFFFFFF
+        return self._insert(fd, value)
+
+    def _insert(self, fd: FieldDef, value: object) -> bool:
+        """Add to the field's insertion-ordered set; False for a duplicate."""
         store = self.values.get(fd.pos)
         if store is None:
             self.values[fd.pos] = {value: None}
