@@ -23,13 +23,27 @@ log = logging.getLogger(__name__)
 
 
 class KernelFlows(Protocol):
-    """What the pipeline needs of the kernel's flow table (SensorProgram)."""
+    """What the pipeline needs of the kernel's flow table (SensorProgram, or
+    its Python mirror offline). `monotonic_offset` turns the table's times into
+    wall-clock seconds; None when they are not packet times (BPF_PROG_TEST_RUN
+    stamps frames with the run's clock, not the capture's)."""
 
-    monotonic_offset: float
+    monotonic_offset: float | None
 
     def flow(self, key: FlowKey) -> FlowState | None: ...
     def set_verdict(self, key: FlowKey, verdict: Verdict) -> bool: ...
     def delete_flow(self, key: FlowKey) -> None: ...
+
+
+@dataclass(slots=True)
+class SessionListener(Protocol):
+    """Watches sessions beside the plugins (the session registry: framing,
+    decoding, events). `wants_more` keeps a session from being bypassed."""
+
+    def opened(self, session: Session) -> None: ...
+    def payload(self, session: Session, direction: int, data: bytes, protocols: frozenset[str]) -> None: ...
+    def wants_more(self, session: Session) -> bool: ...
+    def closed(self, session: Session, record: dict | None) -> None: ...
 
 
 @dataclass(slots=True)
@@ -41,7 +55,7 @@ class PipelineStats:
     bypassed: int = 0
 
 
-def overlay_kernel_counts(session: Session, key: FlowKey, state: FlowState, monotonic_offset: float) -> None:
+def overlay_kernel_counts(session: Session, key: FlowKey, state: FlowState, monotonic_offset: float | None) -> None:
     """Replace the session's counters with the kernel's whole-flow ones,
     turning the kernel's LO/HI sides into client/server."""
     lo, _ = key_endpoints(key)
@@ -53,8 +67,9 @@ def overlay_kernel_counts(session: Session, key: FlowKey, state: FlowState, mono
         session.tcpflags[name] = state.tcpflags[i]
     zero = (state.tcpflags[TCPF_ZERO_LO], state.tcpflags[TCPF_ZERO_HI])
     session.tcpflags["srcZero"], session.tcpflags["dstZero"] = zero[client], zero[1 - client]
-    session.first_ts = min(session.first_ts, state.first_ns / 1e9 + monotonic_offset)
-    session.last_ts = max(session.last_ts, state.last_ns / 1e9 + monotonic_offset)
+    if monotonic_offset is not None:
+        session.first_ts = min(session.first_ts, state.first_ns / 1e9 + monotonic_offset)
+        session.last_ts = max(session.last_ts, state.last_ns / 1e9 + monotonic_offset)
     if state.late_select:
         session.tags.add("xdp-late-select")
 
@@ -64,8 +79,10 @@ class Pipeline:
     finished session records go to `on_record`."""
 
     def __init__(self, runtime: PluginRuntime, table: SessionTable, on_record: Callable[[dict], None],
-                 kernel: KernelFlows | None = None, bypass: bool = False) -> None:
+                 kernel: KernelFlows | None = None, bypass: bool = False,
+                 listener: SessionListener | None = None) -> None:
         self.runtime = runtime
+        self.listener = listener
         self.table = table
         self.kernel = kernel
         self.bypass = bypass and kernel is not None
@@ -109,13 +126,18 @@ class Pipeline:
         if isinstance(event, PayloadDelivered):
             handle = self._handles[session.id]
             self.runtime.payload(handle, event.direction_index, event.data)
-            if self.bypass and not self.runtime.wants_more(handle):
+            if self.listener is not None:
+                self.listener.payload(session, event.direction_index, event.data, self.runtime.protocols(handle))
+            if self.bypass and not self.runtime.wants_more(handle) and not (
+                    self.listener is not None and self.listener.wants_more(session)):
                 self._bypass(session)
         elif isinstance(event, SessionStarted):
             self.stats.sessions += 1
             self._handles[session.id] = self.runtime.session_started(session)
             if self._pending_key is not None:
                 self._kernel_keys[session.id] = self._pending_key
+            if self.listener is not None:
+                self.listener.opened(session)
         elif isinstance(event, SessionEnded):
             self._end(session, event.reason)
 
@@ -140,9 +162,12 @@ class Pipeline:
         handle = self._handles.pop(session.id)
         record = self.runtime.session_ended(handle)
         if record is not None:
-            record["xdpsensor"] = {"endReason": reason, "sessionId": session.id}
+            record["xdpsensor"] = {"endReason": reason, "sessionId": session.uid}
             if delivered is not None:
                 record["xdpsensor"]["delivered"] = delivered
+        if self.listener is not None:
+            self.listener.closed(session, record)
+        if record is not None:
             self._emit(record)
 
     def _emit_deferred(self) -> None:

@@ -152,6 +152,10 @@ class PluginRuntime:
             self.dispatching = prev
             st.total[which] += n
 
+    def protocols(self, handle: int) -> frozenset[str]:
+        """The protocols claimed so far (`add_protocol`), transport included."""
+        return frozenset(self.state(handle).values.get(self.fields.protocols.pos) or ())
+
     def wants_more(self, handle: int) -> bool:
         """False when no parser is left and no classifier can still fire, so the
         kernel may stop sending this flow (it keeps counting it)."""

@@ -6,6 +6,7 @@ Per-direction lists are indexed like Arkime's `which`: 0 client->server,
 """
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 
 from sensor.flows.key import FlowKey
@@ -51,6 +52,8 @@ class Session:
     # Set by the first FIN ("fin") or RST ("rst", which wins): the session then
     # ends after the short closing timeout instead of the idle one.
     closing_reason: EndReason | None = None
+    # Stable across processes (store, API, records); `id` is the table's counter.
+    uid: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     def direction_of(self, src_ip: str, src_port: int) -> int:
         """0 when a packet from (src_ip, src_port) goes client->server, else 1."""
