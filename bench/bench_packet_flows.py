@@ -1,4 +1,4 @@
-"""Packets per second for decode_frame and decode + SessionTable, beside a bare struct loop.
+"""Packets per second through decode, sessions + reassembly, and the plugin pipeline, beside a bare struct loop.
 
 Run: python -m bench.bench_packet_flows [--packets N] [--sessions N] [--repeat N]
 
@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import argparse
 import struct
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+from sensor.arkime.loader import load_plugins
+from sensor.arkime.runtime import PluginRuntime
 from sensor.flows.table import SessionTable
 from sensor.packet import decode_frame
+from sensor.pipeline import Pipeline
 
 _ETH_IP_TCP = struct.Struct("!6s6sHBBHHHBBH4s4sHHIIBBHHH")
 _BASELINE = struct.Struct("!12xH2xH4xBx2x4s4sHHIIBB")  # ethertype ... TCP flags, all in one unpack
@@ -83,6 +88,46 @@ def run_decode_and_table(capture: list[tuple[float, bytes]]) -> None:
         raise RuntimeError(f"reassembled {delivered} payload bytes, the capture holds {expected}")
 
 
+TRIVIAL_PLUGIN = """\
+import arkime
+import arkime_session
+
+seen = arkime.field_define("bench.bytes", "kind:integer;db:bench.bytes")
+
+
+def parse(session, data, length, which):
+    arkime_session.add_int(session, seen, length)
+    return 0
+
+
+def classify(session, data, remaining, which):
+    arkime_session.add_protocol(session, "bench")
+    arkime_session.register_parser(session, parse)
+
+
+arkime.register_port_classifier("bench", 443, arkime.PORT_TCP_DST, classify)
+"""
+
+
+def run_pipeline(capture: list[tuple[float, bytes]]) -> None:
+    runtime = PluginRuntime()
+    with tempfile.TemporaryDirectory() as tmp:
+        plugin = Path(tmp) / "bench.py"
+        plugin.write_text(TRIVIAL_PLUGIN)
+        report = load_plugins(runtime, files=[plugin])
+    if not report.ok:
+        raise RuntimeError(f"bench plugin did not load: {report.errors}")
+    records: list[dict] = []
+    pipeline = Pipeline(runtime, SessionTable(), records.append)
+    feed = pipeline.feed
+    for ts, frame in capture:
+        feed(frame, ts)
+    pipeline.close()
+    if not records or any(r.get("protocol") != ["bench", "tcp"] and r.get("protocol") != ["tcp", "bench"]
+                          for r in records):
+        raise RuntimeError("the bench plugin did not classify every session")
+
+
 def best_rate(job: Callable[[list[tuple[float, bytes]]], None], capture: list[tuple[float, bytes]],
               repeat: int) -> float:
     best = float("inf")
@@ -104,7 +149,8 @@ def main() -> None:
     baseline = best_rate(run_baseline, capture, args.repeat)
     rows = [("baseline: one struct unpack per frame", baseline),
             ("decode_frame", best_rate(run_decode, capture, args.repeat)),
-            ("decode_frame + SessionTable (reassembly)", best_rate(run_decode_and_table, capture, args.repeat))]
+            ("decode_frame + SessionTable (reassembly)", best_rate(run_decode_and_table, capture, args.repeat)),
+            ("pipeline: + trivial classifier/parser", best_rate(run_pipeline, capture, args.repeat))]
     for label, rate in rows:
         print(f"{label:<44} {rate:>12,.0f} pkt/s  {baseline / rate:5.1f}x baseline cost")
 

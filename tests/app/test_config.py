@@ -1,0 +1,60 @@
+"""The YAML config: every mistake named with its key before anything runs."""
+from pathlib import Path
+
+import pytest
+
+from sensor.config import BUNDLED_PLUGINS, ConfigError, load_config
+from sensor.flows.table import FlowTimeouts
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sensor.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_load_the_bundled_plugins():
+    cfg = load_config(None)
+    assert cfg.default_plugins
+    assert cfg.plugin_paths() == [BUNDLED_PLUGINS]
+    assert cfg.timeouts == FlowTimeouts()
+
+
+def test_paths_are_relative_to_the_file(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "extra.py").write_text("")
+    cfg = load_config(write(tmp_path, "plugins: [mine, extra.py]\ndefault_plugins: false\n"))
+    assert cfg.plugin_paths() == [tmp_path / "mine", tmp_path / "extra.py"]
+    assert cfg.base_dir == tmp_path
+
+
+def test_timeouts_override_only_what_is_given(tmp_path):
+    cfg = load_config(write(tmp_path, "timeouts: {udp: 30, tcp_closing: 1}\n"))
+    assert (cfg.timeouts.udp, cfg.timeouts.tcp_closing, cfg.timeouts.tcp) == (30.0, 1.0, 480.0)
+
+
+def test_an_empty_file_is_all_defaults(tmp_path):
+    assert load_config(write(tmp_path, "")).max_frames_per_session == 1000
+
+
+@pytest.mark.parametrize("text, words", [
+    ("plugin: [x]\n", ["unknown key", "plugin", "known keys"]),
+    ("plugins: [missing.py]\n", ["missing.py", "does not exist"]),
+    ("ports: udp:53\n", ["ports must be a list"]),
+    ("max_sessions: 0\n", ["max_sessions", "at least 1"]),
+    ("max_frames_per_session: yes\n", ["max_frames_per_session must be a int"]),
+    ("timeouts: {tcp: -1}\n", ["timeouts.tcp", "positive"]),
+    ("timeouts: {tpc: 5}\n", ["unknown key", "tpc"]),
+    ("- a\n- b\n", ["top level must be a mapping"]),
+    ("plugins: [unclosed\n", ["not valid YAML"]),
+])
+def test_mistakes_are_named(tmp_path, text, words):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_unreadable_file_is_reported(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "nope.yaml")
