@@ -160,11 +160,10 @@ class Pipeline:
                 # The next connection on this 5-tuple starts as a fresh flow.
                 self.kernel.delete_flow(key)
         handle = self._handles.pop(session.id)
-        record = self.runtime.session_ended(handle)
-        if record is not None:
-            record["xdpsensor"] = {"endReason": reason, "sessionId": session.uid}
-            if delivered is not None:
-                record["xdpsensor"]["delivered"] = delivered
+        ours = {"endReason": reason, "sessionId": session.uid}
+        if delivered is not None:
+            ours["delivered"] = delivered
+        record = self.runtime.session_ended(handle, extra={"xdpsensor": ours})
         if self.listener is not None:
             self.listener.closed(session, record)
         if record is not None:

@@ -175,14 +175,17 @@ class PluginRuntime:
                     return True
         return False
 
-    def session_ended(self, handle: int, final: bool = True) -> dict | None:
+    def session_ended(self, handle: int, final: bool = True, extra: dict | None = None) -> dict | None:
         """Run pre_save then save hooks and return the SPI record.
 
         `final=False` is a mid-save: the record is returned and non-linked fields
         are cleared, the session lives on. A final save waits while a plugin holds
         an `incref`; it then returns None and the record comes out of
-        `drain_deferred` once `decref` brings the count back to 0."""
+        `drain_deferred` once `decref` brings the count back to 0. `extra` keys
+        are added to the final record, deferred or not."""
         st = self.state(handle)
+        if extra:
+            st.extra.update(extra)
         flag = 1 if final else 0
         if not final:
             self._run_hooks(self.pre_save_hooks, st, flag, "pre_save")
@@ -219,6 +222,7 @@ class PluginRuntime:
     def _finish(self, st: PluginSession) -> dict:
         self._run_hooks(self.save_hooks, st, 1, "save")
         record = render_spi(st.view, self.fields, st.values)
+        record.update(st.extra)
         del self._sessions[st.handle]
         for p in st.parsers:
             if p is not None and p.buf is not None:

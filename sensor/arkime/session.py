@@ -82,6 +82,7 @@ class PluginSession:
     consumed: list[int] = field(default_factory=lambda: [0, 0])
     refcount: int = 0
     ending: bool = False  # final save requested, waiting for refcount to reach 0
+    extra: dict[str, Any] = field(default_factory=dict)  # merged into the record (the host's own keys)
 
     def live_parsers(self) -> int:
         return sum(p is not None for p in self.parsers)

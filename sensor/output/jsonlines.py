@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
+
+from sensor.models import Frame, ParsedMessage
 
 
 class JsonLinesWriter:
@@ -20,7 +23,9 @@ class JsonLinesWriter:
             self._out = open(path, "a", encoding="utf-8")
         self.written = 0
 
-    def write(self, record: dict) -> None:
+    def write(self, record: dict, frames: Sequence[Frame] = (),
+              messages: Sequence[ParsedMessage | None] = ()) -> None:
+        """Write the record; frames and messages are not part of an SPI line."""
         self._out.write(json.dumps(record, separators=(",", ":")) + "\n")
         self._out.flush()
         self.written += 1
