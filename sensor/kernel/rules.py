@@ -6,6 +6,7 @@ Python (the prefilter used when BPF_PROG_TEST_RUN is not available)."""
 from __future__ import annotations
 
 import enum
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -87,11 +88,11 @@ def parse_prefix_spec(spec: str) -> PrefixRule:
     return PrefixRule(proto, offset, text.encode())
 
 
-def kernel_view(rule: PrefixRule) -> tuple[Shape, bytes]:
+def kernel_view(rule: PrefixRule, cap: int = PREFIX_MAX) -> tuple[Shape, bytes]:
     """The shape and masked key bytes the kernel compares. Patterns longer
-    than PREFIX_MAX are cut: the kernel then selects a superset, and the
-    plugin's own classifier sees the full bytes."""
-    pattern = rule.pattern[:PREFIX_MAX]
+    than `cap` (at most PREFIX_MAX) are cut: the kernel then selects a
+    superset, and the plugin's own classifier sees the full bytes."""
+    pattern = rule.pattern[:min(cap, PREFIX_MAX)]
     mask = rule.last_mask if len(pattern) == len(rule.pattern) else 0xFF
     masked = pattern[:-1] + bytes([pattern[-1] & mask])
     return Shape(rule.proto, rule.offset, len(pattern), mask), masked
@@ -112,26 +113,42 @@ class RuleSet:
         for proto, port, side in ports:
             self.ports.add(PortRule(proto, port, PortRole.CLIENT if side == "src" else PortRole.SERVER))
         for proto, offset, pattern in prefixes:
-            if pattern:
+            if pattern and proto in PROTOCOLS.values():  # the kernel parses TCP and UDP only
                 self.prefixes.add(PrefixRule(proto, offset, pattern))
         self.select_all.update(p for p in match_all if p in PROTOCOLS.values())
 
+    def caps(self) -> dict[tuple[int, int], int]:
+        """Per (proto, offset), the length patterns are cut to so that at most
+        PREFIX_SHAPES shapes remain: the longest lengths of the most crowded
+        offset merge into the next shorter one, step by step (HTTP's methods
+        alone have six lengths). The kernel then selects a superset; the
+        plugins still check every byte."""
+        caps: dict[tuple[int, int], int] = {}
+        while True:
+            shapes = {kernel_view(r, caps.get((r.proto, r.offset), PREFIX_MAX))[0] for r in self.prefixes}
+            if len(shapes) <= PREFIX_SHAPES:
+                return caps
+            crowded, count = Counter((s.proto, s.offset) for s in shapes).most_common(1)[0]
+            lengths = sorted({s.length for s in shapes if (s.proto, s.offset) == crowded})
+            cap = lengths[-2] if len(lengths) > 1 else lengths[0] - 1  # one length: drop its half byte
+            if count == 1 or cap < 1:
+                raise RuleError(
+                    f"{len(shapes)} distinct prefix (protocol, offset) places; the kernel looks up at most "
+                    f"{PREFIX_SHAPES} shapes. Use fewer distinct offsets.")
+            caps[crowded] = cap
+
+    def _views(self) -> list[tuple[Shape, bytes]]:
+        caps = self.caps()
+        return [kernel_view(r, caps.get((r.proto, r.offset), PREFIX_MAX)) for r in self.prefixes]
+
     def shapes(self) -> list[Shape]:
-        shapes = sorted({kernel_view(r)[0] for r in self.prefixes},
-                        key=lambda s: (s.proto, s.offset, s.length, s.last_mask))
-        if len(shapes) > PREFIX_SHAPES:
-            raise RuleError(
-                f"{len(shapes)} distinct prefix shapes (protocol, offset, length); the kernel "
-                f"looks up at most {PREFIX_SHAPES}. Use fewer distinct lengths or offsets.")
-        return shapes
+        """The distinct shapes the kernel looks up (at most PREFIX_SHAPES)."""
+        return sorted({shape for shape, _ in self._views()},
+                      key=lambda s: (s.proto, s.offset, s.length, s.last_mask))
 
     def prefix_keys(self) -> set[tuple[int, int, int, bytes]]:
-        """(proto, offset, length, masked bytes) for every prefix rule."""
-        keys = set()
-        for rule in self.prefixes:
-            shape, masked = kernel_view(rule)
-            keys.add((shape.proto, shape.offset, shape.length, masked))
-        return keys
+        """(proto, offset, length, masked bytes) for every prefix rule, as cut by `caps`."""
+        return {(shape.proto, shape.offset, shape.length, masked) for shape, masked in self._views()}
 
     def port_selected(self, proto: int, client_port: int, server_port: int) -> bool:
         return (proto in self.select_all

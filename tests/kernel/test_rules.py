@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from sensor.kernel.rules import (PortRole, PortRule, PrefixRule, RuleError, RuleSet, parse_port_spec,
+from sensor.kernel.rules import (PortRole, PortRule, PrefixRule, RuleError, RuleSet, kernel_view, parse_port_spec,
                                  parse_prefix_spec)
 
 
@@ -32,9 +32,27 @@ def test_bad_prefix_specs_are_refused(spec):
 def test_shapes_group_patterns_and_are_bounded():
     rules = RuleSet(prefixes={parse_prefix_spec(s) for s in ("tcp:0:GET ", "tcp:0:POST", "tcp:0:HEAD")})
     assert len(rules.shapes()) == 1  # three patterns, one lookup
-    many = RuleSet(prefixes={PrefixRule(6, 0, b"x" * n) for n in range(1, 10)})
+    offsets = RuleSet(prefixes={PrefixRule(6, n, b"x") for n in range(9)})
     with pytest.raises(RuleError, match="at most 8"):
-        many.shapes()
+        offsets.shapes()
+
+
+def test_crowded_offsets_are_cut_to_a_superset():
+    methods = [b"GET ", b"POST", b"HEAD", b"PUT ", b"DELETE", b"OPTIONS", b"CONNECT", b"TRACE", b"PATCH",
+               b"PROPFIND", b"MKCOL", b"HTTP/", b"M-SEARCH", b"NOTIFY", b"SUBSCRIBE", b"UNSUBSCRIBE"]
+    rules = RuleSet(prefixes={PrefixRule(6, 0, m) for m in methods} | {parse_prefix_spec("tcp:0:0x16030")})
+    rules.prefixes |= {PrefixRule(17, n, b"ab") for n in range(4)}
+    uncut = {kernel_view(r)[0] for r in rules.prefixes}
+    assert len(uncut) > 8  # more shapes than the kernel looks up
+    shapes = rules.shapes()
+    assert len(shapes) <= 8
+    # Every pattern is still selected (a superset), and unrelated bytes are not.
+    for m in methods:
+        assert rules.prefix_selected(6, m + b" / HTTP/1.1\r\n")
+    assert rules.prefix_selected(6, b"\x16\x03\x01\x02\x00")
+    assert not rules.prefix_selected(6, b"SSH-2.0-OpenSSH")
+    # The UDP rules at other offsets keep their full length.
+    assert {s.length for s in shapes if s.proto == 17} == {2}
 
 
 def test_python_matching_follows_the_kernel_rules():
