@@ -8,8 +8,9 @@ Contract:
   and SCTP carry ports; other protocols (ICMP, GRE, ...) and non-first IP
   fragments have ports 0 and `payload` holds the bytes after the IP headers
   (for ICMP: the whole ICMP message, type and code first).
-- Anything that is not IP, or whose headers are cut short or malformed, raises a
-  `PacketError` subclass; the caller counts it by type and goes on.
+- Anything that is not IP, or whose headers are cut short or malformed (a UDP
+  length below 8 included, unless both IP and UDP lengths are 0: TSO/GRO),
+  raises a `PacketError` subclass; the caller counts it by type and goes on.
 - `payload` stops at the IP total length (IPv4) or payload length (IPv6), so
   Ethernet padding never becomes data. A zero IPv4 total length (TSO/GRO
   captures) or a zero IPv6 payload length (jumbogram) means "up to the end of
@@ -29,6 +30,9 @@ LINKTYPE_LINUX_SLL = 113
 LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
+LINKTYPE_FRELAY = 107
+LINKTYPE_IEEE802_11_RADIOTAP = 127
+LINKTYPE_NFLOG = 239
 
 ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_IPV6 = 0x86DD
@@ -74,6 +78,8 @@ _UDP = struct.Struct("!HHH")
 _PORTS = struct.Struct("!HH")
 _NULL_FAMILY_LE = struct.Struct("<I")
 _NULL_FAMILY_BE = struct.Struct(">I")
+_LE16 = struct.Struct("<H")
+_NFLOG_TLV = struct.Struct("<HH")
 
 _AF_INET = socket.AF_INET
 _AF_INET6 = socket.AF_INET6
@@ -151,7 +157,14 @@ def decode_frame(
         return _decode_ethertype(frame, 20, _ethertype_at(frame, 0, 20), timestamp, frame_len)
     if linktype == LINKTYPE_NULL:
         return _decode_null(frame, timestamp, frame_len)
-    raise UnsupportedLinktype(f"pcap linktype {linktype} is not supported (use 0, 1, 12, 101, 113, 228, 229 or 276)")
+    if linktype == LINKTYPE_IEEE802_11_RADIOTAP:
+        return _decode_radiotap(frame, timestamp, frame_len)
+    if linktype == LINKTYPE_NFLOG:
+        return _decode_nflog(frame, timestamp, frame_len)
+    if linktype == LINKTYPE_FRELAY:
+        return _decode_frame_relay(frame, timestamp, frame_len)
+    raise UnsupportedLinktype(
+        f"pcap linktype {linktype} is not supported (use 0, 1, 12, 101, 107, 113, 127, 228, 229, 239 or 276)")
 
 
 def decode_ip(data: bytes, timestamp: float, wire_len: int | None = None) -> Packet:
@@ -207,6 +220,65 @@ def _decode_null(frame: bytes, timestamp: float, frame_len: int) -> Packet:
     raise NotIp(f"loopback address family {families[0]} is not IP")
 
 
+# 802.11 data frames: frame control byte 0 of a data (0x08) or QoS data (0x88) frame.
+_DOT11_DATA, _DOT11_QOS_DATA = 0x08, 0x88
+_LLC_SNAP = b"\xaa\xaa\x03\x00\x00\x00"
+_FRELAY_NLPID_IP = 0x03CC  # RFC 2427 header: UI control 0x03, NLPID 0xCC = IPv4
+_NFLOG_PAYLOAD = 9  # NFULA_PAYLOAD: the packet, from its network header on
+_NFLOG_AF_INET, _NFLOG_AF_INET6 = 2, 10
+
+
+def _decode_radiotap(frame: bytes, timestamp: float, frame_len: int) -> Packet:
+    """802.11 data frames with LLC/SNAP behind a radiotap header, as Arkime reads them."""
+    if len(frame) < 4:
+        raise Truncated(f"radiotap header needs 4 bytes, frame has {len(frame)}")
+    if frame[0] != 0:
+        raise MalformedHeader(f"radiotap version {frame[0]} is not 0")
+    mac = _LE16.unpack_from(frame, 2)[0]
+    if len(frame) < mac + 2:
+        raise Truncated("802.11 header is cut short")
+    kind, flags = frame[mac], frame[mac + 1]
+    if kind not in (_DOT11_DATA, _DOT11_QOS_DATA):
+        raise NotIp(f"802.11 frame control 0x{kind:02x} is not a data frame")
+    # 24-byte MAC header; a fourth address when both DS bits are set; QoS control.
+    snap = mac + 24 + (6 if flags & 0x03 == 0x03 else 0) + (2 if kind == _DOT11_QOS_DATA else 0)
+    if len(frame) < snap + 8:
+        raise Truncated("802.11 LLC/SNAP header is cut short")
+    if frame[snap:snap + 6] != _LLC_SNAP:
+        raise NotIp("802.11 data frame without an LLC/SNAP header: not IP")
+    return _decode_ethertype(frame, snap + 8, _ETHERTYPE.unpack_from(frame, snap + 6)[0], timestamp, frame_len)
+
+
+def _decode_frame_relay(frame: bytes, timestamp: float, frame_len: int) -> Packet:
+    """Frame relay: 2-byte address, then RFC 2427's 0x03CC for IPv4, else an ethertype."""
+    kind = _ethertype_at(frame, 2, 4)
+    if kind == _FRELAY_NLPID_IP:
+        return _decode_ipv4(frame, 4, timestamp, frame_len, ())
+    return _decode_ethertype(frame, 4, kind, timestamp, frame_len)
+
+
+def _decode_nflog(frame: bytes, timestamp: float, frame_len: int) -> Packet:
+    """Linux NFLOG: a 4-byte header (family, version, group), then TLVs; the packet is in NFULA_PAYLOAD."""
+    if len(frame) < 4:
+        raise Truncated(f"NFLOG header needs 4 bytes, frame has {len(frame)}")
+    family = frame[0]
+    if frame[1] != 0:
+        raise MalformedHeader(f"NFLOG version {frame[1]} is not 0")
+    pos = 4
+    while pos + 4 <= len(frame):
+        length, kind = _NFLOG_TLV.unpack_from(frame, pos)
+        if length < 4 or pos + length > len(frame):
+            raise Truncated(f"NFLOG TLV at offset {pos} claims {length} bytes, {len(frame) - pos} left")
+        if kind & 0x7FFF == _NFLOG_PAYLOAD:
+            if family == _NFLOG_AF_INET:
+                return _decode_ipv4(frame, pos + 4, timestamp, frame_len, ())
+            if family == _NFLOG_AF_INET6:
+                return _decode_ipv6(frame, pos + 4, timestamp, frame_len, ())
+            raise NotIp(f"NFLOG address family {family} is not IP")
+        pos += (length + 3) & ~3
+    raise NotIp("NFLOG record without a packet payload")
+
+
 def _decode_ip_at(data: bytes, offset: int, timestamp: float, frame_len: int, vlan: tuple[int, ...]) -> Packet:
     if len(data) <= offset:
         raise Truncated("no IP header: the frame is empty")
@@ -239,7 +311,7 @@ def _decode_ipv4(frame: bytes, offset: int, timestamp: float, frame_len: int, vl
         timestamp, frame_len, vlan, 4, _inet_ntop(_AF_INET, src), _inet_ntop(_AF_INET, dst), proto, ttl,
         0, 0, 0, 0, 0, 0, b"", ip_id, more_fragments or frag_offset > 0, frag_offset, more_fragments,
     )
-    return _decode_l4(packet, frame, l4, end)
+    return _decode_l4(packet, frame, l4, end, total_len != 0)
 
 
 def _decode_ipv6(frame: bytes, offset: int, timestamp: float, frame_len: int, vlan: tuple[int, ...]) -> Packet:
@@ -272,12 +344,15 @@ def _decode_ipv6(frame: bytes, offset: int, timestamp: float, frame_len: int, vl
         packet.ip_protocol = next_header
         if pos > end:
             raise Truncated("IPv6 extension headers run past the end of the packet")
-        return _decode_l4(packet, frame, pos, end)
+        return _decode_l4(packet, frame, pos, end, payload_len != 0)
     raise ExtensionHeaderLimit(f"IPv6 packet has more than {MAX_IPV6_EXTENSION_HEADERS} extension headers")
 
 
-def _decode_l4(packet: Packet, frame: bytes, pos: int, end: int) -> Packet:
-    """Fill ports, TCP fields and payload; non-first fragments only get payload."""
+def _decode_l4(packet: Packet, frame: bytes, pos: int, end: int, ip_length_known: bool = True) -> Packet:
+    """Fill ports, TCP fields and payload; non-first fragments only get payload.
+
+    `ip_length_known` is False when the IP header gave no length (0: TSO/GRO
+    captures, jumbograms); a UDP length of 0 then means "unknown" too."""
     if packet.frag_offset:
         packet.payload = frame[pos:end]
         return packet
@@ -298,6 +373,9 @@ def _decode_l4(packet: Packet, frame: bytes, pos: int, end: int) -> Packet:
         if pos + 8 > end:
             raise Truncated(f"UDP header needs 8 bytes, {end - pos} available")
         packet.src_port, packet.dst_port, udp_len = _UDP.unpack_from(frame, pos)
+        if udp_len < 8 and (udp_len or ip_length_known):
+            # Arkime files such a datagram as corrupt-ip, in no session.
+            raise MalformedHeader(f"UDP length field {udp_len} is shorter than the 8-byte UDP header")
         if 8 <= udp_len <= end - pos:
             end = pos + udp_len
         packet.payload = frame[pos + 8:end]

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sensor.arkime.runtime import PluginRuntime
-from sensor.flows.events import PayloadDelivered, SessionEnded, SessionStarted
+from sensor.flows.events import PayloadDelivered, SessionEnded, SessionStarted, StateChanged
 from sensor.flows.session import Session
-from sensor.flows.table import SessionTable
+from sensor.flows.table import FlowOrigin, SessionTable
 from sensor.kernel.contract import TCPF_ZERO_HI, TCPF_ZERO_LO, TCPFLAG_NAMES, FlowKey, FlowState, Verdict, key_endpoints
 from sensor.packet import LINKTYPE_ETHERNET, PacketError, decode_frame
 
@@ -42,6 +42,7 @@ class SessionListener(Protocol):
 
     def opened(self, session: Session) -> None: ...
     def payload(self, session: Session, direction: int, data: bytes, protocols: frozenset[str]) -> None: ...
+    def state_changed(self, session: Session) -> None: ...
     def wants_more(self, session: Session) -> bool: ...
     def closed(self, session: Session, record: dict | None) -> None: ...
 
@@ -63,6 +64,7 @@ def overlay_kernel_counts(session: Session, key: FlowKey, state: FlowState, mono
     sides = (client, 1 - client)
     session.packets = [state.packets[s] for s in sides]
     session.bytes = [state.bytes[s] for s in sides]
+    session.databytes = [state.databytes[s] for s in sides]
     for i, name in enumerate(TCPFLAG_NAMES):
         session.tcpflags[name] = state.tcpflags[i]
     zero = (state.tcpflags[TCPF_ZERO_LO], state.tcpflags[TCPF_ZERO_HI])
@@ -70,6 +72,9 @@ def overlay_kernel_counts(session: Session, key: FlowKey, state: FlowState, mono
     if monotonic_offset is not None:
         session.first_ts = min(session.first_ts, state.first_ns / 1e9 + monotonic_offset)
         session.last_ts = max(session.last_ts, state.last_ns / 1e9 + monotonic_offset)
+    if state.tcpflags[0] or state.tcpflags[1]:
+        # The kernel saw the handshake even though it sent only the payload up.
+        session.tags.discard("mid-stream")
     if state.late_select:
         session.tags.add("xdp-late-select")
 
@@ -103,11 +108,24 @@ class Pipeline:
             log.debug("frame not decodable: %s", e)
             return
         self._pending_key = kernel_key
+        origin = None
         if kernel_key is not None:
             raw_key = bytes(kernel_key)
-            self._delivered[raw_key] = self._delivered.get(raw_key, 0) + 1
-        for event in self.table.process(packet):
+            delivered = self._delivered.get(raw_key, 0) + 1
+            self._delivered[raw_key] = delivered
+            if delivered == 1:
+                origin = self._origin(kernel_key)
+        for event in self.table.process(packet, origin):
             self._handle(event)
+
+    def _origin(self, key: FlowKey) -> FlowOrigin | None:
+        """The kernel's view of a flow's start: it holds back the handshake of a
+        flow selected on its first payload, so only it knows who opened it."""
+        state = self.kernel.flow(key) if self.kernel is not None else None
+        if state is None:
+            return None
+        client = key_endpoints(key)[1 if state.client else 0]
+        return FlowOrigin((client.ip, client.port), bool(state.tcpflags[0] or state.tcpflags[1]))
 
     def expire(self, now: float) -> None:
         for event in self.table.expire(now):
@@ -140,6 +158,21 @@ class Pipeline:
                 self.listener.opened(session)
         elif isinstance(event, SessionEnded):
             self._end(session, event.reason)
+        elif isinstance(event, StateChanged) and self.listener is not None:
+            self.listener.state_changed(session)
+
+    def terminate(self, uid: str) -> bool:
+        """End a live session now; a kernel-fed one is bypassed first, so the
+        kernel keeps counting it without sending it up."""
+        for session in self.table:
+            if session.uid == uid:
+                self._bypass(session)
+                break
+        ended = self.table.terminate(uid)
+        if ended is None:
+            return False
+        self._handle(ended)
+        return True
 
     def _bypass(self, session: Session) -> None:
         key = self._kernel_keys.get(session.id)
@@ -156,7 +189,7 @@ class Pipeline:
             state = self.kernel.flow(key)
             if state is not None:
                 overlay_kernel_counts(session, key, state, self.kernel.monotonic_offset)
-            if reason != "shutdown":
+            if reason not in ("shutdown", "terminated"):
                 # The next connection on this 5-tuple starts as a fresh flow.
                 self.kernel.delete_flow(key)
         handle = self._handles.pop(session.id)

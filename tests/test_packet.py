@@ -5,11 +5,12 @@ import struct
 
 import pytest
 from scapy.all import raw
+from scapy.layers.dot11 import Dot11, RadioTap
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_RR
 from scapy.layers.inet6 import (
     IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting,
 )
-from scapy.layers.l2 import ARP, CookedLinux, CookedLinuxV2, Dot1AD, Dot1Q, Ether
+from scapy.layers.l2 import ARP, LLC, SNAP, CookedLinux, CookedLinuxV2, Dot1AD, Dot1Q, Ether
 
 from sensor.packet import (
     ExtensionHeaderLimit, MalformedHeader, NotIp, Packet, PacketError, Truncated, UnsupportedLinktype,
@@ -66,8 +67,8 @@ def test_wire_len_is_kept() -> None:
 
 
 def test_vlan_and_qinq() -> None:
-    one = raw(Ether() / Dot1Q(vlan=100) / IP() / UDP(sport=7, dport=8))
-    two = raw(Ether() / Dot1AD(vlan=300) / Dot1Q(vlan=4000, prio=5) / IP() / UDP(sport=7, dport=8))
+    one = raw(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / Dot1Q(vlan=100) / IP() / UDP(sport=7, dport=8))
+    two = raw(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / Dot1AD(vlan=300) / Dot1Q(vlan=4000, prio=5) / IP() / UDP(sport=7, dport=8))
     assert decode_frame(one, 0.0).vlan == (100,)
     packet = decode_frame(two, 0.0)
     assert packet.vlan == (300, 4000)
@@ -75,18 +76,18 @@ def test_vlan_and_qinq() -> None:
 
 
 def test_three_vlan_tags_are_refused() -> None:
-    frame = raw(Ether() / Dot1Q(vlan=1) / Dot1Q(vlan=2) / Dot1Q(vlan=3) / IP() / UDP())
+    frame = raw(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / Dot1Q(vlan=1) / Dot1Q(vlan=2) / Dot1Q(vlan=3) / IP() / UDP())
     with pytest.raises(NotIp, match="VLAN"):
         decode_frame(frame, 0.0)
 
 
 def test_arp_is_not_ip() -> None:
     with pytest.raises(NotIp, match="0x0806"):
-        decode_frame(raw(Ether() / ARP()), 0.0)
+        decode_frame(raw(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / ARP()), 0.0)
 
 
 def test_ipv6_extension_header_walk() -> None:
-    frame = raw(Ether() / IPv6(src="2001:db8::1", dst="2001:db8::2", hlim=9)
+    frame = raw(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IPv6(src="2001:db8::1", dst="2001:db8::2", hlim=9)
                 / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt() / IPv6ExtHdrRouting()
                 / UDP(sport=1000, dport=2000) / b"six")
     packet = decode_frame(frame, 0.0)
@@ -109,15 +110,15 @@ def test_ipv6_too_many_extension_headers() -> None:
     for _ in range(9):
         chain = chain / IPv6ExtHdrDestOpt()
     with pytest.raises(ExtensionHeaderLimit):
-        decode_frame(raw(Ether() / chain / UDP()), 0.0)
+        decode_frame(raw(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / chain / UDP()), 0.0)
 
 
 def test_ipv6_fragments() -> None:
-    first = decode_frame(raw(Ether() / IPv6() / IPv6ExtHdrFragment(id=77, m=1, offset=0)
+    first = decode_frame(raw(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IPv6() / IPv6ExtHdrFragment(id=77, m=1, offset=0)
                              / UDP(sport=9, dport=10) / (b"A" * 16)), 0.0)
     assert (first.is_fragment, first.more_fragments, first.frag_offset, first.ip_id) == (True, True, 0, 77)
     assert (first.ip_protocol, first.src_port, first.dst_port) == (17, 9, 10)
-    later = decode_frame(raw(Ether() / IPv6() / IPv6ExtHdrFragment(id=77, m=0, offset=3, nh=17) / (b"B" * 8)), 0.0)
+    later = decode_frame(raw(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IPv6() / IPv6ExtHdrFragment(id=77, m=0, offset=3, nh=17) / (b"B" * 8)), 0.0)
     assert (later.is_fragment, later.more_fragments, later.frag_offset, later.ip_id) == (True, False, 24, 77)
     assert (later.src_port, later.dst_port, later.payload) == (0, 0, b"B" * 8)
 
@@ -144,6 +145,14 @@ def test_zero_total_length_means_captured_length() -> None:
     frame = bytearray(raw(ETH / IP() / UDP(sport=1, dport=2, len=0) / b"tso-data"))
     frame[16:18] = b"\x00\x00"  # IPv4 total length 0, as in TSO captures
     assert decode_frame(bytes(frame), 0.0).payload == b"tso-data"
+
+
+@pytest.mark.parametrize("udp_len", [0, 7])
+def test_udp_length_below_its_header_is_malformed(udp_len: int) -> None:
+    """arkime_synthetic: Arkime files such a datagram as corrupt-ip, in no session."""
+    frame = raw(ETH / IP(src="10.9.8.1", dst="10.9.8.2") / UDP(sport=40100, dport=9999, len=udp_len) / b"udplenok")
+    with pytest.raises(MalformedHeader, match="UDP length field"):
+        decode_frame(frame, 0.0)
 
 
 @pytest.mark.parametrize("cut", [0, 10, 14 + 12, 14 + 20 + 10])
@@ -208,5 +217,35 @@ def test_null_loopback_ipv6_and_unknown_family() -> None:
 
 
 def test_unknown_linktype() -> None:
-    with pytest.raises(UnsupportedLinktype, match="127"):
-        decode_frame(b"\x00" * 40, 0.0, 127)
+    with pytest.raises(UnsupportedLinktype, match="147"):
+        decode_frame(b"\x00" * 40, 0.0, 147)
+
+
+def test_radiotap_80211_data_frame() -> None:
+    """80211http: a radiotap header, a 24-byte 802.11 data header, LLC/SNAP, then IPv4."""
+    ip = raw(IP(src="172.5.5.113", dst="14.17.32.211") / TCP(sport=49417, dport=80, flags="S"))
+    frame = raw(RadioTap() / Dot11(type=2, subtype=0, FCfield="to_DS") / LLC() / SNAP(code=0x0800)) + ip
+    packet = decode_frame(frame, 0.0, 127)
+    assert (packet.src_ip, packet.dst_port, packet.tcp_flags, packet.frame_len) == ("172.5.5.113", 80, 0x02, len(frame))
+    qos = raw(RadioTap() / Dot11(type=2, subtype=8) / b"\x00\x00" / LLC() / SNAP(code=0x0800)) + ip
+    assert decode_frame(qos, 0.0, 127).dst_ip == "14.17.32.211"
+    with pytest.raises(NotIp, match="not a data frame"):
+        decode_frame(raw(RadioTap() / Dot11(type=0, subtype=8)) + b"\x00" * 40, 0.0, 127)
+
+
+def test_frame_relay_nlpid_and_ethertype() -> None:
+    """icmp-frame-relay: address 0x1861, then an ethertype; RFC 2427 uses 0x03CC."""
+    ip = raw(IP(src="10.0.0.1", dst="10.0.0.2") / ICMP())
+    assert decode_frame(b"\x18\x61\x08\x00" + ip, 0.0, 107).ip_protocol == 1
+    assert decode_frame(b"\x18\x61\x03\xcc" + ip, 0.0, 107).dst_ip == "10.0.0.2"
+
+
+def test_nflog_payload_tlv() -> None:
+    """nflog: header (AF_INET, version 0, group), TLVs padded to 4 bytes, NFULA_PAYLOAD (9) holds the packet."""
+    ip = raw(IP(src="10.10.10.10", dst="52.43.228.156") / TCP(sport=54064, dport=80)) + b"\xee"
+    prefix_tlv = struct.pack("<HH", 7, 10) + b"abc" + b"\x00"  # length 7, padded to 8
+    payload_tlv = struct.pack("<HH", 4 + len(ip), 9) + ip
+    packet = decode_frame(b"\x02\x00\x00\x28" + prefix_tlv + payload_tlv, 0.0, 239)
+    assert (packet.src_ip, packet.src_port, packet.dst_port) == ("10.10.10.10", 54064, 80)
+    with pytest.raises(NotIp, match="without a packet payload"):
+        decode_frame(b"\x02\x00\x00\x28" + prefix_tlv, 0.0, 239)

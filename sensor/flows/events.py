@@ -22,9 +22,16 @@ class PayloadDelivered:
 
 
 @dataclass(frozen=True, slots=True)
+class StateChanged:
+    """A packet moved the session along its states (handshake done, FIN, RST)."""
+
+    session: Session
+
+
+@dataclass(frozen=True, slots=True)
 class SessionEnded:
     session: Session
     reason: EndReason
 
 
-FlowEvent = SessionStarted | PayloadDelivered | SessionEnded
+FlowEvent = SessionStarted | PayloadDelivered | StateChanged | SessionEnded

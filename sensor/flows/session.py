@@ -49,9 +49,17 @@ class Session:
     tags: set[str] = field(default_factory=set)
     # TCP only: one reassembler per direction, created with the session.
     streams: tuple[TcpReassembler, TcpReassembler] | None = None
-    # Set by the first FIN ("fin") or RST ("rst", which wins): the session then
-    # ends after the short closing timeout instead of the idle one.
+    # Set when Arkime would mark the session for close: both FINs acknowledged
+    # ("fin"), or a RST at exactly the expected sequence number ("rst"). The
+    # session then ends after the short closing timeout instead of the idle one.
     closing_reason: EndReason | None = None
+    # TCP only: per direction, 0, FIN_SENT once that side sent a FIN, FIN_ACKED once
+    # the other side acknowledged it (Arkime's tcpState).
+    fin_state: list[int] = field(default_factory=lambda: [0, 0])
+    # TCP only: a SYN or SYN-ACK was seen, so stream offsets are known (Arkime's
+    # haveTcpSession). Data of a stream picked up without one is delivered to
+    # plugins but, like Arkime, not counted in databytes/first_payload.
+    handshake_seen: bool = False
     # Stable across processes (store, API, records); `id` is the table's counter.
     uid: str = field(default_factory=lambda: str(uuid.uuid4()))
 

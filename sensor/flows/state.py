@@ -6,7 +6,7 @@ from enum import Enum
 from typing import Literal
 
 # Why a session ended, as reported in SessionEnded events.
-EndReason = Literal["fin", "rst", "timeout", "evicted", "shutdown"]
+EndReason = Literal["fin", "rst", "timeout", "evicted", "shutdown", "terminated"]
 
 
 class Direction(Enum):

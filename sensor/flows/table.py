@@ -4,16 +4,34 @@ Arkime's rules, kept:
 - Direction: the sender of a SYN without ACK is the client; when a SYN-ACK is
   the first packet, its destination is the client; otherwise (TCP picked up
   mid-stream, UDP, ICMP, ...) the first packet's source is the client.
-- Timeouts are idle times measured from the last packet: TCP 480 s, UDP 60 s,
-  SCTP 60 s, ICMP 10 s; once a FIN or RST is seen the session ends after
-  `tcp_closing` (5 s) without packets. A new SYN (without ACK) on a closing
-  session ends it at once and starts a new session (port reuse), unless it
-  repeats the client's initial sequence number (a late copy of the first SYN).
+- Time is packet time. Timeouts are idle times measured from the last packet:
+  TCP 480 s, UDP 60 s, SCTP 60 s, ICMP 10 s; a session marked for close ends
+  after `tcp_closing` (5 s) without packets. Like Arkime's packet thread, the
+  table checks a packet's session against the clock of the *previous* packet:
+  a packet never times out its own session, only `expire(now)` or the packets
+  of other flows in between do. (Reading a file, Arkime keeps a flow that
+  resumes after a long silence in one session when nothing else was seen.)
+- A session's lastPacket is the time of its last packet processed, not the
+  latest time seen (captures are not always in time order).
+- TCP close (Arkime's tcp.c): a session is marked for close when both sides'
+  FINs have been acknowledged, or by a RST carrying exactly the sequence
+  number expected next in its direction. A RST ahead of that is only counted;
+  one behind it counts as its side having closed. A new SYN (without ACK) on a
+  session that has seen a FIN or RST ends it at once and starts a new session
+  (port reuse), unless it repeats the client's initial sequence number (a late
+  copy of the first SYN).
 - TCP flag counts (Arkime's tcp.c): srcZero/dstZero count zero-window packets
   that are not RST; urg/ece/cwr/ae count every packet with the bit; a SYN counts
-  `syn`, a SYN+ACK counts `syn-ack`, and neither counts anything else; otherwise
-  rst/fin/psh count their bit and `ack` counts packets whose only flag among
-  FIN/SYN/RST/PSH/ACK is ACK, payload or not.
+  `syn`, a SYN+ACK counts `syn-ack`, and neither counts anything else; a RST at
+  or ahead of the expected sequence number counts `rst` and nothing else;
+  otherwise rst/fin/psh count their bit and `ack` counts packets whose only
+  flag among FIN/SYN/RST/PSH/ACK is ACK, payload or not.
+- databytes and first_payload: TCP counts in-order reassembled bytes of streams
+  whose start is known (a SYN or SYN-ACK was seen: after a SYN alone, the
+  server's stream starts at its first packet), not data carried on a SYN. UDP
+  counts every datagram's payload and keeps the first 8 bytes of a direction's
+  first non-empty datagram; SCTP keeps the first 8 bytes of the first message
+  a DATA chunk begins.
 
 Choices of ours:
 - VLAN ids are not part of the key unless `vlan_in_key=True` (Arkime's rule);
@@ -25,21 +43,23 @@ Choices of ours:
   still open, else it is only counted in `orphan_fragments`.
 - PayloadDelivered is emitted for TCP (reassembled) and UDP (per datagram);
   other protocols only count databytes.
-- TCP picked up mid-stream (no SYN seen) is reassembled from its first payload
-  and tagged `mid-stream`. Arkime delivers nothing for such streams (its
-  databytes stay 0); the design asks for mid-stream pickup, so we differ here.
+- TCP picked up mid-stream (no SYN or SYN-ACK seen) is reassembled from its
+  first payload, delivered to the plugins and tagged `mid-stream`; as in
+  Arkime (which delivers nothing for such streams) its bytes are not counted
+  in databytes/first_payload, so the SPI record stays Arkime's.
 """
 from __future__ import annotations
 
+import struct
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import count
 
-from sensor.flows.events import EndReason, FlowEvent, PayloadDelivered, SessionEnded, SessionStarted
+from sensor.flows.events import EndReason, FlowEvent, PayloadDelivered, SessionEnded, SessionStarted, StateChanged
 from sensor.flows.key import FlowKey, community_id, flow_key
 from sensor.flows.reassembly import SEQ_MASK, TcpReassembler
-from sensor.flows.session import Session
+from sensor.flows.session import FIRST_PAYLOAD_BYTES, Session
 from sensor.flows.state import SessionState, StateTrigger
 from sensor.packet import (
     IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP,
@@ -49,10 +69,26 @@ from sensor.packet import (
 _ACK_ONLY_MASK = TCP_FIN | TCP_SYN | TCP_RST | TCP_PSH | TCP_ACK
 _FragmentKey = tuple[str, str, int, int]
 
+# Session.fin_state values (Arkime's tcpState): that side sent a FIN; its FIN was acknowledged.
+FIN_SENT, FIN_ACKED = 1, 2
+
+
+def arkime_seq_diff(a: int, b: int) -> int:
+    """Arkime's tcp_sequence_diff (b - a, with its wrap rules, quirks included):
+    a RST is judged with it against a sequence number that may still be 0."""
+    if a > 0xC0000000 and b < 0x40000000:
+        return a + 0x100000000 - b
+    if b > 0xC0000000 and a < 0x40000000:
+        return a - b - 0x100000000
+    return b - a
+
 
 def _opens_new_connection(session: Session, packet: Packet) -> bool:
-    """A SYN that is not the client's original SYN (seen or implied by the SYN-ACK): port reuse."""
+    """A SYN on a session that saw a FIN or RST, and is not the client's original
+    SYN (seen or implied by the SYN-ACK): port reuse."""
     if packet.ip_protocol != IPPROTO_TCP or packet.tcp_flags & (TCP_SYN | TCP_ACK) != TCP_SYN:
+        return False
+    if session.closing_reason is None and not any(session.fin_state) and not session.tcpflags["rst"]:
         return False
     if session.streams is None:
         return True
@@ -60,6 +96,32 @@ def _opens_new_connection(session: Session, packet: Packet) -> bool:
     return (session.direction_of(packet.src_ip, packet.src_port) != 0
             or not client_stream.started
             or (packet.seq + 1) & SEQ_MASK != client_stream.start_seq)
+
+
+_SCTP_CHUNK = struct.Struct("!BBH")
+_SCTP_DATA, _SCTP_DATA_HEADER, _SCTP_FLAG_BEGIN = 0, 16, 0x02
+
+
+def _sctp_first_message_bytes(chunks: bytes) -> bytes:
+    """The first bytes of the first message that begins in these SCTP chunks (a DATA
+    chunk with the B flag): Arkime's srcPayload8/dstPayload8 for SCTP."""
+    pos = 0
+    while pos + 4 <= len(chunks):
+        kind, flags, length = _SCTP_CHUNK.unpack_from(chunks, pos)
+        if length < 4:
+            break
+        if kind == _SCTP_DATA and flags & _SCTP_FLAG_BEGIN and length > _SCTP_DATA_HEADER:
+            return chunks[pos + _SCTP_DATA_HEADER:pos + min(length, _SCTP_DATA_HEADER + FIRST_PAYLOAD_BYTES)]
+        pos += (length + 3) & ~3
+    return b""
+
+
+@dataclass(frozen=True, slots=True)
+class FlowOrigin:
+    """What was seen of a flow before its first packet reached the table."""
+
+    client: tuple[str, int]  # (ip, port) of the side that opened it
+    handshake_seen: bool     # a SYN or SYN-ACK passed: the streams' starts are known
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +177,7 @@ class SessionTable:
         self._sessions: OrderedDict[FlowKey, Session] = OrderedDict()
         self._fragments: OrderedDict[_FragmentKey, Session] = OrderedDict()
         self._ids = count(1)
+        self._clock: float | None = None  # time of the previous packet: Arkime's lastPacketSecs
         self._min_timeout = min(timeouts.tcp, timeouts.tcp_closing, timeouts.udp,
                                 timeouts.sctp, timeouts.icmp, timeouts.other)
 
@@ -128,8 +191,10 @@ class SessionTable:
     def get(self, key: FlowKey) -> Session | None:
         return self._sessions.get(key)
 
-    def process(self, packet: Packet) -> list[FlowEvent]:
-        """Account one packet; return what happened, in order."""
+    def process(self, packet: Packet, origin: FlowOrigin | None = None) -> list[FlowEvent]:
+        """Account one packet; return what happened, in order. `origin` says what
+        an earlier stage saw of the flow before this packet (the kernel keeps the
+        handshake): it decides the client of a session this packet creates."""
         if packet.frag_offset:
             self._count_later_fragment(packet)
             return []
@@ -138,19 +203,19 @@ class SessionTable:
         ts = packet.timestamp
         session = self._sessions.get(key)
         if session is not None:
-            ended = self._end_before(session, packet)
+            ended = self._end_before(session, packet, ts if self._clock is None else self._clock)
             if ended is not None:
                 events.append(ended)
                 session = None
+        self._clock = ts
         if session is None:
             if len(self._sessions) >= self.max_sessions:
                 events.append(self._evict_oldest(ts))
-            session = self._create(key, packet)
+            session = self._create(key, packet, origin)
             events.append(SessionStarted(session))
         else:
             self._sessions.move_to_end(key)
-            if ts > session.last_ts:
-                session.last_ts = ts
+            session.last_ts = ts
             if packet.vlan != session.vlan and packet.vlan:
                 session.vlan += tuple(v for v in packet.vlan if v not in session.vlan)
         direction = session.direction_of(packet.src_ip, packet.src_port)
@@ -162,11 +227,16 @@ class SessionTable:
         if proto == IPPROTO_TCP:
             self._process_tcp(session, packet, direction, events)
         elif proto == IPPROTO_UDP:
-            if packet.payload:
-                session.record_payload(direction, packet.payload)
-                events.append(PayloadDelivered(session, direction, packet.payload))
+            payload = packet.payload
+            if payload:
+                session.databytes[direction] += len(payload)
+                if not session.first_payload[direction]:
+                    session.first_payload[direction] = payload[:FIRST_PAYLOAD_BYTES]
+                events.append(PayloadDelivered(session, direction, payload))
         else:
-            session.databytes[direction] += len(packet.payload)  # Arkime keeps no payload8 here
+            session.databytes[direction] += len(packet.payload)
+            if proto == IPPROTO_SCTP and not session.first_payload[direction]:
+                session.first_payload[direction] = _sctp_first_message_bytes(packet.payload)
         return events
 
     def expire(self, now: float) -> list[SessionEnded]:
@@ -179,6 +249,13 @@ class SessionTable:
                 due.append(session)
         return [self._end(s, s.closing_reason or "timeout", self._deadline(s)) for s in due]
 
+    def terminate(self, uid: str) -> SessionEnded | None:
+        """End one session now, by its uid (an API caller's decision)."""
+        for session in self._sessions.values():
+            if session.uid == uid:
+                return self._end(session, "terminated", session.last_ts)
+        return None
+
     def close_all(self) -> list[SessionEnded]:
         """End every session (shutdown, end of capture), least recently seen first."""
         return [self._end(s, "shutdown", s.last_ts) for s in list(self._sessions.values())]
@@ -186,13 +263,15 @@ class SessionTable:
     def _deadline(self, session: Session) -> float:
         return session.last_ts + self.timeouts.idle(session)
 
-    def _end_before(self, session: Session, packet: Packet) -> SessionEnded | None:
-        """End an existing session that `packet` cannot belong to: timed out, or a port reuse."""
+    def _end_before(self, session: Session, packet: Packet, clock: float) -> SessionEnded | None:
+        """End an existing session that `packet` cannot belong to: timed out at `clock`
+        (the previous packet's time), or a port reuse."""
         deadline = self._deadline(session)
-        if packet.timestamp > deadline:
+        if clock > deadline:
             return self._end(session, session.closing_reason or "timeout", deadline)
-        if session.closing_reason is not None and _opens_new_connection(session, packet):
-            return self._end(session, session.closing_reason, packet.timestamp)
+        if _opens_new_connection(session, packet):
+            reason = session.closing_reason or ("rst" if session.tcpflags["rst"] else "fin")
+            return self._end(session, reason, packet.timestamp)
         return None
 
     def _end(self, session: Session, reason: EndReason, closed_at: float) -> SessionEnded:
@@ -209,11 +288,14 @@ class SessionTable:
         self.evicted += 1
         return self._end(oldest, "evicted", now)
 
-    def _create(self, key: FlowKey, packet: Packet) -> Session:
+    def _create(self, key: FlowKey, packet: Packet, origin: FlowOrigin | None) -> Session:
         proto = packet.ip_protocol
         flags = packet.tcp_flags
         is_tcp = proto == IPPROTO_TCP
-        if is_tcp and flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK:
+        src, dst = (packet.src_ip, packet.src_port), (packet.dst_ip, packet.dst_port)
+        if origin is not None:
+            client, server = (src, dst) if origin.client == src else (dst, src)
+        elif is_tcp and flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK:
             client, server = (packet.dst_ip, packet.dst_port), (packet.src_ip, packet.src_port)
         else:
             client, server = (packet.src_ip, packet.src_port), (packet.dst_ip, packet.dst_port)
@@ -233,12 +315,15 @@ class SessionTable:
                 TcpReassembler(self.max_ooo_segments, self.max_ooo_bytes),
                 TcpReassembler(self.max_ooo_segments, self.max_ooo_bytes),
             )
-            if not flags & TCP_SYN:
+            if origin is not None and origin.handshake_seen:
+                session.handshake_seen = True
+            elif not flags & TCP_SYN:
                 session.tags.add("mid-stream")
         self._sessions[key] = session
         return session
 
     def _process_tcp(self, session: Session, packet: Packet, direction: int, events: list[FlowEvent]) -> None:
+        """Arkime's tcp_packet_process, step by step: flag counts, close state, reassembly."""
         flags = packet.tcp_flags
         counts = session.tcpflags
         if packet.window == 0 and not flags & TCP_RST:
@@ -247,6 +332,10 @@ class SessionTable:
             for bit, name in ((TCP_URG, "urg"), (TCP_ECE, "ece"), (TCP_CWR, "cwr"), (TCP_AE, "ae")):
                 if flags & bit:
                     counts[name] += 1
+        before = session.state
+        self._advance_tcp_state(session, flags, direction)
+        if session.state is not before:
+            events.append(StateChanged(session))
         streams = session.streams
         assert streams is not None, "TCP sessions get their streams when created"
         stream = streams[direction]
@@ -257,36 +346,69 @@ class SessionTable:
                 streams[1 - direction].start(packet.ack)
             else:
                 counts["syn"] += 1
-            chunks = stream.feed(packet.seq, packet.payload, syn=True)
-        else:
-            if flags & TCP_RST:
-                counts["rst"] += 1
-            if flags & TCP_FIN:
-                counts["fin"] += 1
-            if flags & _ACK_ONLY_MASK == TCP_ACK:
-                counts["ack"] += 1
-            if flags & TCP_PSH:
-                counts["psh"] += 1
-            chunks = [] if flags & TCP_RST else stream.feed(packet.seq, packet.payload)
-        for chunk in chunks:
-            session.record_payload(direction, chunk)
-            events.append(PayloadDelivered(session, direction, chunk))
+            session.handshake_seen = True
+            # Data on a SYN (TCP Fast Open) reaches the plugins; Arkime counts none of it.
+            self._deliver(session, direction, stream.feed(packet.seq, packet.payload, syn=True), events,
+                          counted=False)
+            return
+        if flags & TCP_RST:
+            counts["rst"] += 1
+            expected = stream.next_seq if session.handshake_seen and stream.started else 0
+            behind = arkime_seq_diff(packet.seq, expected)  # > 0: the RST is behind the stream
+            if behind <= 0:
+                if behind == 0:
+                    self._mark_closing(session, "rst")
+                return
+            session.fin_state[direction] = FIN_ACKED
+        if flags & TCP_FIN:
+            counts["fin"] += 1
+            session.fin_state[direction] = FIN_SENT
+        if flags & _ACK_ONLY_MASK == TCP_ACK:
+            counts["ack"] += 1
+        if flags & TCP_PSH:
+            counts["psh"] += 1
+        if stream.incomplete:
+            return
+        if session.handshake_seen and not stream.started and not counts["syn-ack"]:
+            stream.start(packet.seq)  # SYN seen, SYN-ACK missed: this side starts here
+        if flags & (TCP_ACK | TCP_RST):
+            other = 1 - direction
+            if session.fin_state[other] == FIN_SENT:
+                session.fin_state[other] = FIN_ACKED
+                if session.fin_state[direction] == FIN_ACKED:
+                    self._mark_closing(session, "fin")
+                    return  # Arkime takes no data from the packet that completes the close
+        if flags & TCP_RST:
+            return
+        self._deliver(session, direction, stream.feed(packet.seq, packet.payload), events)
         if stream.incomplete:
             session.tags.add("incomplete-tcp")
-        self._advance_tcp_state(session, flags, direction)
+
+    @staticmethod
+    def _deliver(session: Session, direction: int, chunks: list[bytes], events: list[FlowEvent],
+                 counted: bool = True) -> None:
+        """Emit the chunks; count them in databytes/first_payload when the stream offsets are known."""
+        counted = counted and session.handshake_seen
+        for chunk in chunks:
+            if counted:
+                session.record_payload(direction, chunk)
+            events.append(PayloadDelivered(session, direction, chunk))
+
+    @staticmethod
+    def _mark_closing(session: Session, reason: EndReason) -> None:
+        if session.closing_reason is None:
+            session.closing_reason = reason
 
     @staticmethod
     def _advance_tcp_state(session: Session, flags: int, direction: int) -> None:
+        """ProtoPoke's session states, from the flags alone (closing is Arkime's business above)."""
         if flags & TCP_RST:
             session.trigger(StateTrigger.RESET)
-            session.closing_reason = "rst"
             return
         if not flags & TCP_SYN and session.state is SessionState.CONNECTING:  # skip the table lookup when settled
             session.trigger(StateTrigger.ESTABLISHED)
         if flags & TCP_FIN:
             session.trigger(StateTrigger.SERVER_FIN if direction else StateTrigger.CLIENT_FIN)
-            if session.closing_reason is None:
-                session.closing_reason = "fin"
 
     def _remember_fragment(self, packet: Packet, session: Session) -> None:
         fragments = self._fragments

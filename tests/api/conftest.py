@@ -34,7 +34,7 @@ class Capture:
         return TcpConversation(self, client, server)
 
     def udp(self, src: tuple[str, int], dst: tuple[str, int], data: bytes) -> None:
-        self._add(Ether() / IP(src=src[0], dst=dst[0]) / UDP(sport=src[1], dport=dst[1]) / data)
+        self._add(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src=src[0], dst=dst[0]) / UDP(sport=src[1], dport=dst[1]) / data)
 
     def write(self, path: Path) -> Path:
         write_pcap(path, self.frames)
@@ -53,7 +53,7 @@ class TcpConversation:
         other = "s" if side == "c" else "c"
         src, dst = self.ends[side], self.ends[other]
         tcp = TCP(sport=src[1], dport=dst[1], flags=flags, seq=self.seq[side], ack=self.seq[other] if ack else 0)
-        self.capture._add(Ether() / IP(src=src[0], dst=dst[0]) / tcp / data)
+        self.capture._add(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src=src[0], dst=dst[0]) / tcp / data)
         self.seq[side] += len(data) + (1 if "S" in flags or "F" in flags else 0)
 
     def handshake(self) -> TcpConversation:

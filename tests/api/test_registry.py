@@ -131,7 +131,9 @@ def test_length_prefixed_stream_split_across_segments(capture, tmp_path, make_pi
         ("FrameCaptured", C2S, SEVEN),
         ("FrameCaptured", C2S, ODD),
         ("FrameCaptured", S2C, FORTY_TWO),
-        ("FrameCaptured", S2C, PARTIAL),
+        ("SessionUpdated", SessionState.ONLY_SERVER),  # the client's FIN
+        ("SessionUpdated", SessionState.CLOSED),  # the server's FIN
+        ("FrameCaptured", S2C, PARTIAL),  # flushed at the end
         ("SessionClosed", SessionState.CLOSED),
     ]
     assert recorder.events == expected
@@ -236,7 +238,7 @@ def test_counter_updates_are_throttled_in_packet_time(capture, tmp_path, make_pi
     registry = registry_with([LP_BINDING], update_interval=5.0)
     recorder = Recorder(registry.bus)
     tcp = capture.tcp(CLIENT, SERVER).handshake()
-    tcp.send("c", HELLO, SEVEN)  # the first payload shows the session ACTIVE: one update
+    tcp.send("c", HELLO, SEVEN)  # the handshake's last ACK made the session ACTIVE: one update
     capture.clock += 10.0
     tcp.send("c", ODD)  # ten seconds later: counters moved, one more update
     tcp.send("c", HELLO)  # within the interval again: none
@@ -244,7 +246,7 @@ def test_counter_updates_are_throttled_in_packet_time(capture, tmp_path, make_pi
     replay(pipeline, capture.write(tmp_path / "slow.pcap"))
     updates = [e for e in recorder.raw if type(e).__name__ == "SessionUpdatedEvent"]
     assert [(u.session.state, u.frame_count, u.databytes) for u in updates] == [
-        (SessionState.ACTIVE, 0, (len(HELLO), 0)),
+        (SessionState.ACTIVE, 0, (0, 0)),
         (SessionState.ACTIVE, 3, (len(HELLO + SEVEN + ODD), 0)),
     ]
 
@@ -276,11 +278,12 @@ def test_upstream_connection_failed(capture, tmp_path, make_pipeline, replay):
     }
     assert [describe(e) for e in events_of(refused)] == [
         ("SessionOpened", SessionState.CONNECTING),
+        ("SessionUpdated", SessionState.CLOSED),  # the RST
         ("UpstreamConnectionFailed", failures[refused.id].error),
         ("SessionClosed", SessionState.CLOSED),
     ]
     assert [describe(e)[0] for e in events_of(fine)] == [
-        "SessionOpened", "SessionUpdated", "FrameCaptured", "SessionClosed"]
+        "SessionOpened", "SessionUpdated", "FrameCaptured", "SessionUpdated", "SessionUpdated", "SessionClosed"]
     assert registry.stats.upstream_failures == 3
     assert len(records) == 4
 

@@ -70,7 +70,7 @@ def test_write_then_read_round_trip(tmp_path: Path) -> None:
 
 
 def test_reads_scapy_pcap(tmp_path: Path) -> None:
-    frames = [Ether() / IP() / UDP(dport=n) / b"x" for n in range(3)]
+    frames = [Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP() / UDP(dport=n) / b"x" for n in range(3)]
     for n, frame in enumerate(frames):
         frame.time = 1000 + n / 4
     wrpcap(str(tmp_path / "s.pcap"), frames)
@@ -132,7 +132,7 @@ def test_corrupt_record_length() -> None:
 
 
 def test_scapy_pcapng(tmp_path: Path) -> None:
-    frame = Ether() / IP(dst="10.9.8.7") / UDP() / b"ng"
+    frame = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(dst="10.9.8.7") / UDP() / b"ng"
     frame.time = 1700000000.125
     writer = PcapNgWriter(str(tmp_path / "s.pcapng"))
     writer.write(frame)

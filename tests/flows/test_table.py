@@ -118,12 +118,25 @@ def test_udp_direction_delivery_and_timeout() -> None:
     assert payloads(events) == [(0, b"query-bytes"), (1, b"answer")]
     assert (session.packets, session.databytes, session.first_payload) == ([2, 1], [11, 6], [b"query-by", b"answer"])
     assert session.bytes == [42 + 11 + 42, 42 + 6]
-    # An idle UDP session ends after 60 s: a later packet starts a new one.
+    # An idle UDP session ends 60 s after its last packet, on the clock of the packets
+    # before: the first packet after the silence (here another flow's) moves the clock,
+    # the next one of this flow then starts a new session.
+    table.process(udp(65.25, "10.0.0.7", 7, "10.0.0.8", 8, b"other flow"))
     late = table.process(udp(65.3, "10.0.0.2", 53, "10.0.0.1", 5353, b"x"))
     assert [type(e) for e in late] == [SessionEnded, SessionStarted, PayloadDelivered]
     assert (late[0].reason, late[0].session.closed_at) == ("timeout", 65.2)
     assert late[1].session.id > session.id
     assert late[1].session.client_ip == "10.0.0.2"
+
+
+def test_packet_after_silence_joins_its_session_when_nothing_else_moved_the_clock() -> None:
+    """Arkime reading a file: a packet never times out its own session."""
+    table = SessionTable()
+    (started, _) = table.process(udp(1.0, "10.0.0.1", 5353, "10.0.0.2", 53, b"q"))
+    assert [type(e) for e in table.process(udp(500.0, "10.0.0.2", 53, "10.0.0.1", 5353, b"a"))] == [PayloadDelivered]
+    assert (started.session.packets, started.session.last_ts) == ([1, 1], 500.0)
+    (ended,) = table.expire(561.0)  # expire() with a later time still ends it
+    assert (ended.session is started.session, ended.reason) == (True, "timeout")
 
 
 def test_rst_closes_and_ends_after_closing_timeout() -> None:

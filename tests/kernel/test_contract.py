@@ -29,7 +29,7 @@ def test_map_layouts_match_the_compiled_program(program, map_name, key_type, lea
 def test_record_header_round_trips_through_the_kernel(xdp):
     from scapy.layers.inet import IP, UDP
     from scapy.layers.l2 import Ether
-    frame = bytes(Ether() / IP(src="10.9.0.1", dst="10.9.0.2") / UDP(sport=5353, dport=5353) / b"abc")
+    frame = bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src="10.9.0.1", dst="10.9.0.2") / UDP(sport=5353, dport=5353) / b"abc")
     [rec] = xdp.run(frame)
     # Every field lands where the mirror says: the frame follows the header
     # exactly, and the header's key is the canonical key Python computes.

@@ -5,18 +5,16 @@ flat fields, so the plugin's `dns.*` fields must equal the union of each key
 over Arkime's objects (answer IPs and `answers` are outside the API's reach)."""
 from __future__ import annotations
 
-import json
 import struct
-from dataclasses import dataclass, field
-from pathlib import Path
+from functools import partial
 
 import pytest
+from plugin_testlib import PLUGINS, arkime_captures_with, feed_session, loaded_runtime, session_key
 
-from sensor.arkime.loader import load_plugins
 from sensor.arkime.runtime import PluginRuntime
 from sensor.offline import read_records
 
-PLUGIN = Path(__file__).resolve().parents[2] / "plugins" / "dns.py"
+PLUGIN = PLUGINS / "dns.py"
 DNS_PROTOCOLS = {"dns", "mdns", "llmnr"}
 FLAT_KEYS = ("host", "nameserverHost", "mailserverHost", "puny", "status", "opcode", "qt", "qc",
              "queryHost", "headerFlags")
@@ -24,11 +22,6 @@ DNS_TAGS = {"bad-punycode", "bad-hostname"}
 # Sessions Arkime saw that our flow layer cannot give the plugin: GRE, PPP, GTP
 # and Geneve tunnels are not decoded. If that changes, they must agree too.
 MIN_COMPARED = 76
-
-
-def _key(body: dict) -> tuple:
-    return (body["source"].get("ip"), body["source"].get("port"), body["destination"].get("ip"),
-            body["destination"].get("port"), body["firstPacket"])
 
 
 def _arkime_flat(objects: list[dict]) -> dict[str, set]:
@@ -50,67 +43,33 @@ def _dns_view(body: dict) -> dict:
 
 def test_dns_fields_agree_with_arkime_test_sessions(shared_testdata):
     compared, disagree, unmatched, other_extent = 0, [], [], []
-    for test in sorted((shared_testdata / "arkime-pcap").glob("*.test")):
-        expected = [s["body"] for s in json.loads(test.read_text()).get("sessions3", ())
-                    if DNS_PROTOCOLS & set(s["body"].get("protocol", ()))]
-        pcap = test.with_suffix(".pcap")
-        if not expected or not pcap.exists():
+    for pcap, expected in arkime_captures_with(shared_testdata, DNS_PROTOCOLS):
+        if not pcap.exists():
             continue
-        ours = {_key(r): r for r in read_records([pcap], plugins=[PLUGIN])}
+        ours = {session_key(r): r for r in read_records([pcap], plugins=[PLUGIN])}
         for body in expected:
-            rec = ours.get(_key(body))
+            rec = ours.get(session_key(body))
             if rec is None:
-                unmatched.append((test.name, _key(body)))
+                unmatched.append((pcap.name, session_key(body)))
             elif rec["lastPacket"] != body["lastPacket"]:
-                other_extent.append((test.name, _key(body)))  # session timeouts differ
+                other_extent.append((pcap.name, session_key(body)))  # session timeouts differ
             else:
                 compared += 1
                 if _dns_view(rec) != _dns_view(body):
-                    disagree.append((test.name, _key(body), _dns_view(body), _dns_view(rec)))
+                    disagree.append((pcap.name, session_key(body), _dns_view(body), _dns_view(rec)))
     assert not disagree, disagree
     assert compared >= MIN_COMPARED, (compared, unmatched, other_extent)
 
 
 # -- hand-built messages -------------------------------------------------------------------
 
-@dataclass
-class View:
-    """A sensor.arkime.view.SessionView for feeding the runtime directly."""
-
-    ip_protocol: int = 17
-    client_port: int = 40000
-    server_port: int = 53
-    id: int = 1
-    client_ip: str = "10.0.0.1"
-    server_ip: str = "10.0.0.2"
-    vlan: tuple = ()
-    first_ts: float = 1700000000.0
-    last_ts: float = 1700000001.0
-    packets: list[int] = field(default_factory=lambda: [1, 1])
-    bytes: list[int] = field(default_factory=lambda: [100, 100])
-    databytes: list[int] = field(default_factory=lambda: [50, 50])
-    tcpflags: dict[str, int] = field(default_factory=dict)
-    first_payload: list[bytes] = field(default_factory=lambda: [b"", b""])
-    community_id: str = ""
-    tags: set[str] = field(default_factory=set)
-
-
 @pytest.fixture
 def runtime() -> PluginRuntime:
-    rt = PluginRuntime()
-    report = load_plugins(rt, dirs=[], files=[PLUGIN])
-    assert report.ok, [str(e) for e in report.errors]
-    return rt
+    return loaded_runtime(PLUGIN)
 
 
-def run(rt: PluginRuntime, chunks: list[tuple[int, bytes]], **view) -> dict:
-    """Feed (direction, bytes) chunks to one session and return its SPI record."""
-    handle = rt.session_started(View(**view))
-    for which, data in chunks:
-        rt.payload(handle, which, data)
-    record = rt.session_ended(handle)
-    assert rt.errors.total == 0, rt.errors.counts
-    return record
+# Feed (direction, bytes) chunks to one session (UDP to port 53 unless told) and return its SPI record.
+run = partial(feed_session, ip_protocol=17, client_port=40000, server_port=53)
 
 
 def name(text: str) -> bytes:

@@ -3,18 +3,13 @@
 Body digests are computed outside this code (`printf '%s' '<body>' | md5sum`, `sha256sum`)."""
 from __future__ import annotations
 
-import json
-import textwrap
-from pathlib import Path
+from functools import partial
 
 import pytest
-from scapy.all import IP, TCP, Ether, wrpcap
+from plugin_testlib import (PLUGINS, claims, comparable_group, conversation_record, drop_known_gaps, loaded_runtime,
+                            ours_and_expected, sessions_by_key)
 
-from sensor.arkime.loader import load_plugins
-from sensor.arkime.runtime import PluginRuntime
-from sensor.offline import read_records
-
-PLUGIN = Path(__file__).resolve().parents[2] / "plugins" / "http.py"
+PLUGIN = PLUGINS / "http.py"
 
 # Captures Arkime tagged `http` (protocol list of their .test files).
 CAPTURES = [
@@ -35,9 +30,7 @@ CAPTURES = [
 # they still disagree, so a fix elsewhere shows up as a failure asking to shrink this.
 CORE = "the sensor core does not deliver this session's payload as Arkime does"
 GAPS = {
-    "80211http": ({49417}, CORE + " (802.11 link type)"),
     "gre-erspan-vxlan": ({65174}, CORE + " (ERSPAN/VXLAN)"),
-    "nflog": ({54064}, CORE + " (NFLOG link type)"),
     "sctp-www": ({32836, 32837}, CORE + " (SCTP DATA chunks are not reassembled)"),
     "single-packets": ({49749}, CORE + " (single-packet session)"),
     "http2-nghttp2": ({49570}, "HTTP/2 frames: Arkime's http2 parser, not HTTP/1"),
@@ -52,67 +45,26 @@ REPEATING = ("requestHeaderField", "requestHeaderValue", "responseHeaderField", 
 UNSETTABLE = ("method-", "xff")
 
 
-def _group(body):
-    group = {}
-    for key, value in body.get("http", {}).items():
-        if key.startswith(UNSETTABLE) or key.removesuffix("Cnt") in REPEATING and key.endswith("Cnt"):
-            continue
-        group[key] = sorted(set(value)) if key in REPEATING else value
-    return group
-
-
 def _sessions(bodies):
     """The `http` sessions by (4-tuple, first packet): their http fields.
 
-    Arkime's empty linked segments (no packets) are left out: they come from its
-    session saving, not from the parser. (Arkime's TLS parser also writes the SNI
-    to http.host: such sessions are not `http` and not compared here.)"""
-    out = {}
-    for body in bodies:
-        if body["network"]["packets"] and "http" in body.get("protocol", ()):
-            key = (body["source"]["ip"], body["source"]["port"], body["destination"]["ip"],
-                   body["destination"]["port"], body["firstPacket"])
-            out[key] = _group(body)
-    return out
+    (Arkime's TLS parser also writes the SNI to http.host: such sessions are not
+    `http` and not compared here.)"""
+    return sessions_by_key(bodies, lambda body: claims(body, "http"),
+                           lambda body: comparable_group(body.get("http", {}), REPEATING,
+                                                         lambda key: key.startswith(UNSETTABLE)))
 
 
 @pytest.mark.parametrize("capture", CAPTURES)
 def test_fields_match_arkime_on_its_captures(shared_testdata, capture):
-    pcap = shared_testdata / "arkime-pcap" / f"{capture}.pcap"
-    expected = _sessions(s["body"] for s in json.loads(pcap.with_suffix(".test").read_text())["sessions3"])
-    ours = _sessions(read_records([pcap], plugins=[PLUGIN]))
-    gap_ports, reason = GAPS.get(capture, (set(), ""))
-    for key in [k for k in expected if k[1] in gap_ports]:
-        agreed = ours.pop(key, None) == expected.pop(key)
-        assert not agreed, f"{capture} {key} agrees now: drop it from GAPS ({reason})"
+    ours, expected = ours_and_expected(shared_testdata, capture, PLUGIN, _sessions)
+    gap_ports = drop_known_gaps(capture, expected, ours, GAPS)
     for key in [k for k in ours if k[1] in gap_ports or k[3] in gap_ports]:
         del ours[key]  # e.g. the same session seen in the other direction
     assert ours == expected
 
 
-def conversation(tmp_path, segments, *, plugins=(PLUGIN,), server_port=80, close=True):
-    """The SPI record of one TCP connection: handshake, each (direction, payload) as a segment, FINs."""
-    ends = [("10.1.0.1", 40080, "10.1.0.2", server_port), ("10.1.0.2", server_port, "10.1.0.1", 40080)]
-    seq = [1000, 5000]
-
-    def segment(which, flags, payload=b""):
-        src, sport, dst, dport = ends[which]
-        ack = seq[1 - which] if "A" in flags else 0
-        packet = Ether() / IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags,
-                                                      seq=seq[which], ack=ack) / payload
-        seq[which] += len(payload) + ("S" in flags or "F" in flags)
-        return packet
-
-    packets = [segment(0, "S"), segment(1, "SA"), segment(0, "A")]
-    packets += [segment(which, "PA", payload) for which, payload in segments]
-    if close:
-        packets += [segment(1, "FA"), segment(0, "FA"), segment(1, "A")]
-    for i, packet in enumerate(packets):
-        packet.time = 1700000000 + i / 1000
-    path = tmp_path / "conversation.pcap"
-    wrpcap(str(path), packets)
-    (record,) = read_records([path], plugins=list(plugins))
-    return record
+conversation = partial(conversation_record, plugins=(PLUGIN,), server_port=80, server_closes=True)
 
 
 REQUEST = (b"GET /a/b.html?x=1&y=%41 HTTP/1.1\r\nHost: WWW.Example.COM:8080\r\n"
@@ -202,19 +154,12 @@ def test_query_string_keys_and_values_follow_arkime(tmp_path):
     assert http["value"] == ["%zz", "1", "A", "x", "y"]  # a bad escape is kept as it came
 
 
-def test_connect_tunnel_is_classified_afresh(tmp_path):
-    probe = tmp_path / "tlsprobe.py"
-    probe.write_text(textwrap.dedent("""\
-        import arkime, arkime_session
-        def classify(session, data, length, which):
-            arkime_session.add_protocol(session, "tlsprobe")
-        arkime.register_tcp_classifier("tlsprobe", 0, b"\\x16\\x03", classify)
-        """))
+def test_connect_tunnel_is_classified_afresh(tmp_path, tls_probe):
     record = conversation(tmp_path, [
         (0, b"CONNECT example.com:443 HTTP/1.1\r\nUser-Agent: c\r\n\r\n"),
         (1, b"HTTP/1.1 200 Connection established\r\n\r\n"),
         (0, b"\x16\x03\x01\x00\x05hello"), (1, b"\x16\x03\x03\x00\x02hi")],
-        plugins=(PLUGIN, probe), server_port=8080)
+        plugins=(PLUGIN, tls_probe), server_port=8080)
     assert {"http", "tlsprobe"} <= set(record["protocol"])
     assert record["http"]["uri"] == ["example.com:443"] and record["http"]["statuscode"] == [200]
     assert "md5" not in record["http"]  # the tunnel is not an HTTP body
@@ -229,8 +174,6 @@ def test_a_bad_message_stops_only_its_direction(tmp_path):
 
 
 def test_classifiers_are_byte_prefixes_for_the_kernel():
-    runtime = PluginRuntime()
-    assert load_plugins(runtime, files=[PLUGIN]).ok
-    rules = runtime.offload_rules()
+    rules = loaded_runtime(PLUGIN).offload_rules()
     assert {(6, 0, b"GET"), (6, 0, b"POST"), (6, 0, b"HTTP"), (132, 0, b"GET")} <= set(rules.prefixes)
     assert not rules.match_all

@@ -1,91 +1,30 @@
 """plugins/mqtt.py: Arkime's own MQTT captures, and packets built from the OASIS MQTT specs."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from functools import partial
 
 import pytest
-from scapy.all import IP, TCP, Ether, wrpcap
+from plugin_testlib import PLUGINS, claims, conversation_record, ours_and_expected, sessions_by_key, sorted_text
+from spec_frames import control, text, varint
 
-from sensor.offline import read_records
-
-PLUGIN = Path(__file__).resolve().parents[2] / "plugins" / "mqtt.py"
-
-
-def _sorted_text(value):
-    """tests.pl leaves single values bare and sorted multi-values as strings: compare sorted text."""
-    if isinstance(value, dict):
-        return {key: _sorted_text(item) for key, item in value.items()}
-    return sorted(str(item) for item in (value if isinstance(value, list) else [value]))
+PLUGIN = PLUGINS / "mqtt.py"
 
 
 def _plugin_view(bodies):
-    """Per session: the mqtt claim, the mqtt group, the `user` field and mqtt:* tags.
-
-    Arkime's empty linked segments (no packets) are left out: they come from
-    its session saving, not from the parser."""
-    view = {}
-    for body in bodies:
-        if body["network"]["packets"] == 0:
-            continue
-        claimed = "mqtt" in body.get("protocol", ())
-        if claimed or "mqtt" in body:
-            key = (body["source"]["ip"], body["source"]["port"], body["destination"]["ip"],
-                   body["destination"]["port"], body["firstPacket"])
-            tags = sorted(t for t in body.get("tags", ()) if t.startswith("mqtt:"))
-            view[key] = (claimed, _sorted_text(body.get("mqtt", {})), _sorted_text(body.get("user", [])), tags)
-    return view
+    """Per session: the mqtt claim, the mqtt group, the `user` field and mqtt:* tags."""
+    return sessions_by_key(bodies, lambda body: claims(body, "mqtt") or "mqtt" in body,
+                           lambda body: (claims(body, "mqtt"), sorted_text(body.get("mqtt", {})),
+                                         sorted_text(body.get("user", [])),
+                                         sorted(t for t in body.get("tags", ()) if t.startswith("mqtt:"))))
 
 
 @pytest.mark.parametrize("capture", ["mqtt_big", "mqtt_synthetic", "arkime_synthetic"])
 def test_fields_match_arkime_on_its_captures(shared_testdata, capture):
-    pcap = shared_testdata / "arkime-pcap" / f"{capture}.pcap"
-    expected = [s["body"] for s in json.loads(pcap.with_suffix(".test").read_text())["sessions3"]]
-    ours = read_records([pcap], plugins=[PLUGIN])
-    assert _plugin_view(ours) == _plugin_view(expected)
+    ours, expected = ours_and_expected(shared_testdata, capture, PLUGIN, _plugin_view)
+    assert ours == expected
 
 
-def conversation(tmp_path, segments, client_port=40001, server_port=1883):
-    """The SPI record of one TCP connection: handshake, each (direction, payload) as a segment, FINs."""
-    ends = [("10.1.0.1", client_port, "10.1.0.2", server_port), ("10.1.0.2", server_port, "10.1.0.1", client_port)]
-    seq = [1000, 5000]
-
-    def segment(which, flags, payload=b""):
-        src, sport, dst, dport = ends[which]
-        ack = seq[1 - which] if "A" in flags else 0
-        tcp = TCP(sport=sport, dport=dport, flags=flags, seq=seq[which], ack=ack)
-        packet = Ether() / IP(src=src, dst=dst) / tcp / payload
-        seq[which] += len(payload) + ("S" in flags or "F" in flags)
-        return packet
-
-    packets = [segment(0, "S"), segment(1, "SA"), segment(0, "A")]
-    packets += [segment(which, "PA", payload) for which, payload in segments]
-    packets += [segment(0, "FA"), segment(1, "FA"), segment(0, "A")]
-    for index, packet in enumerate(packets):
-        packet.time = 1_700_000_000 + index / 100
-    wrpcap(str(tmp_path / "conversation.pcap"), packets)
-    [record] = read_records([tmp_path / "conversation.pcap"], plugins=[PLUGIN])
-    return record
-
-
-def varint(n):
-    """Variable Byte Integer, encoded with the algorithm in MQTT 3.1.1 section 2.2.3."""
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def text(s):
-    """UTF-8 encoded string: a 2-byte big-endian length, then the bytes (section 1.5.3)."""
-    raw = s.encode()
-    return len(raw).to_bytes(2, "big") + raw
-
-
-def control(first_byte, body=b""):
-    return bytes([first_byte]) + varint(len(body)) + body
+conversation = partial(conversation_record, plugins=(PLUGIN,), server_port=1883)
 
 
 def connect(level=4, flags=0x02, payload=b"", name="MQTT", properties=b""):

@@ -1,67 +1,21 @@
 """plugins/mysql.py: Arkime's own MySQL captures, and handshakes built from the protocol docs."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from functools import partial
 
 import pytest
-from scapy.all import IP, TCP, Ether, wrpcap
+from plugin_testlib import PLUGINS, claim_and_group, conversation_record, ours_and_expected
 
-from sensor.offline import read_records
-
-PLUGIN = Path(__file__).resolve().parents[2] / "plugins" / "mysql.py"
-
-
-def _sorted_text(value):
-    """tests.pl leaves single values bare and sorted multi-values as strings: compare sorted text."""
-    if isinstance(value, dict):
-        return {key: _sorted_text(item) for key, item in value.items()}
-    return sorted(str(item) for item in (value if isinstance(value, list) else [value]))
-
-
-def _plugin_view(bodies):
-    """Per session: the mysql claim and field group (Arkime's empty linked segments left out)."""
-    view = {}
-    for body in bodies:
-        if body["network"]["packets"] == 0:
-            continue
-        claimed = "mysql" in body.get("protocol", ())
-        if claimed or "mysql" in body:
-            key = (body["source"]["ip"], body["source"]["port"], body["destination"]["ip"],
-                   body["destination"]["port"], body["firstPacket"])
-            view[key] = (claimed, _sorted_text(body.get("mysql", {})))
-    return view
+PLUGIN = PLUGINS / "mysql.py"
 
 
 @pytest.mark.parametrize("capture", ["mysql-allow", "mysql-deny", "mysql-tls", "no-syn-ack", "arkime_synthetic"])
 def test_fields_match_arkime_on_its_captures(shared_testdata, capture):
-    pcap = shared_testdata / "arkime-pcap" / f"{capture}.pcap"
-    expected = [s["body"] for s in json.loads(pcap.with_suffix(".test").read_text())["sessions3"]]
-    ours = read_records([pcap], plugins=[PLUGIN])
-    assert _plugin_view(ours) == _plugin_view(expected)
+    ours, expected = ours_and_expected(shared_testdata, capture, PLUGIN, claim_and_group("mysql"))
+    assert ours == expected
 
 
-def conversation(tmp_path, segments, client_port=40001, server_port=3306):
-    """The SPI record of one TCP connection: handshake, each (direction, payload) as a segment, FINs."""
-    ends = [("10.1.0.1", client_port, "10.1.0.2", server_port), ("10.1.0.2", server_port, "10.1.0.1", client_port)]
-    seq = [1000, 5000]
-
-    def segment(which, flags, payload=b""):
-        src, sport, dst, dport = ends[which]
-        ack = seq[1 - which] if "A" in flags else 0
-        tcp = TCP(sport=sport, dport=dport, flags=flags, seq=seq[which], ack=ack)
-        packet = Ether() / IP(src=src, dst=dst) / tcp / payload
-        seq[which] += len(payload) + ("S" in flags or "F" in flags)
-        return packet
-
-    packets = [segment(0, "S"), segment(1, "SA"), segment(0, "A")]
-    packets += [segment(which, "PA", payload) for which, payload in segments]
-    packets += [segment(0, "FA"), segment(1, "FA"), segment(0, "A")]
-    for index, packet in enumerate(packets):
-        packet.time = 1_700_000_000 + index / 100
-    wrpcap(str(tmp_path / "conversation.pcap"), packets)
-    [record] = read_records([tmp_path / "conversation.pcap"], plugins=[PLUGIN])
-    return record
+conversation = partial(conversation_record, plugins=(PLUGIN,), server_port=3306)
 
 
 def packet(sequence_id, payload):

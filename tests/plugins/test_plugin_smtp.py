@@ -4,18 +4,13 @@ The attachment digests are computed outside this code (`md5sum`, `sha256sum` of 
 from __future__ import annotations
 
 import base64
-import json
-import textwrap
-from pathlib import Path
+from functools import partial
 
 import pytest
-from scapy.all import IP, TCP, Ether, wrpcap
+from plugin_testlib import (PLUGINS, claims, comparable_group, conversation_record, drop_known_gaps, loaded_runtime,
+                            ours_and_expected, sessions_by_key)
 
-from sensor.arkime.loader import load_plugins
-from sensor.arkime.runtime import PluginRuntime
-from sensor.offline import read_records
-
-PLUGIN = Path(__file__).resolve().parents[2] / "plugins" / "smtp.py"
+PLUGIN = PLUGINS / "smtp.py"
 
 # Captures Arkime tagged `smtp` (protocol list of their .test files).
 CAPTURES = [
@@ -35,60 +30,21 @@ REPEATING = ("headerField", "headerValue")
 UNSETTABLE = ("ip", "ipCnt", "GEO", "ASN", "RIR")
 
 
-def _group(body):
-    group = {}
-    for key, value in body.get("email", {}).items():
-        if key in UNSETTABLE or key.removesuffix("Cnt") in REPEATING and key.endswith("Cnt"):
-            continue
-        group[key] = sorted(set(value)) if key in REPEATING else value
-    return group
-
-
 def _sessions(bodies):
-    """The `smtp` sessions by (4-tuple, first packet): their email fields (no empty segments)."""
-    out = {}
-    for body in bodies:
-        if body["network"]["packets"] and "smtp" in body.get("protocol", ()):
-            key = (body["source"]["ip"], body["source"]["port"], body["destination"]["ip"],
-                   body["destination"]["port"], body["firstPacket"])
-            out[key] = _group(body)
-    return out
+    """The `smtp` sessions by (4-tuple, first packet): their email fields."""
+    return sessions_by_key(bodies, lambda body: claims(body, "smtp"),
+                           lambda body: comparable_group(body.get("email", {}), REPEATING,
+                                                         lambda key: key in UNSETTABLE))
 
 
 @pytest.mark.parametrize("capture", CAPTURES)
 def test_fields_match_arkime_on_its_captures(shared_testdata, capture):
-    pcap = shared_testdata / "arkime-pcap" / f"{capture}.pcap"
-    expected = _sessions(s["body"] for s in json.loads(pcap.with_suffix(".test").read_text())["sessions3"])
-    ours = _sessions(read_records([pcap], plugins=[PLUGIN]))
-    gap_ports, reason = GAPS.get(capture, (set(), ""))
-    for key in [k for k in expected if k[1] in gap_ports]:
-        agreed = ours.pop(key, None) == expected.pop(key)
-        assert not agreed, f"{capture} {key} agrees now: drop it from GAPS ({reason})"
+    ours, expected = ours_and_expected(shared_testdata, capture, PLUGIN, _sessions)
+    drop_known_gaps(capture, expected, ours, GAPS)
     assert ours == expected
 
 
-def conversation(tmp_path, segments, *, plugins=(PLUGIN,)):
-    """The SPI record of one TCP connection: handshake, each (direction, payload) as a segment, FINs."""
-    ends = [("10.1.0.1", 40025, "10.1.0.2", 25), ("10.1.0.2", 25, "10.1.0.1", 40025)]
-    seq = [1000, 5000]
-
-    def segment(which, flags, payload=b""):
-        src, sport, dst, dport = ends[which]
-        ack = seq[1 - which] if "A" in flags else 0
-        packet = Ether() / IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags,
-                                                      seq=seq[which], ack=ack) / payload
-        seq[which] += len(payload) + ("S" in flags or "F" in flags)
-        return packet
-
-    packets = [segment(0, "S"), segment(1, "SA"), segment(0, "A")]
-    packets += [segment(which, "PA", payload) for which, payload in segments]
-    packets += [segment(0, "FA"), segment(1, "FA"), segment(0, "A")]
-    for i, packet in enumerate(packets):
-        packet.time = 1700000000 + i / 1000
-    path = tmp_path / "conversation.pcap"
-    wrpcap(str(path), packets)
-    (record,) = read_records([path], plugins=list(plugins))
-    return record
+conversation = partial(conversation_record, plugins=(PLUGIN,), server_port=25)
 
 
 ATTACHMENT = b"PK\x03\x04" + bytes(range(60))
@@ -149,21 +105,11 @@ def test_auth_plain_user(tmp_path):
     assert "smtp:authplain" in record["tags"]
 
 
-PROBE = textwrap.dedent("""\
-    import arkime, arkime_session
-    def classify(session, data, length, which):
-        arkime_session.add_protocol(session, "tlsprobe")
-    arkime.register_tcp_classifier("tlsprobe", 0, b"\\x16\\x03", classify)
-    """)
-
-
-def test_starttls_handshake_is_classified_afresh(tmp_path):
-    probe = tmp_path / "tlsprobe.py"
-    probe.write_text(PROBE)
+def test_starttls_handshake_is_classified_afresh(tmp_path, tls_probe):
     record = conversation(tmp_path, [*GREETING, (0, b"STARTTLS\r\n"), (1, b"220 go ahead\r\n"),
                                      (0, b"\x16\x03\x01\x00\x05hello"), (1, b"\x16\x03\x03\x00\x02hi"),
                                      (0, b"\x17\x03\x03MAIL FROM:<hidden@x>\r\n")],
-                          plugins=(PLUGIN, probe))
+                          plugins=(PLUGIN, tls_probe))
     assert {"smtp", "tlsprobe"} <= set(record["protocol"])
     assert "smtp:starttls" in record["tags"]
     assert "src" not in record["email"]  # nothing is parsed inside TLS
@@ -177,8 +123,6 @@ def test_decrypted_capture_goes_on_after_starttls(tmp_path):
 
 
 def test_classifiers_are_byte_prefixes_for_the_kernel():
-    runtime = PluginRuntime()
-    assert load_plugins(runtime, files=[PLUGIN]).ok
-    rules = runtime.offload_rules()
+    rules = loaded_runtime(PLUGIN).offload_rules()
     assert {(6, 0, b"HELO"), (6, 0, b"EHLO"), (6, 0, b"220 ")} <= set(rules.prefixes)
     assert not rules.match_all

@@ -4,18 +4,13 @@ HASSH values are MD5s computed outside this code (`printf '%s' '<algorithms>' | 
 from the algorithm strings the HASSH spec defines: kex;encryption;mac;compression."""
 from __future__ import annotations
 
-import json
 import struct
-from pathlib import Path
+from functools import partial
 
 import pytest
-from scapy.all import IP, TCP, Ether, wrpcap
+from plugin_testlib import PLUGINS, claims, conversation_record, loaded_runtime, ours_and_expected, sessions_by_key
 
-from sensor.arkime.loader import load_plugins
-from sensor.arkime.runtime import PluginRuntime
-from sensor.offline import read_records
-
-PLUGIN = Path(__file__).resolve().parents[2] / "plugins" / "ssh.py"
+PLUGIN = PLUGINS / "ssh.py"
 
 # Captures Arkime tagged `ssh` (protocol list of their .test files).
 CAPTURES = ["arkime_synthetic", "ssh2", "ssh2-moloch-crash", "tcp_handshake_synthetic", "v6",
@@ -31,24 +26,13 @@ HOST_KEY_B64 = "AAAAC3NzaC1lZDI1NTE5AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
 
 
 def _sessions(bodies):
-    """Arkime's `ssh` sessions by (4-tuple, first packet): the ssh field group.
-
-    Arkime's empty linked segments (no packets) are left out: they come from its
-    session saving, not from the parser."""
-    out = {}
-    for body in bodies:
-        if body["network"]["packets"] and "ssh" in body.get("protocol", ()):
-            key = (body["source"]["ip"], body["source"]["port"], body["destination"]["ip"],
-                   body["destination"]["port"], body["firstPacket"])
-            out[key] = body.get("ssh", {})
-    return out
+    """Arkime's `ssh` sessions by (4-tuple, first packet): the ssh field group."""
+    return sessions_by_key(bodies, lambda body: claims(body, "ssh"), lambda body: body.get("ssh", {}))
 
 
 @pytest.mark.parametrize("capture", CAPTURES)
 def test_fields_match_arkime_on_its_captures(shared_testdata, capture):
-    pcap = shared_testdata / "arkime-pcap" / f"{capture}.pcap"
-    expected = _sessions(s["body"] for s in json.loads(pcap.with_suffix(".test").read_text())["sessions3"])
-    ours = _sessions(read_records([pcap], plugins=[PLUGIN]))
+    ours, expected = ours_and_expected(shared_testdata, capture, PLUGIN, _sessions)
     if capture in CORE_GAPS:
         assert not ours, f"the core now decodes {CORE_GAPS[capture]}: drop {capture} from CORE_GAPS"
         pytest.skip(f"the core does not decode {CORE_GAPS[capture]} yet")
@@ -85,28 +69,7 @@ MIXED_KEXINIT = kexinit((b"aes128-ctr", b"aes256-ctr"), (b"hmac-sha2-256", b"hma
 KEX_REPLY = binary_packet(bytes([33]) + struct.pack(">I", len(HOST_KEY)) + HOST_KEY + bytes(40))
 
 
-def conversation(tmp_path, segments, server_port=22):
-    """The SPI record of one TCP connection: handshake, each (direction, payload) as a segment, FINs."""
-    ends = [("10.1.0.1", 40022, "10.1.0.2", server_port), ("10.1.0.2", server_port, "10.1.0.1", 40022)]
-    seq = [1000, 5000]
-
-    def segment(which, flags, payload=b""):
-        src, sport, dst, dport = ends[which]
-        ack = seq[1 - which] if "A" in flags else 0
-        packet = Ether() / IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags,
-                                                      seq=seq[which], ack=ack) / payload
-        seq[which] += len(payload) + ("S" in flags or "F" in flags)
-        return packet
-
-    packets = [segment(0, "S"), segment(1, "SA"), segment(0, "A")]
-    packets += [segment(which, "PA", payload) for which, payload in segments]
-    packets += [segment(0, "FA"), segment(1, "FA"), segment(0, "A")]
-    for i, packet in enumerate(packets):
-        packet.time = 1700000000 + i / 1000
-    path = tmp_path / "conversation.pcap"
-    wrpcap(str(path), packets)
-    (record,) = read_records([path], plugins=[PLUGIN])
-    return record
+conversation = partial(conversation_record, plugins=(PLUGIN,), server_port=22)
 
 
 def test_banners_hassh_and_host_key(tmp_path):
@@ -149,8 +112,6 @@ def test_not_ssh_and_bad_lengths(tmp_path):
 
 
 def test_classifier_is_a_byte_prefix_for_the_kernel():
-    runtime = PluginRuntime()
-    assert load_plugins(runtime, files=[PLUGIN]).ok
-    rules = runtime.offload_rules()
+    rules = loaded_runtime(PLUGIN).offload_rules()
     assert (6, 0, b"SSH") in rules.prefixes
     assert not rules.match_all

@@ -3,28 +3,21 @@ hand-built hellos (split, truncated, mutated)."""
 from __future__ import annotations
 
 import hashlib
-import json
 import struct
-from dataclasses import dataclass, field
-from pathlib import Path
+from functools import partial
 
 import pytest
+from plugin_testlib import PLUGINS, View, arkime_captures_with, feed_session, loaded_runtime, session_key
 
-from sensor.arkime.loader import load_plugins
 from sensor.arkime.runtime import PluginRuntime
 from sensor.offline import read_records
 
-PLUGIN = Path(__file__).resolve().parents[2] / "plugins" / "tls.py"
+PLUGIN = PLUGINS / "tls.py"
 TLS_TAGS = {"tls:has_ech", "tls:has_esni"}
 # Sessions Arkime tagged tls that the plugin cannot see as TLS on its own: TLS
 # after a STARTTLS/CONNECT/SOCKS/MySQL/ADB preamble (Arkime's other parsers hand
 # those over) and one PPPoE capture the flow layer does not decode.
 MIN_COMPARED = 27
-
-
-def _key(body: dict) -> tuple:
-    return (body["source"].get("ip"), body["source"].get("port"), body["destination"].get("ip"),
-            body["destination"].get("port"), body["firstPacket"])
 
 
 def _tls_view(body: dict) -> dict:
@@ -35,71 +28,38 @@ def _tls_view(body: dict) -> dict:
 
 def test_tls_fields_agree_with_arkime_test_sessions(shared_testdata):
     compared, disagree, unmatched = 0, [], []
-    for test in sorted((shared_testdata / "arkime-pcap").glob("*.test")):
+    for pcap, bodies in arkime_captures_with(shared_testdata, {"tls"}):
         expected: dict[tuple, dict] = {}
-        for s in json.loads(test.read_text()).get("sessions3", ()):
-            body = s["body"]
-            if "tls" not in body.get("protocol", ()):
-                continue
-            if _key(body) in expected:  # a later segment of a mid-saved session
-                expected[_key(body)].setdefault("tls", {}).update(body.get("tls", {}))
+        for body in bodies:
+            if session_key(body) in expected:  # a later segment of a mid-saved session
+                expected[session_key(body)].setdefault("tls", {}).update(body.get("tls", {}))
             else:
-                expected[_key(body)] = body
-        if not expected:
-            continue
-        ours = {_key(r): r for r in read_records([test.with_suffix(".pcap")], plugins=[PLUGIN])}
+                expected[session_key(body)] = body
+        ours = {session_key(r): r for r in read_records([pcap], plugins=[PLUGIN])}
         for key, body in expected.items():
             rec = ours.get(key)
             if rec is None or "tls" not in rec.get("protocol", ()):
-                unmatched.append((test.name, key))
+                unmatched.append((pcap.name, key))
                 continue
             compared += 1
             if _tls_view(rec) != _tls_view(body):
-                disagree.append((test.name, key, _tls_view(body), _tls_view(rec)))
+                disagree.append((pcap.name, key, _tls_view(body), _tls_view(rec)))
     assert not disagree, disagree
     assert compared >= MIN_COMPARED, (compared, unmatched)
 
 
 # -- hand-built hellos ------------------------------------------------------------------
 
-@dataclass
-class View:
-    """A sensor.arkime.view.SessionView for feeding the runtime directly."""
-
-    ip_protocol: int = 6
-    client_port: int = 50000
-    server_port: int = 443
-    id: int = 1
-    client_ip: str = "10.0.0.1"
-    server_ip: str = "10.0.0.2"
-    vlan: tuple = ()
-    first_ts: float = 1700000000.0
-    last_ts: float = 1700000001.0
-    packets: list[int] = field(default_factory=lambda: [1, 1])
-    bytes: list[int] = field(default_factory=lambda: [100, 100])
-    databytes: list[int] = field(default_factory=lambda: [50, 50])
-    tcpflags: dict[str, int] = field(default_factory=dict)
-    first_payload: list[bytes] = field(default_factory=lambda: [b"", b""])
-    community_id: str = ""
-    tags: set[str] = field(default_factory=set)
+TLS_SESSION = {"ip_protocol": 6, "client_port": 50000, "server_port": 443}
 
 
 @pytest.fixture
 def runtime() -> PluginRuntime:
-    rt = PluginRuntime()
-    report = load_plugins(rt, dirs=[], files=[PLUGIN])
-    assert report.ok, [str(e) for e in report.errors]
-    return rt
+    return loaded_runtime(PLUGIN)
 
 
-def run(rt: PluginRuntime, chunks: list[tuple[int, bytes]]) -> dict:
-    """Feed (direction, bytes) chunks to one session and return its SPI record."""
-    handle = rt.session_started(View())
-    for which, data in chunks:
-        rt.payload(handle, which, data)
-    record = rt.session_ended(handle)
-    assert rt.errors.total == 0, rt.errors.counts
-    return record
+# Feed (direction, bytes) chunks to one TLS session and return its SPI record.
+run = partial(feed_session, **TLS_SESSION)
 
 
 def u16s(values) -> bytes:
@@ -248,7 +208,7 @@ def test_non_hello_handshakes_and_other_records_are_not_tls(runtime):
 
 
 def test_parser_lets_go_once_both_hellos_are_seen(runtime):
-    handle = runtime.session_started(View())
+    handle = runtime.session_started(View(**TLS_SESSION))
     runtime.payload(handle, 0, record(FOXIO_HELLO))
     assert runtime.wants_more(handle)
     runtime.payload(handle, 1, record(server_hello(0x0303, 0xC02F, [])))

@@ -7,8 +7,8 @@ to the function codes and packet types Arkime's parsers reported for them.
 
 from __future__ import annotations
 
-import json
 import struct
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -23,6 +23,12 @@ from sensor.framing import FramerSpec, validate_framer_config
 from sensor.models import Frame
 from sensor.packet import PacketError, decode_frame
 from sensor.protocol import UNKNOWN, DefinitionDecoder, load_definition_file
+
+# The frame builders and Arkime's expected sessions are shared with the plugin tests; tests/plugins
+# is a plain directory (no __init__.py), put on sys.path here for when this file runs on its own.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
+from plugin_testlib import arkime_bodies, arkime_pcap, session_key  # noqa: E402
+from spec_frames import adu, control, text, varint  # noqa: E402
 
 PROTOCOLS = Path(__file__).resolve().parents[2] / "protocols"
 C2S, S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
@@ -73,10 +79,6 @@ def bits(message, name: str) -> dict[str, int]:
 
 
 # -- Modbus/TCP: the examples of the Modbus Application Protocol Specification V1.1b3 ------------
-
-
-def adu(pdu: bytes, transaction_id: int = 1, unit_id: int = 0x11) -> bytes:
-    return struct.pack(">HHHB", transaction_id, 0, len(pdu) + 1, unit_id) + pdu
 
 
 def mbap(length: int, function_code: int, transaction_id: int = 1, unit_id: int = 0x11) -> dict:
@@ -165,25 +167,6 @@ def test_modbus_framer_flushes_a_length_no_adu_can_have(modbus):
 
 
 # -- MQTT: the OASIS MQTT 3.1.1 (and 5.0) specs ---------------------------------------------------
-
-
-def varint(n: int) -> bytes:
-    """Variable Byte Integer, encoded with the algorithm in MQTT 3.1.1 section 2.2.3."""
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def text(s: str) -> bytes:
-    raw = s.encode()
-    return struct.pack(">H", len(raw)) + raw
-
-
-def control(first_byte: int, body: bytes = b"") -> bytes:
-    return bytes([first_byte]) + varint(len(body)) + body
 
 
 def test_mqtt_connect_spec_example(mqtt):
@@ -338,9 +321,7 @@ def frames_by_session(pcap: Path, spec: FramerSpec, decoder: DefinitionDecoder) 
 
 
 def arkime_groups(pcap: Path, group: str) -> dict[tuple, dict]:
-    bodies = [s["body"] for s in json.loads(pcap.with_suffix(".test").read_text())["sessions3"]]
-    return {(b["source"]["ip"], b["source"]["port"], b["destination"]["ip"], b["destination"]["port"]): b[group]
-            for b in bodies if group in b and b["network"]["packets"]}
+    return {session_key(b)[:4]: b[group] for b in arkime_bodies(pcap) if group in b and b["network"]["packets"]}
 
 
 def as_ints(values) -> set[int]:
@@ -349,7 +330,7 @@ def as_ints(values) -> set[int]:
 
 @pytest.mark.parametrize(("capture", "sessions"), [("modbus", 5), ("arkime_synthetic", 3)])
 def test_modbus_capture_function_and_exception_codes_match_arkime(shared_testdata, modbus, capture, sessions):
-    pcap = shared_testdata / "arkime-pcap" / f"{capture}.pcap"
+    pcap = arkime_pcap(shared_testdata, capture)
     ours = frames_by_session(pcap, *modbus)
     compared = 0
     for ends, expected in arkime_groups(pcap, "modbus").items():
@@ -371,7 +352,7 @@ def test_modbus_capture_function_and_exception_codes_match_arkime(shared_testdat
 
 @pytest.mark.parametrize("capture", ["mqtt_big", "mqtt_synthetic", "arkime_synthetic"])
 def test_mqtt_capture_packet_types_match_arkime(shared_testdata, mqtt, capture):
-    pcap = shared_testdata / "arkime-pcap" / f"{capture}.pcap"
+    pcap = arkime_pcap(shared_testdata, capture)
     ours = frames_by_session(pcap, *mqtt)
     tags = arkime_groups(pcap, "tags")
     for ends, expected in arkime_groups(pcap, "mqtt").items():
