@@ -71,6 +71,8 @@ class CaptureResult:
         default_factory=lambda: {c: CategoryCounts() for c in CATEGORIES})
     protocols_agree: int = 0  # ... whose protocol lists are equal
     shipped_protocols_agree: int = 0  # ... equal once cut to shipped protocols + transports
+    covered: int = 0  # matched in-scope sessions whose Arkime protocols are all shipped (or transports)
+    covered_agree: int = 0  # ... whose protocol lists are equal
     core_field_mismatches: Counter = field(default_factory=Counter)
     protocols_missing: Counter = field(default_factory=Counter)  # in Arkime's list, not ours
     protocols_extra: Counter = field(default_factory=Counter)  # in ours, not Arkime's
@@ -106,6 +108,8 @@ class CaptureResult:
             "coreAgree": self.core_agree,
             "protocolsAgree": self.protocols_agree,
             "shippedProtocolsAgree": self.shipped_protocols_agree,
+            "covered": self.covered,
+            "coveredAgree": self.covered_agree,
             "coreFieldMismatches": dict(sorted(self.core_field_mismatches.items())),
             "protocolsMissing": dict(sorted(self.protocols_missing.items())),
             "protocolsExtra": dict(sorted(self.protocols_extra.items())),
@@ -152,6 +156,12 @@ class ConformanceReport:
     def shipped_protocol_agreement(self) -> float:
         """Like protocol_agreement, with both lists cut to the shipped protocols and transports."""
         return _ratio(sum(c.shipped_protocols_agree for c in self.captures), self.core_total)
+
+    @property
+    def covered_protocol_agreement(self) -> float:
+        """The issue's target: among sessions whose Arkime protocols are all ones we
+        ship (or transports), the share whose protocol lists are equal."""
+        return _ratio(sum(c.covered_agree for c in self.captures), sum(c.covered for c in self.captures))
 
     def protocol_field_totals(self) -> dict[str, ProtocolFieldStats]:
         totals: dict[str, ProtocolFieldStats] = {p: ProtocolFieldStats() for p in sorted(self.shipped)}
@@ -202,6 +212,8 @@ class ConformanceReport:
                 "coreAgreement": self.core_agreement,
                 "protocolAgreement": self.protocol_agreement,
                 "shippedProtocolAgreement": self.shipped_protocol_agreement,
+                "coveredSessions": sum(c.covered for c in self.captures),
+                "coveredProtocolAgreement": self.covered_protocol_agreement,
                 "fieldAgreement": self.field_agreement,
                 "coreFieldMismatches": dict(sorted(self.core_field_mismatches().items())),
                 "protocolsMissing": dict(self.protocol_list_differences()[0].most_common()),
@@ -242,6 +254,8 @@ class ConformanceReport:
         lines.append(f"protocol list agreement:     {self.protocol_agreement:.2%}")
         lines.append(f"shipped protocol agreement:  {self.shipped_protocol_agreement:.2%} "
                      f"(lists cut to {', '.join(sorted(self.shipped)) or 'no shipped protocols'} + transports)")
+        lines.append(f"covered protocol agreement:  {self.covered_protocol_agreement:.2%} "
+                     f"(of {sum(c.covered for c in self.captures)} sessions whose Arkime protocols are all shipped)")
         compared = sum(st.fields for st in self.protocol_field_totals().values())
         lines.append("shipped field agreement:     " + (f"{self.field_agreement:.2%}" if compared
                                                         else "n/a (no field of a shipped protocol compared)"))

@@ -114,6 +114,9 @@ def _compare_protocols(result: CaptureResult, expected: dict, actual: dict, ship
     result.protocols_extra.update(a_protocols - e_protocols)
     result.protocols_agree += protocols_agree(expected, actual)
     result.shipped_protocols_agree += protocols_agree(expected, actual, shipped)
+    if e_protocols <= shipped | TRANSPORT_PROTOCOLS:
+        result.covered += 1
+        result.covered_agree += e_protocols == a_protocols
     for protocol in sorted(e_protocols & shipped):
         compared, field_diffs = protocol_field_differences(expected, actual, protocol)
         stats = result.protocol_fields.setdefault(protocol, ProtocolFieldStats())
