@@ -3,7 +3,7 @@ import importlib
 import os
 import sys
 
-BENCHES = ["bench_packet_flows", "bench_framing_protocol", "bench_xdp"]
+BENCHES = ["bench_packet_flows", "bench_prefilter", "bench_framing_protocol", "bench_xdp"]
 ROOT_ONLY = {"bench_xdp"}  # BPF_PROG_TEST_RUN
 
 for name in BENCHES:

@@ -1,32 +1,394 @@
-"""`xdpsensor read`: capture files through the same pipeline as live traffic."""
+"""`xdpsensor read`: capture files through the same pipeline as live traffic,
+optionally behind the pre-filter the live sensor runs in XDP.
+
+Three ways to read (`replay`'s `frame_filter`):
+- None: every frame goes to the pipeline, as Arkime reads a file (--no-prefilter);
+- CaptureFilter(SensorProgram): every frame runs through the real XDP program
+  with BPF_PROG_TEST_RUN (root); what it emits goes to the pipeline;
+- CaptureFilter(PythonFlowTable): the same decisions in pure Python (no root).
+
+The program only parses Ethernet, so frames of other link types get an
+Ethernet header built in front (zero MACs, the link type's protocol as the
+ethertype); the pipeline still decodes the original frame. Whole-flow byte
+counts follow Arkime either way: the bytes a frame had on the wire
+(`wire_len`, link header included, nothing built added), not what the
+program saw. Times are capture times throughout.
+"""
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from array import array
+from bisect import bisect_right
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from sensor.arkime.loader import load_plugins
 from sensor.arkime.runtime import PluginRuntime
-from sensor.capture.pcapfile import read_pcap
+from sensor.capture.pcapfile import PcapRecord, iter_records
 from sensor.flows.table import SessionTable
+from sensor.kernel.contract import FlowKey, FlowState, Stat, Verdict
+from sensor.kernel.program import Record, SensorProgram, parse_record
+from sensor.packet import (
+    LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_NULL,
+    LINKTYPE_RAW, LINKTYPE_RAW_OPENBSD,
+)
 from sensor.pipeline import Pipeline
+from sensor.prefilter import FRAG_ENTRIES, ParsedFrame, parse_frame
 
-EXPIRE_EVERY = 1.0  # capture seconds between idle-session expiries
+EXPIRE_EVERY = 1.0          # capture seconds between idle-session expiries
+SWEEP_EVERY_NS = 30 * 10**9  # as the live loop: sweep idle unselected flows every 30 s ...
+KERNEL_IDLE_NS = 60 * 10**9  # ... of flows idle for 60 s, here in capture time
+# BPF_PROG_TEST_RUN puts at most a page minus headroom and shared info (3520
+# bytes on 4 KiB pages) in the linear area the program sees; longer frames
+# (TSO/GRO captures) are cut below that for both filters alike.
+KERNEL_FRAME_MAX = 3072
+PROGRESS_EVERY = 256        # records between on_progress calls
+
+LINKTYPE_LOOP = 108
+_ETH_IP, _ETH_IPV6 = b"\x08\x00", b"\x86\xdd"
+_MACS = bytes(12)
+_NULL_AF_INET6 = frozenset((10, 24, 28, 30))
 
 
-def read_records(pcaps: Iterable[str | Path], plugins: Iterable[str | Path] = ()) -> list[dict]:
-    """Every session of the captures as SPI records, every flow sent to the
-    plugins (no pre-filter), like Arkime reading a file."""
+def ethernet_frame(linktype: int, data: bytes) -> bytes | None:
+    """The frame as the XDP program needs it: Ethernet. None when the link
+    type has no Ethernet equivalent (radiotap, frame relay, ...) or the link
+    header is cut short."""
+    if linktype == LINKTYPE_ETHERNET:
+        return data
+    if linktype in (LINKTYPE_RAW, LINKTYPE_RAW_OPENBSD, LINKTYPE_IPV4, LINKTYPE_IPV6):
+        if linktype == LINKTYPE_IPV4 or (linktype != LINKTYPE_IPV6 and data[:1] and data[0] >> 4 == 4):
+            return _MACS + _ETH_IP + data
+        if linktype == LINKTYPE_IPV6 or (data[:1] and data[0] >> 4 == 6):
+            return _MACS + _ETH_IPV6 + data
+        return _MACS + b"\0\0" + data  # not IP: the program counts it as such
+    if linktype == LINKTYPE_LINUX_SLL:
+        return _MACS + data[14:16] + data[16:] if len(data) >= 16 else None
+    if linktype == LINKTYPE_LINUX_SLL2:
+        return _MACS + data[0:2] + data[20:] if len(data) >= 20 else None
+    if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
+        if len(data) < 4:
+            return None
+        # NULL: the capturing host's byte order; LOOP: network order.
+        families = {int.from_bytes(data[:4], "big")} if linktype == LINKTYPE_LOOP else {
+            int.from_bytes(data[:4], "little"), int.from_bytes(data[:4], "big")}
+        ethertype = _ETH_IP if 2 in families else _ETH_IPV6 if families & _NULL_AF_INET6 else b"\0\0"
+        return _MACS + ethertype + data[4:]
+    return None
+
+
+def program_frame(linktype: int, data: bytes) -> bytes | None:
+    """What the filter runs on for one capture record: the Ethernet frame,
+    cut to KERNEL_FRAME_MAX; None when there is none or it is shorter than an
+    Ethernet header (BPF_PROG_TEST_RUN refuses runts)."""
+    frame = ethernet_frame(linktype, data)
+    if frame is None or len(frame) < 14:
+        return None
+    return frame[:KERNEL_FRAME_MAX]
+
+
+class FlowTable(Protocol):
+    """A pre-filter's flow table driven frame by frame (PythonFlowTable, TestRunTable)."""
+
+    monotonic_offset: float | None
+
+    def process(self, frame: bytes, ts_ns: int) -> Record | None: ...
+    def flow(self, key: FlowKey) -> FlowState | None: ...
+    def flows(self) -> Iterator[tuple[FlowKey, FlowState]]: ...
+    def set_verdict(self, key: FlowKey, verdict: Verdict) -> bool: ...
+    def delete_flow(self, key: FlowKey) -> None: ...
+    def sweep_idle(self, now_ns: int, idle_ns: int) -> list[FlowKey]: ...
+    def stats(self) -> dict[Stat, int]: ...
+
+
+class _CaptureClock:
+    """Maps bpf_ktime_get_ns() stamps back to the capture time of the frame
+    being run: the program's clock reading falls between the CLOCK_MONOTONIC
+    readings taken just before its test run and just before the next one."""
+
+    def __init__(self) -> None:
+        self._mono = array("q")
+        self._capture = array("q")
+
+    def __len__(self) -> int:
+        return len(self._mono)
+
+    def mark(self, capture_ns: int) -> None:
+        self._mono.append(time.monotonic_ns())
+        self._capture.append(capture_ns)
+
+    def capture_ns(self, ktime_ns: int) -> int:
+        i = bisect_right(self._mono, ktime_ns) - 1
+        return self._capture[max(i, 0)] if self._capture else 0
+
+    def keep(self, ktimes: Iterable[int]) -> None:
+        """Forget every mark but those `ktimes` fall on, and the latest: the
+        table's times are all that can still be asked about."""
+        wanted = {bisect_right(self._mono, k) - 1 for k in ktimes} | {len(self._mono) - 1}
+        wanted = sorted(i for i in wanted if i >= 0)
+        self._mono = array("q", (self._mono[i] for i in wanted))
+        self._capture = array("q", (self._capture[i] for i in wanted))
+
+
+class TestRunTable:
+    """The real XDP program as a frame-by-frame flow table: each frame runs
+    with BPF_PROG_TEST_RUN, the ring is drained after it, and the kernel's
+    clock in records and flows is turned into capture time. Takes over the
+    program's ring buffer; the program should be fresh (no flows)."""
+
+    __test__ = False            # not a pytest class, despite the name
+    monotonic_offset: float | None = 0.0
+
+    def __init__(self, program: SensorProgram, keep_every: int = 1 << 20) -> None:
+        """`keep_every`: test runs between forgetting the clock marks no flow refers to."""
+        self.program = program
+        self.keep_every = keep_every
+        self._emitted: list[Record] = []
+        self._clock = _CaptureClock()
+        self._keep_at = keep_every
+        self._base = program.stats()
+        program.open_ring(lambda raw: self._emitted.append(parse_record(raw)))
+
+    def process(self, frame: bytes, ts_ns: int) -> Record | None:
+        if len(self._clock) >= self._keep_at:
+            self._clock.keep(t for _, s in self.program.flows() for t in (s.first_ns, s.last_ns))
+            self._keep_at = max(self.keep_every, 2 * len(self._clock))  # amortised with many flows
+        self._clock.mark(ts_ns)
+        self.program.test_run(frame)
+        self.program.drain()
+        if not self._emitted:
+            return None
+        record = self._emitted.pop()  # one frame, at most one record
+        self._emitted.clear()
+        record.header.ts_ns = ts_ns
+        return record
+
+    @property
+    def clock_marks(self) -> int:
+        """Clock marks held (16 bytes each): one per frame run, until the
+        marks no flow refers to are forgotten every `keep_every` or so."""
+        return len(self._clock)
+
+    def _captured(self, state: FlowState) -> FlowState:
+        state.first_ns = self._clock.capture_ns(state.first_ns)
+        state.last_ns = self._clock.capture_ns(state.last_ns)
+        return state
+
+    def flow(self, key: FlowKey) -> FlowState | None:
+        state = self.program.flow(key)
+        return None if state is None else self._captured(state)
+
+    def flows(self) -> Iterator[tuple[FlowKey, FlowState]]:
+        for key, state in self.program.flows():
+            yield key, self._captured(state)
+
+    def set_verdict(self, key: FlowKey, verdict: Verdict) -> bool:
+        return self.program.set_verdict(key, verdict)
+
+    def delete_flow(self, key: FlowKey) -> None:
+        self.program.delete_flow(key)
+
+    def sweep_idle(self, now_ns: int, idle_ns: int) -> list[FlowKey]:
+        stale = [key for key, state in self.flows()
+                 if state.verdict != Verdict.SELECTED and now_ns - state.last_ns > idle_ns]
+        for key in stale:
+            self.program.delete_flow(key)
+        return stale
+
+    def stats(self) -> dict[Stat, int]:
+        """Counters since this table took the program over."""
+        return {stat: n - self._base[stat] for stat, n in self.program.stats().items()}
+
+
+class CaptureFilter:
+    """A pre-filter fed capture records: Ethernet frames for the program,
+    Arkime's byte counts, idle flows swept on capture time. Give it to the
+    Pipeline as `kernel` and to `replay` as `frame_filter`."""
+
+    monotonic_offset: float | None = 0.0   # flow times are capture times
+
+    def __init__(self, table: FlowTable | SensorProgram) -> None:
+        self.table: FlowTable = TestRunTable(table) if isinstance(table, SensorProgram) else table
+        self.kind = "kernel" if isinstance(self.table, TestRunTable) else "python"
+        self.unfilterable = 0   # frames the program cannot be given (link type, too short)
+        self._extra: dict[bytes, list[int]] = {}   # flow -> per side: wire bytes minus program bytes
+        self._frags: OrderedDict[tuple, bytes] = OrderedDict()
+        self._next_sweep: int | None = None
+
+    def process(self, rec: PcapRecord) -> Record | None:
+        """Run one capture record through the filter; the record the program
+        emitted for it, or None."""
+        frame = program_frame(rec.linktype, rec.data)
+        if frame is None:
+            self.unfilterable += 1
+            return None
+        ts_ns = round(rec.timestamp * 1e9)
+        if self._next_sweep is None:
+            self._next_sweep = ts_ns + SWEEP_EVERY_NS
+        elif ts_ns >= self._next_sweep:
+            self.sweep(ts_ns)
+            self._next_sweep = ts_ns + SWEEP_EVERY_NS
+        record = self.table.process(frame, ts_ns)
+        extra = rec.wire_len - len(frame)
+        if extra:
+            self._count_extra(frame, record, extra)
+        return record
+
+    def _count_extra(self, frame: bytes, record: Record | None, extra: int) -> None:
+        """Remember the bytes the program counted differently for this frame,
+        on the flow and side it counted them (the program's own attribution,
+        replayed from its parse). A later fragment that was not emitted finds
+        its flow through first fragments seen here, i.e. whose own length
+        differed too (true of every frame of a non-Ethernet capture)."""
+        p = parse_frame(frame)
+        if not isinstance(p, ParsedFrame):
+            return  # counted on no flow
+        if p.key is not None:
+            key, side = p.key, p.side
+            if p.first_fragment and record is not None and record.header.verdict == Verdict.SELECTED:
+                self._frags[p.frag_key] = key
+                if len(self._frags) > FRAG_ENTRIES:
+                    self._frags.popitem(last=False)
+        elif record is not None:
+            key, side = bytes(record.header.key), record.header.side
+        else:
+            key = self._frags.get(p.frag_key)
+            if key is None or self.table.flow(FlowKey.from_buffer_copy(key)) is None:
+                return  # an orphan: counted on no flow
+            side = 0 if key[:16] == p.sender else 1
+        self._extra.setdefault(key, [0, 0])[side] += extra
+
+    def sweep(self, now_ns: int) -> int:
+        """Forget unselected flows idle for KERNEL_IDLE_NS, as the live loop does."""
+        stale = self.table.sweep_idle(now_ns, KERNEL_IDLE_NS)
+        for key in stale:
+            self._extra.pop(bytes(key), None)
+        return len(stale)
+
+    # -- pipeline.KernelFlows -------------------------------------------------------
+    def flow(self, key: FlowKey) -> FlowState | None:
+        state = self.table.flow(key)
+        extra = self._extra.get(bytes(key))
+        if state is not None and extra is not None:
+            for side in (0, 1):
+                state.bytes[side] = max(0, state.bytes[side] + extra[side])
+        return state
+
+    def set_verdict(self, key: FlowKey, verdict: Verdict) -> bool:
+        return self.table.set_verdict(key, verdict)
+
+    def delete_flow(self, key: FlowKey) -> None:
+        self.table.delete_flow(key)
+        self._extra.pop(bytes(key), None)
+
+    def stats(self) -> dict[Stat, int]:
+        return self.table.stats()
+
+
+@dataclass(slots=True)
+class ReplaySummary:
+    prefilter: str = "none"     # "kernel", "python" or "none"
+    frames: int = 0             # capture records read
+    delivered: int = 0          # frames given to the pipeline
+    unfilterable: int = 0       # frames the filter could not be given (not delivered)
+    undecodable: int = 0        # delivered frames the pipeline could not decode
+    sessions: int = 0
+    records: int = 0
+    seconds: float = 0.0
+    filter_stats: dict[Stat, int] = field(default_factory=dict)
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def lines(self) -> list[str]:
+        out = [f"read {self.frames} frames in {self.seconds:.1f}s ({self.frames_per_second:,.0f} frames/s): "
+               f"{self.delivered} to the pipeline ({self.undecodable} undecodable), {self.sessions} sessions, "
+               f"{self.records} records"]
+        s = self.filter_stats
+        if self.prefilter == "none":
+            out.append("no pre-filter: every frame went to the pipeline, as Arkime reads a file")
+        else:
+            out.append(f"pre-filter ({self.prefilter}): {s[Stat.FLOW_NEW]} flows, selected {s[Stat.SELECTED]}, "
+                       f"ignored {s[Stat.IGNORED]}, bypassed packets {s[Stat.BYPASSED_PKTS]}, "
+                       f"not IP {s[Stat.NOT_IP]}, truncated {s[Stat.TRUNCATED]}, orphan fragments "
+                       f"{s[Stat.FRAG_ORPHAN]}, frames it cannot take {self.unfilterable}")
+        return out
+
+
+def _capture_filter(pipeline: Pipeline, frame_filter: CaptureFilter | FlowTable | SensorProgram | None
+                    ) -> CaptureFilter | None:
+    """The filter as replay drives it, and the pipeline's `kernel` pointed at
+    it: the pipeline must read counts and times through the capture view."""
+    if frame_filter is None:
+        return None
+    if pipeline.kernel is not frame_filter:
+        raise ValueError("build the Pipeline with kernel=frame_filter: its flow counts replace the "
+                         "session's, and bypass verdicts must reach it")
+    capture_filter = frame_filter if isinstance(frame_filter, CaptureFilter) else CaptureFilter(frame_filter)
+    pipeline.kernel = capture_filter
+    return capture_filter
+
+
+def replay(pcaps: Iterable[str | Path], pipeline: Pipeline,
+           frame_filter: CaptureFilter | FlowTable | SensorProgram | None,
+           on_progress: Callable[[int, int], None] | None = None) -> ReplaySummary:
+    """Feed the captures to `pipeline`, every frame (frame_filter None) or
+    what the filter emits (a SensorProgram, a PythonFlowTable, or either in
+    a CaptureFilter), then end every session. The pipeline must have been
+    built with kernel=frame_filter; its `kernel` becomes the CaptureFilter.
+    Idle sessions expire on capture time. `on_progress(bytes_done,
+    bytes_total)` follows the files."""
+    capture_filter = _capture_filter(pipeline, frame_filter)
+    paths = [Path(p) for p in pcaps]
+    total = sum(p.stat().st_size for p in paths)
+    summary = ReplaySummary()
+    started = time.monotonic()
+    done, next_expire = 0, 0.0
+    for path in paths:
+        with open(path, "rb") as stream:
+            for index, rec in enumerate(iter_records(stream)):
+                summary.frames += 1
+                if capture_filter is None:
+                    pipeline.feed(rec.data, rec.timestamp, linktype=rec.linktype, wire_len=rec.wire_len)
+                    summary.delivered += 1
+                else:
+                    record = capture_filter.process(rec)
+                    if record is not None:
+                        pipeline.feed(rec.data, rec.timestamp, kernel_key=record.header.key,
+                                      linktype=rec.linktype, wire_len=rec.wire_len)
+                        summary.delivered += 1
+                if rec.timestamp >= next_expire:  # idle timeouts run on capture time
+                    pipeline.expire(rec.timestamp)
+                    next_expire = rec.timestamp + EXPIRE_EVERY
+                if on_progress is not None and index % PROGRESS_EVERY == 0:
+                    on_progress(done + stream.tell(), total)
+        done += path.stat().st_size
+        if on_progress is not None:
+            on_progress(done, total)
+    pipeline.close()
+    summary.seconds = time.monotonic() - started
+    stats = pipeline.stats
+    summary.undecodable, summary.sessions, summary.records = stats.undecodable, stats.sessions, stats.records
+    if capture_filter is not None:
+        summary.prefilter = capture_filter.kind
+        summary.unfilterable = capture_filter.unfilterable
+        summary.filter_stats = capture_filter.stats()
+    return summary
+
+
+def read_records(pcaps: Iterable[str | Path], plugins: Iterable[str | Path] = (),
+                 frame_filter: FlowTable | SensorProgram | None = None, bypass: bool = False) -> list[dict]:
+    """Every session of the captures as SPI records, with the given plugin
+    files/dirs loaded. Without `frame_filter` every flow goes to the plugins,
+    like Arkime reading a file; with one, only what that pre-filter emits."""
     runtime = PluginRuntime()
     paths = [Path(p) for p in plugins]
     load_plugins(runtime, dirs=[p for p in paths if p.is_dir()], files=[p for p in paths if not p.is_dir()])
     records: list[dict] = []
-    pipeline = Pipeline(runtime, SessionTable(), records.append)
-    next_expire = 0.0
-    for pcap in pcaps:
-        for rec in read_pcap(pcap):
-            pipeline.feed(rec.data, rec.timestamp, linktype=rec.linktype, wire_len=rec.wire_len)
-            if rec.timestamp >= next_expire:  # idle timeouts run on capture time
-                pipeline.expire(rec.timestamp)
-                next_expire = rec.timestamp + EXPIRE_EVERY
-    pipeline.close()
+    pipeline = Pipeline(runtime, SessionTable(), records.append, kernel=frame_filter, bypass=bypass)
+    replay(pcaps, pipeline, frame_filter)
     return records

@@ -85,6 +85,27 @@ _AF_INET = socket.AF_INET
 _AF_INET6 = socket.AF_INET6
 _inet_ntop = socket.inet_ntop
 
+# The common frame in one unpack: Ethernet II without VLAN, IPv4 without
+# options, then 20 bytes of TCP header (for UDP: ports, length, checksum).
+_ETH_IPV4_L4 = struct.Struct("!12xHBxHHHBB2x4s4sHHIIBBH")
+_FAST_MIN_LEN = _ETH_IPV4_L4.size  # 54
+
+# inet_ntop costs more than the rest of the fast path together, and a link
+# carries few distinct addresses: their text is kept, up to a bound.
+_ADDRESS_TEXT: dict[bytes, str] = {}
+_ADDRESS_TEXT_MAX = 1 << 16
+_known_address_text = _ADDRESS_TEXT.get
+
+
+def _address_text(raw: bytes) -> str:
+    """inet_ntop of a 4- or 16-byte address, memoized."""
+    text = _ADDRESS_TEXT.get(raw)
+    if text is None:
+        if len(_ADDRESS_TEXT) >= _ADDRESS_TEXT_MAX:
+            _ADDRESS_TEXT.clear()
+        text = _ADDRESS_TEXT[raw] = _inet_ntop(_AF_INET if len(raw) == 4 else _AF_INET6, raw)
+    return text
+
 
 class PacketError(ValueError):
     """A frame that cannot be decoded into an IP packet."""
@@ -148,6 +169,31 @@ def decode_frame(
     """
     frame_len = len(frame) if wire_len is None else wire_len
     if linktype == LINKTYPE_ETHERNET:
+        end = len(frame)
+        if end >= _FAST_MIN_LEN:
+            # The fast path: Ethernet, no VLAN, IPv4 without options or fragmentation, TCP
+            # or UDP with sane lengths. Anything else goes down the general path, which
+            # decodes it or rejects it with the right error.
+            (ethertype, ver_ihl, total_len, ip_id, frag, ttl, proto, src, dst,
+             sport, dport, seq, ack, offset_byte, flags, window) = _ETH_IPV4_L4.unpack_from(frame)
+            if ethertype == ETHERTYPE_IPV4 and ver_ihl == 0x45 and not frag & 0x3FFF:
+                if total_len and 14 + total_len < end:
+                    end = 14 + total_len
+                if proto == IPPROTO_TCP:
+                    header_end = 34 + ((offset_byte >> 4) << 2)
+                    if 54 <= header_end <= end:
+                        return Packet(timestamp, frame_len, (), 4, _known_address_text(src) or _address_text(src),
+                                      _known_address_text(dst) or _address_text(dst), IPPROTO_TCP, ttl, sport,
+                                      dport, flags | ((offset_byte & 1) << 8), seq, ack, window,
+                                      frame[header_end:end], ip_id, False, 0, False)
+                elif proto == IPPROTO_UDP:
+                    udp_len = seq >> 16  # the UDP length sits where TCP's sequence number starts
+                    if udp_len >= 8 and end >= 42:
+                        if udp_len <= end - 34:
+                            end = 34 + udp_len
+                        return Packet(timestamp, frame_len, (), 4, _known_address_text(src) or _address_text(src),
+                                      _known_address_text(dst) or _address_text(dst), IPPROTO_UDP, ttl, sport,
+                                      dport, 0, 0, 0, 0, frame[42:end], ip_id, False, 0, False)
         return _decode_ethernet(frame, timestamp, frame_len)
     if linktype in (LINKTYPE_RAW, LINKTYPE_RAW_OPENBSD, LINKTYPE_IPV4, LINKTYPE_IPV6):
         return _decode_ip_at(frame, 0, timestamp, frame_len, ())
@@ -308,7 +354,7 @@ def _decode_ipv4(frame: bytes, offset: int, timestamp: float, frame_len: int, vl
     frag_offset = (frag & 0x1FFF) << 3
     more_fragments = bool(frag & 0x2000)
     packet = Packet(
-        timestamp, frame_len, vlan, 4, _inet_ntop(_AF_INET, src), _inet_ntop(_AF_INET, dst), proto, ttl,
+        timestamp, frame_len, vlan, 4, _address_text(src), _address_text(dst), proto, ttl,
         0, 0, 0, 0, 0, 0, b"", ip_id, more_fragments or frag_offset > 0, frag_offset, more_fragments,
     )
     return _decode_l4(packet, frame, l4, end, total_len != 0)
@@ -323,7 +369,7 @@ def _decode_ipv6(frame: bytes, offset: int, timestamp: float, frame_len: int, vl
     pos = offset + 40
     end = min(len(frame), pos + payload_len) if payload_len else len(frame)
     packet = Packet(
-        timestamp, frame_len, vlan, 6, _inet_ntop(_AF_INET6, src), _inet_ntop(_AF_INET6, dst), next_header, hop_limit,
+        timestamp, frame_len, vlan, 6, _address_text(src), _address_text(dst), next_header, hop_limit,
     )
     for _ in range(MAX_IPV6_EXTENSION_HEADERS):
         if next_header in _IPV6_SIMPLE_EXTENSIONS or next_header == _IPV6_AH or next_header == _IPV6_FRAGMENT:

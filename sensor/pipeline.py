@@ -64,7 +64,10 @@ def overlay_kernel_counts(session: Session, key: FlowKey, state: FlowState, mono
     sides = (client, 1 - client)
     session.packets = [state.packets[s] for s in sides]
     session.bytes = [state.bytes[s] for s in sides]
-    session.databytes = [state.databytes[s] for s in sides]
+    if "xdp-bypassed" in session.tags:
+        # Userspace stopped seeing the payload; the kernel's count includes
+        # retransmissions, but it is the only whole one left.
+        session.databytes = [state.databytes[s] for s in sides]
     for i, name in enumerate(TCPFLAG_NAMES):
         session.tcpflags[name] = state.tcpflags[i]
     zero = (state.tcpflags[TCPF_ZERO_LO], state.tcpflags[TCPF_ZERO_HI])
@@ -116,7 +119,18 @@ class Pipeline:
             if delivered == 1:
                 origin = self._origin(kernel_key)
         for event in self.table.process(packet, origin):
-            self._handle(event)
+            if type(event) is PayloadDelivered:  # most events: handled here, without a call
+                session = event.session
+                handle = self._handles[session.id]
+                self.runtime.payload(handle, event.direction_index, event.data)
+                if self.listener is not None:
+                    self.listener.payload(session, event.direction_index, event.data,
+                                          self.runtime.protocols(handle))
+                if self.bypass and not self.runtime.wants_more(handle) and not (
+                        self.listener is not None and self.listener.wants_more(session)):
+                    self._bypass(session)
+            else:
+                self._handle(event)
 
     def _origin(self, key: FlowKey) -> FlowOrigin | None:
         """The kernel's view of a flow's start: it holds back the handshake of a
@@ -139,17 +153,10 @@ class Pipeline:
         for record in self.runtime.drain_deferred(force=True):
             self._emit(record)
 
-    def _handle(self, event) -> None:
+    def _handle(self, event: SessionStarted | SessionEnded | StateChanged) -> None:
+        """Every event but PayloadDelivered, which `feed` handles itself."""
         session = event.session
-        if isinstance(event, PayloadDelivered):
-            handle = self._handles[session.id]
-            self.runtime.payload(handle, event.direction_index, event.data)
-            if self.listener is not None:
-                self.listener.payload(session, event.direction_index, event.data, self.runtime.protocols(handle))
-            if self.bypass and not self.runtime.wants_more(handle) and not (
-                    self.listener is not None and self.listener.wants_more(session)):
-                self._bypass(session)
-        elif isinstance(event, SessionStarted):
+        if isinstance(event, SessionStarted):
             self.stats.sessions += 1
             self._handles[session.id] = self.runtime.session_started(session)
             if self._pending_key is not None:

@@ -120,6 +120,15 @@ class Session:
     def state(self) -> SessionState:
         return self.info.state
 
+    # The flat names for the info fields (ProtoPoke reaches them through `info`).
+    client_host = property(lambda self: self.info.client_host)
+    client_port = property(lambda self: self.info.client_port)
+    server_host = property(lambda self: self.info.server_host)
+    server_port = property(lambda self: self.info.server_port)
+    transport = property(lambda self: self.info.transport)
+    created_at = property(lambda self: self.info.created_at)
+    closed_at = property(lambda self: self.info.closed_at)
+
     def frames_for_direction(self, direction: Direction) -> list[Frame]:
         return [frame for frame in self.frames if frame.direction is direction]
 

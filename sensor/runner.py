@@ -1,10 +1,12 @@
-"""`xdpsensor run`: the I/O loop around the pipeline. Polls the ring buffer,
-feeds the pipeline, expires idle sessions by the clock, shows a status line,
-and on SIGINT/SIGTERM or --duration flushes every session and detaches."""
+"""The live loop around the pipeline, on a thread of its own: polls the ring
+buffer, feeds the pipeline, expires idle sessions by the clock, sweeps idle
+kernel flows, and reports ring-buffer loss. Attaching happens in the caller's
+thread so its errors reach the caller; stopping detaches, reads what the ring
+still holds and flushes every session."""
 from __future__ import annotations
 
-import signal
-import sys
+import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,10 +16,12 @@ from sensor.kernel.contract import Stat
 from sensor.kernel.program import Record
 from sensor.pipeline import Pipeline
 
+log = logging.getLogger(__name__)
+
+POLL_MS = 50         # a lock holder never waits longer than this for the loop
 EXPIRE_EVERY = 1.0   # seconds between idle-session expiries in userspace
 SWEEP_EVERY = 30.0   # seconds between sweeps of idle unselected flows in the kernel
 KERNEL_IDLE = 60.0   # an unselected kernel flow idle this long is forgotten
-STATUS_EVERY = 1.0
 
 
 @dataclass(slots=True)
@@ -32,7 +36,6 @@ class RunSummary:
     def lines(self) -> list[str]:
         k = self.kernel
         return [
-            f"attached: {', '.join(self.attachments)}",
             f"ran {self.seconds:.1f}s: kernel saw {k[Stat.SEEN]} packets, parsed {k[Stat.PARSED]}, "
             f"flows {k[Stat.FLOW_NEW]} (selected {k[Stat.SELECTED]}, ignored {k[Stat.IGNORED]})",
             f"delivered {k[Stat.EMITTED]} packets to userspace, ring-buffer drops {k[Stat.RINGBUF_FULL]}, "
@@ -42,61 +45,82 @@ class RunSummary:
         ]
 
 
-def run(capture: LiveCapture, pipeline: Pipeline, duration: float | None = None,
-        status: Callable[[str], None] | None = None) -> RunSummary:
-    """Run until a signal or `duration`; always detaches and flushes."""
-    stopping = False
+class LiveLoop:
+    """One capture feeding one pipeline. `lock` is held while the pipeline
+    runs, so API calls from other threads see whole packets."""
 
-    def request_stop(signum, _frame):
-        nonlocal stopping
-        stopping = True
+    def __init__(self, capture: LiveCapture, pipeline: Pipeline, lock: threading.RLock,
+                 on_ring_loss: Callable[[int], None] | None = None) -> None:
+        self.capture = capture
+        self.pipeline = pipeline
+        self.lock = lock
+        self.on_ring_loss = on_ring_loss
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = 0.0
+        self._where: list[str] = []
+        self._drops = 0
+        self.feed_errors = 0
 
-    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    offset = capture.program.monotonic_offset
+    def start(self) -> list[str]:
+        """Attach everywhere (or raise having attached nothing), then poll on a thread."""
+        offset = self.capture.program.monotonic_offset
 
-    def on_record(rec: Record) -> None:
-        pipeline.feed(rec.frame, rec.header.ts_ns / 1e9 + offset, rec.header.key,
-                      wire_len=rec.header.wire_len)
+        def on_record(rec: Record) -> None:
+            # An exception must not escape into bcc's ctypes callback, which only prints it.
+            try:
+                self.pipeline.feed(rec.frame, rec.header.ts_ns / 1e9 + offset, rec.header.key,
+                                   wire_len=rec.header.wire_len)
+            except Exception:
+                self.feed_errors += 1
+                log.exception("record dropped: the pipeline failed on it")
 
-    start = time.monotonic()
-    try:
-        attachments = capture.start(on_record)
-        if status:
-            status("attached: " + ", ".join(f"{a.where} [{a.mode}, {a.method}]" for a in attachments) + "\n")
-        next_expire = next_status = start
-        next_sweep = start + SWEEP_EVERY
-        while not stopping:
+        attachments = self.capture.start(on_record)
+        self._where = [f"{a.where} [{a.mode}, {a.method}]" for a in attachments]
+        self._started = time.monotonic()
+        self._thread = threading.Thread(target=self._loop, name="xdpsensor-live", daemon=True)
+        self._thread.start()
+        return self._where
+
+    def _loop(self) -> None:
+        now = time.monotonic()
+        next_expire, next_sweep = now + EXPIRE_EVERY, now + SWEEP_EVERY
+        while not self._stopping.is_set():
+            with self.lock:
+                self.capture.poll(POLL_MS)
             now = time.monotonic()
-            if duration is not None and now - start >= duration:
-                break
-            capture.poll(100)
             if now >= next_expire:
-                pipeline.expire(time.time())
+                with self.lock:
+                    self.pipeline.expire(time.time())
+                self._check_drops()
                 next_expire = now + EXPIRE_EVERY
             if now >= next_sweep:
-                capture.program.sweep_idle(KERNEL_IDLE)
+                self.capture.program.sweep_idle(KERNEL_IDLE)
                 next_sweep = now + SWEEP_EVERY
-            if status and now >= next_status:
-                status("\r" + _status_line(capture.program.stats(), pipeline.stats.records))
-                next_status = now + STATUS_EVERY
-        where = [f"{a.where} [{a.mode}, {a.method}]" for a in attachments]
-    finally:
-        capture.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    pipeline.close()
-    if status:
-        status("\n")
-    stats = capture.program.stats()
-    return RunSummary(time.monotonic() - start, stats, pipeline.stats.records, pipeline.stats.frames,
-                      pipeline.stats.undecodable, where)
+
+    def _check_drops(self) -> None:
+        drops = self.capture.program.stats()[Stat.RINGBUF_FULL]
+        if drops > self._drops and self.on_ring_loss is not None:
+            self.on_ring_loss(drops - self._drops)
+        self._drops = drops
+
+    def stats(self) -> dict[Stat, int]:
+        return self.capture.program.stats()
+
+    def stop(self) -> RunSummary:
+        """Stop polling, detach, drain the ring, end every session."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+        with self.lock:
+            self.capture.stop()
+            self.pipeline.close()
+        self._check_drops()
+        stats = self.capture.program.stats()
+        p = self.pipeline.stats
+        return RunSummary(time.monotonic() - self._started, stats, p.records, p.frames, p.undecodable, self._where)
 
 
-def _status_line(stats: dict[Stat, int], records: int) -> str:
+def status_line(stats: dict[Stat, int], records: int) -> str:
     return (f"seen {stats[Stat.SEEN]}  selected flows {stats[Stat.SELECTED]}  "
             f"delivered {stats[Stat.EMITTED]}  drops {stats[Stat.RINGBUF_FULL]}  records {records}   ")
-
-
-def terminal_status(text: str) -> None:
-    sys.stderr.write(text)
-    sys.stderr.flush()

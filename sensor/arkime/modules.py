@@ -135,6 +135,7 @@ def build_session_module(rt: PluginRuntime) -> ModuleType:
     by_expr = fields.by_expr
     by_pos = fields.by_pos
     state = rt.state
+    live_state = rt._sessions.get  # rt.state without its call, for add_int: plugins call it per packet
     tags = fields.tags
     protocols = fields.protocols
 
@@ -204,7 +205,11 @@ def build_session_module(rt: PluginRuntime) -> ModuleType:
     def add_int(session: Any, f: Any, value: Any, /) -> bool:
         if type(value) is not int or not -0x80000000 <= value <= 0x7FFFFFFF:
             value = c_int(value, "add_int", 3)
-        st = state(session)
+        st = live_state(session) if type(session) is int else None
+        if st is None:
+            st = state(session)  # raises the runtime's error for a bad handle
+        if type(f) is int and 0 <= f < len(by_pos):  # a position: what plugins pass per packet
+            return st.add_int(by_pos[f], value)
         fd = resolve(f, "add_int")
         return fd is not None and st.add_int(fd, value)
 

@@ -146,8 +146,38 @@ class PluginRuntime:
             if n >= 2 and total == st.consumed[which] and (
                     total == 0 or st.view.ip_protocol == TCP):
                 self._classify(st, which, data, n, sctp_ppid)
-            if st.parsers:
-                self._parse(st, which, data, n)
+            parsers = st.parsers  # parsers registered meanwhile are appended and run too
+            dead = False
+            for i, p in enumerate(parsers):  # the parsers run here, not in a method: once per chunk
+                if p is None:
+                    continue
+                if p.buf is None:
+                    mv = memoryview(data)
+                    try:
+                        rc = p.cb(handle, mv, n, which)
+                    except Exception as exc:  # counts as -1: the parser is unregistered
+                        self.errors.report("parser", _cb_name(p.cb), p.cb, exc)
+                        rc = -1
+                    finally:
+                        try:
+                            mv.release()
+                        except BufferError:  # the plugin kept a derived buffer; the bytes are immutable
+                            pass
+                else:
+                    rc = self._run_buffered(handle, p, which, data)
+                if not isinstance(rc, int) or rc == 0:
+                    continue
+                if rc == -1:
+                    parsers[i] = None
+                    if p.buf is not None:
+                        self._bufs.pop(p.buf.handle, None)
+                    dead = True
+                elif rc > 0:
+                    st.consumed[which] += rc
+                    if rc >= n:
+                        break
+            if dead:
+                st.parsers = [p for p in parsers if p is not None]
         finally:
             self.dispatching = prev
             st.total[which] += n
@@ -257,41 +287,6 @@ class PluginRuntime:
                 self.errors.report("classify", c.name, c.cb, exc)
             finally:
                 _release(mv)
-
-    def _parse(self, st: PluginSession, which: int, data: bytes, n: int) -> None:
-        parsers = st.parsers  # parsers registered meanwhile are appended and run too
-        handle = st.handle
-        dead = False
-        i = 0
-        while i < len(parsers):
-            p = parsers[i]
-            i += 1
-            if p is None:
-                continue
-            if p.buf is None:
-                mv = memoryview(data)
-                try:
-                    rc = p.cb(handle, mv, n, which)
-                except Exception as exc:  # counts as -1: the parser is unregistered
-                    self.errors.report("parser", _cb_name(p.cb), p.cb, exc)
-                    rc = -1
-                finally:
-                    _release(mv)
-            else:
-                rc = self._run_buffered(handle, p, which, data)
-            if not isinstance(rc, int) or rc == 0:
-                continue
-            if rc == -1:
-                parsers[i - 1] = None
-                if p.buf is not None:
-                    self._bufs.pop(p.buf.handle, None)
-                dead = True
-            elif rc > 0:
-                st.consumed[which] += rc
-                if rc >= n:
-                    break
-        if dead:
-            st.parsers = [p for p in parsers if p is not None]
 
     def _run_buffered(self, handle: int, p: Parser, which: int, data: bytes) -> int:
         """Accumulate into the parser's buffer and show it the whole buffer.

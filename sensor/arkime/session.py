@@ -111,7 +111,14 @@ class PluginSession:
                 f"add_int on {fd.expr!r}, a {fd.type.value} field: use add_string for string "
                 "fields; ip and float fields cannot be set from Python")
         value &= 0xFFFFFFFF
-        return self._insert(fd, value)
+        store = self.values.get(fd.pos)  # _insert, inlined: plugins add ints per packet
+        if store is None:
+            self.values[fd.pos] = {value: None}
+            return True
+        if value in store:
+            return False
+        store[value] = None
+        return True
 
     def _insert(self, fd: FieldDef, value: object) -> bool:
         """Add to the field's insertion-ordered set; False for a duplicate."""

@@ -75,12 +75,16 @@ class TcpReassembler:
             return []
         if not self.started:
             self.start(seq)
-        offset = seq_diff(seq, self.next_seq)
-        if offset > 0:
-            self._enqueue(seq, payload)
-            return []
-        chunks: list[bytes] = []
-        self._accept(offset, payload, chunks)
+        if seq == self.next_seq:  # the common case: exactly the next bytes
+            self.next_seq = (seq + len(payload)) & SEQ_MASK
+            chunks = [payload]
+        else:
+            offset = seq_diff(seq, self.next_seq)
+            if offset > 0:
+                self._enqueue(seq, payload)
+                return []
+            chunks = []
+            self._accept(offset, payload, chunks)
         if self._queue:
             self._drain(chunks)
         return chunks

@@ -70,10 +70,3 @@ class Session:
     def trigger(self, trigger: StateTrigger) -> None:
         """Move along the state table (`sensor.flows.state`)."""
         self.state = next_state(self.state, trigger)
-
-    def record_payload(self, direction: int, data: bytes) -> None:
-        """Count delivered L4 bytes and keep the first few of each direction."""
-        self.databytes[direction] += len(data)
-        kept = self.first_payload[direction]
-        if len(kept) < FIRST_PAYLOAD_BYTES:
-            self.first_payload[direction] = kept + data[:FIRST_PAYLOAD_BYTES - len(kept)]

@@ -67,6 +67,10 @@ from sensor.packet import (
 )
 
 _ACK_ONLY_MASK = TCP_FIN | TCP_SYN | TCP_RST | TCP_PSH | TCP_ACK
+_SYN_ACK = TCP_SYN | TCP_ACK
+# Flags that send a TCP packet down the general path; ACK and PSH alone take the fast one.
+_CONTROL_FLAGS = TCP_SYN | TCP_FIN | TCP_RST | TCP_URG | TCP_ECE | TCP_CWR | TCP_AE
+_CONNECTING = SessionState.CONNECTING
 _FragmentKey = tuple[str, str, int, int]
 
 # Session.fin_state values (Arkime's tcpState): that side sent a FIN; its FIN was acknowledged.
@@ -199,33 +203,83 @@ class SessionTable:
             self._count_later_fragment(packet)
             return []
         events: list[FlowEvent] = []
-        key = flow_key(packet, self.vlan_in_key)
+        src_ip, src_port, dst_ip, dst_port = packet.src_ip, packet.src_port, packet.dst_ip, packet.dst_port
+        vlan = packet.vlan
+        # flow_key(packet, self.vlan_in_key), inlined: this runs for every packet.
+        if src_ip < dst_ip or (src_ip == dst_ip and src_port <= dst_port):
+            key = (packet.ip_protocol, vlan if self.vlan_in_key else (), src_ip, src_port, dst_ip, dst_port)
+        else:
+            key = (packet.ip_protocol, vlan if self.vlan_in_key else (), dst_ip, dst_port, src_ip, src_port)
         ts = packet.timestamp
-        session = self._sessions.get(key)
-        if session is not None:
-            ended = self._end_before(session, packet, ts if self._clock is None else self._clock)
-            if ended is not None:
-                events.append(ended)
-                session = None
+        flags = packet.tcp_flags
+        sessions = self._sessions
+        session = sessions.get(key)
+        clock = self._clock
         self._clock = ts
+        if session is not None:
+            # Only a session idle for the shortest timeout, or a SYN, can end here: skip the rest.
+            if (clock is not None and clock > session.last_ts + self._min_timeout) or flags & _SYN_ACK == TCP_SYN:
+                ended = self._end_before(session, packet, ts if clock is None else clock)
+                if ended is not None:
+                    events.append(ended)
+                    session = None
         if session is None:
-            if len(self._sessions) >= self.max_sessions:
+            if len(sessions) >= self.max_sessions:
                 events.append(self._evict_oldest(ts))
             session = self._create(key, packet, origin)
             events.append(SessionStarted(session))
         else:
-            self._sessions.move_to_end(key)
+            sessions.move_to_end(key)
             session.last_ts = ts
-            if packet.vlan != session.vlan and packet.vlan:
-                session.vlan += tuple(v for v in packet.vlan if v not in session.vlan)
-        direction = session.direction_of(packet.src_ip, packet.src_port)
+            if vlan and vlan != session.vlan:
+                session.vlan += tuple(v for v in vlan if v not in session.vlan)
+        direction = 0 if src_port == session.client_port and src_ip == session.client_ip else 1
         session.packets[direction] += 1
         session.bytes[direction] += packet.frame_len
         if packet.more_fragments:
             self._remember_fragment(packet, session)
         proto = packet.ip_protocol
         if proto == IPPROTO_TCP:
-            self._process_tcp(session, packet, direction, events)
+            # Arkime's tcp_packet_process, step by step: flag counts, close state, reassembly.
+            counts = session.tcpflags
+            if not packet.window and not flags & TCP_RST:
+                counts["dstZero" if direction else "srcZero"] += 1
+            if flags & _CONTROL_FLAGS or session.state is _CONNECTING:
+                if not self._tcp_control(session, packet, flags, direction, events):
+                    return events
+            elif flags & TCP_PSH:  # an ACK/PSH segment of an established session: the common case
+                counts["psh"] += 1
+            elif flags & TCP_ACK:
+                counts["ack"] += 1
+            stream = session.streams[direction]
+            if stream.incomplete:
+                return events
+            if not stream.started and session.handshake_seen and not counts["syn-ack"]:
+                stream.start(packet.seq)  # SYN seen, SYN-ACK missed: this side starts here
+            if flags & (TCP_ACK | TCP_RST):
+                fin_state = session.fin_state
+                if fin_state[1 - direction] == FIN_SENT:
+                    fin_state[1 - direction] = FIN_ACKED
+                    if fin_state[direction] == FIN_ACKED:
+                        self._mark_closing(session, "fin")
+                        return events  # Arkime takes no data from the packet that completes the close
+            if flags & TCP_RST:
+                return events
+            payload = packet.payload
+            if payload:
+                chunks = stream.feed(packet.seq, payload)
+                if session.handshake_seen:  # the stream offsets are known: count the bytes
+                    databytes, kept = session.databytes, session.first_payload
+                    for chunk in chunks:
+                        databytes[direction] += len(chunk)
+                        if len(kept[direction]) < FIRST_PAYLOAD_BYTES:
+                            kept[direction] += chunk[:FIRST_PAYLOAD_BYTES - len(kept[direction])]
+                        events.append(PayloadDelivered(session, direction, chunk))
+                else:
+                    for chunk in chunks:
+                        events.append(PayloadDelivered(session, direction, chunk))
+                if stream.incomplete:
+                    session.tags.add("incomplete-tcp")
         elif proto == IPPROTO_UDP:
             payload = packet.payload
             if payload:
@@ -322,12 +376,12 @@ class SessionTable:
         self._sessions[key] = session
         return session
 
-    def _process_tcp(self, session: Session, packet: Packet, direction: int, events: list[FlowEvent]) -> None:
-        """Arkime's tcp_packet_process, step by step: flag counts, close state, reassembly."""
-        flags = packet.tcp_flags
+    def _tcp_control(self, session: Session, packet: Packet, flags: int, direction: int,
+                     events: list[FlowEvent]) -> bool:
+        """The flag steps of a TCP packet that is not a plain ACK/PSH of an established
+        session: rare flag counts, state, SYN, RST, FIN. False when the packet stops
+        here; True when it goes on to the close check and reassembly."""
         counts = session.tcpflags
-        if packet.window == 0 and not flags & TCP_RST:
-            counts["dstZero" if direction else "srcZero"] += 1
         if flags & (TCP_URG | TCP_ECE | TCP_CWR | TCP_AE):
             for bit, name in ((TCP_URG, "urg"), (TCP_ECE, "ece"), (TCP_CWR, "cwr"), (TCP_AE, "ae")):
                 if flags & bit:
@@ -348,9 +402,9 @@ class SessionTable:
                 counts["syn"] += 1
             session.handshake_seen = True
             # Data on a SYN (TCP Fast Open) reaches the plugins; Arkime counts none of it.
-            self._deliver(session, direction, stream.feed(packet.seq, packet.payload, syn=True), events,
-                          counted=False)
-            return
+            for chunk in stream.feed(packet.seq, packet.payload, syn=True):
+                events.append(PayloadDelivered(session, direction, chunk))
+            return False
         if flags & TCP_RST:
             counts["rst"] += 1
             expected = stream.next_seq if session.handshake_seen and stream.started else 0
@@ -358,7 +412,7 @@ class SessionTable:
             if behind <= 0:
                 if behind == 0:
                     self._mark_closing(session, "rst")
-                return
+                return False
             session.fin_state[direction] = FIN_ACKED
         if flags & TCP_FIN:
             counts["fin"] += 1
@@ -367,32 +421,7 @@ class SessionTable:
             counts["ack"] += 1
         if flags & TCP_PSH:
             counts["psh"] += 1
-        if stream.incomplete:
-            return
-        if session.handshake_seen and not stream.started and not counts["syn-ack"]:
-            stream.start(packet.seq)  # SYN seen, SYN-ACK missed: this side starts here
-        if flags & (TCP_ACK | TCP_RST):
-            other = 1 - direction
-            if session.fin_state[other] == FIN_SENT:
-                session.fin_state[other] = FIN_ACKED
-                if session.fin_state[direction] == FIN_ACKED:
-                    self._mark_closing(session, "fin")
-                    return  # Arkime takes no data from the packet that completes the close
-        if flags & TCP_RST:
-            return
-        self._deliver(session, direction, stream.feed(packet.seq, packet.payload), events)
-        if stream.incomplete:
-            session.tags.add("incomplete-tcp")
-
-    @staticmethod
-    def _deliver(session: Session, direction: int, chunks: list[bytes], events: list[FlowEvent],
-                 counted: bool = True) -> None:
-        """Emit the chunks; count them in databytes/first_payload when the stream offsets are known."""
-        counted = counted and session.handshake_seen
-        for chunk in chunks:
-            if counted:
-                session.record_payload(direction, chunk)
-            events.append(PayloadDelivered(session, direction, chunk))
+        return True
 
     @staticmethod
     def _mark_closing(session: Session, reason: EndReason) -> None:

@@ -76,7 +76,7 @@ def records(path: Path) -> list[dict]:
 
 def test_matched_flows_arrive_with_exact_counts_and_unmatched_do_not(lab, tmp_path):
     out = tmp_path / "sessions.jsonl"
-    proc = start_sensor(lab, out, "--port", "udp:5353", "--prefix", "tcp:0:GET ")
+    proc = start_sensor(lab, out, "--no-default-plugins", "--port", "udp:5353", "--prefix", "tcp:0:GET ")
     oracle = IngressCounter(lab)
     try:
         request = b"GET /x HTTP/1.1\r\nHost: s\r\n\r\n"
@@ -111,7 +111,7 @@ def test_matched_flows_arrive_with_exact_counts_and_unmatched_do_not(lab, tmp_pa
 
 def test_ipv6_flows_are_selected_too(lab, tmp_path):
     out = tmp_path / "v6.jsonl"
-    proc = start_sensor(lab, out, "--port", "udp:5353")
+    proc = start_sensor(lab, out, "--no-default-plugins", "--port", "udp:5353")
     try:
         assert udp_exchange(lab, 5353, [b"six"], b"ok", v6=True) == 1
     finally:
@@ -156,7 +156,7 @@ def test_bad_interface_netns_or_rule_gives_a_clear_error(args, message, tmp_path
 def test_a_plugin_classifies_live_traffic_and_its_rules_select_in_the_kernel(lab, tmp_path):
     plugin = Path(__file__).resolve().parents[2] / "plugins" / "redis.py"
     out = tmp_path / "redis.jsonl"
-    proc = start_sensor(lab, out, "-p", str(plugin))
+    proc = start_sensor(lab, out, "--no-default-plugins", "-p", str(plugin))
     try:
         tcp_exchange(lab, 7379, b"*1\r\n$4\r\nPING\r\n", b"+PONG\r\n")   # '*' prefix rule
         tcp_exchange(lab, 7001, b"HELO x\r\n", b"250 ok\r\n")           # no rule: not delivered

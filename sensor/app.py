@@ -1,0 +1,188 @@
+"""`Sensor`: the composition root. A config becomes loaded plugins, kernel
+rules, bindings, a session registry with its event bus, outputs, and a
+pipeline fed either by a live XDP capture or by capture files."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from sensor.api import SensorAPI
+from sensor.arkime.loader import LoadReport, load_plugins
+from sensor.arkime.runtime import PluginRuntime
+from sensor.bindings import binding_rules, parse_bindings
+from sensor.capture.live import LiveCapture
+from sensor.config import SensorConfig, load_config
+from sensor.events import CaptureErrorEvent, EventBus
+from sensor.flows.table import SessionTable
+from sensor.kernel.program import DEFAULT_SNAPLEN, ProgramOptions, SensorProgram
+from sensor.kernel.rules import RuleSet, parse_port_spec, parse_prefix_spec
+from sensor.offline import ReplaySummary, replay
+from sensor.output import Output, open_output
+from sensor.pipeline import KernelFlows, Pipeline
+from sensor.prefilter import PythonFlowTable
+from sensor.registry import SessionRegistry
+from sensor.runner import LiveLoop, RunSummary
+
+log = logging.getLogger(__name__)
+
+PREFILTERS = ("auto", "kernel", "python", "none")
+
+
+class Sensor:
+    """Build from a config (dict, YAML path, SensorConfig or None); then
+    `read_pcap(path)` (blocking) or `start(interfaces)` ... `stop()`.
+    `sensor.api` is the ProtoPoke-style SensorAPI, `sensor.bus` the event bus."""
+
+    def __init__(self, config: SensorConfig | dict | str | Path | None = None,
+                 outputs: Sequence[Output] | None = None) -> None:
+        self.config = config if isinstance(config, SensorConfig) else load_config(config)
+        cfg = self.config
+        self.bus = EventBus()
+        self.runtime = PluginRuntime()
+        paths = cfg.plugin_paths()
+        self.load_report: LoadReport = load_plugins(
+            self.runtime, dirs=[p for p in paths if p.is_dir()], files=[p for p in paths if not p.is_dir()])
+        for error in self.load_report.errors:
+            self.bus.publish(CaptureErrorEvent(error=f"plugin {error}", kind="plugin"))
+        self.bindings = parse_bindings(cfg.bindings, cfg.base_dir)
+        self.rules = self._rules()
+        self.registry = SessionRegistry(self.bindings, self.bus, max_frames_per_session=cfg.max_frames_per_session)
+        self._lock = threading.RLock()
+        self.api = SensorAPI(self.registry, terminate=self._terminate, lock=self._lock)
+        self.outputs: list[Output] = list(outputs) if outputs is not None else [open_output(o) for o in cfg.outputs]
+        self._pipeline: Pipeline | None = None
+        self._kernel: KernelFlows | None = None
+        self._live: LiveLoop | None = None
+        self._program: SensorProgram | None = None
+        self._plugin_errors = 0
+
+    # -- assembly ---------------------------------------------------------------
+    def _rules(self) -> RuleSet:
+        """Kernel rules: the plugins' registrations, the config's own rules, the bindings'."""
+        rules = RuleSet()
+        offload = self.runtime.offload_rules()
+        rules.add_offload(offload.ports, offload.prefixes, offload.match_all)
+        for spec in self.config.ports:
+            rules.ports.update(parse_port_spec(spec))
+        for spec in self.config.prefixes:
+            rules.prefixes.add(parse_prefix_spec(spec))
+        ports, prefixes = binding_rules(self.bindings)
+        rules.ports.update(ports)
+        rules.prefixes.update(prefixes)
+        rules.shapes()  # raises RuleError now rather than at attach
+        return rules
+
+    def program_options(self) -> ProgramOptions:
+        return ProgramOptions(snaplen=self.config.snaplen or DEFAULT_SNAPLEN,
+                              emit_undecided=self.config.emit_undecided)
+
+    def _new_pipeline(self, kernel: KernelFlows | None) -> Pipeline:
+        table = SessionTable(self.config.timeouts, max_sessions=self.config.max_sessions)
+        self._kernel = kernel
+        # A session that neither a plugin nor a binding still wants stops crossing the ring.
+        bypass = kernel is not None and (bool(self.load_report.loaded) or bool(self.bindings))
+        self._pipeline = Pipeline(self.runtime, table, self._on_record, kernel=kernel, bypass=bypass,
+                                  listener=self.registry)
+        return self._pipeline
+
+    def _on_record(self, record: dict) -> None:
+        frames, messages = self.registry.finished(record["xdpsensor"]["sessionId"])
+        for output in self.outputs:
+            output.write(record, frames, messages)
+        errors = self.runtime.errors.total
+        if errors > self._plugin_errors:
+            self.bus.publish(CaptureErrorEvent(
+                error=f"{errors - self._plugin_errors} plugin callback error(s); see the log for file and line",
+                kind="plugin"))
+            self._plugin_errors = errors
+
+    def _terminate(self, session_uid: str) -> bool:
+        """End a live session now; a kernel-fed one is bypassed (counted, not sent)."""
+        pipeline = self._pipeline
+        return pipeline is not None and pipeline.terminate(session_uid)
+
+    # -- offline ----------------------------------------------------------------
+    def read_pcap(self, paths: str | Path | Sequence[str | Path], prefilter: str = "auto",
+                  on_progress: Callable[[int, int], None] | None = None) -> ReplaySummary:
+        """Run capture files through the pipeline. prefilter: `kernel` (the real
+        XDP program through BPF_PROG_TEST_RUN, root), `python` (its pure-Python
+        mirror), `none` (every flow to the plugins, like Arkime), or `auto`
+        (kernel when root, else python)."""
+        if prefilter not in PREFILTERS:
+            raise ValueError(f"prefilter must be one of {', '.join(PREFILTERS)}, not {prefilter!r}")
+        if isinstance(paths, (str, Path)):
+            paths = [paths]
+        if prefilter == "auto":
+            prefilter = "kernel" if os.geteuid() == 0 else "python"
+        program = flow_filter = None
+        if prefilter == "kernel":
+            program = SensorProgram(self.program_options())
+            program.set_rules(self.rules)
+            flow_filter = program
+        elif prefilter == "python":
+            flow_filter = PythonFlowTable(self.rules, self.program_options())
+        try:
+            pipeline = self._new_pipeline(flow_filter)
+            with self._lock:
+                return replay(paths, pipeline, flow_filter, on_progress)
+        finally:
+            if program is not None:
+                program.close()
+
+    # -- live -------------------------------------------------------------------
+    def start(self, interfaces: Sequence[str], netns: str | None = None, mode: str = "auto",
+              force: bool = False) -> list[str]:
+        """Attach to `interfaces` and run in a background thread; returns where and how it attached."""
+        if self._live is not None:
+            raise RuntimeError("this sensor is already running: stop() it first")
+        program = SensorProgram(self.program_options())
+        try:
+            program.set_rules(self.rules)
+            pipeline = self._new_pipeline(program)
+            live = LiveLoop(LiveCapture(program, interfaces, netns, mode, force), pipeline, self._lock,
+                            on_ring_loss=self._ring_loss)
+            where = live.start()
+        except BaseException:
+            program.close()
+            raise
+        self._program, self._live = program, live
+        return where
+
+    def _ring_loss(self, lost: int) -> None:
+        self.bus.publish(CaptureErrorEvent(
+            error=f"ring buffer full: {lost} packet(s) lost; narrow the rules or let plugins bypass more",
+            kind="ringbuf"))
+
+    def live_stats(self) -> dict | None:
+        """The kernel's counters while running."""
+        return self._live.stats() if self._live is not None else None
+
+    def pipeline_stats(self):
+        return self._pipeline.stats if self._pipeline is not None else None
+
+    def stop(self) -> RunSummary:
+        """Detach, flush every session to the outputs, free the program."""
+        if self._live is None:
+            raise RuntimeError("this sensor is not running")
+        try:
+            return self._live.stop()
+        finally:
+            self._program.close()
+            self._live = self._program = None
+
+    def close(self) -> None:
+        """Close the outputs and the event bus (after stop / read)."""
+        for output in self.outputs:
+            output.close()
+        self.bus.close()
+
+    def __enter__(self) -> Sensor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._live is not None:
+            self.stop()
+        self.close()

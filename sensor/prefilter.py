@@ -1,0 +1,434 @@
+"""The XDP program's pre-filter in pure Python, for reading captures without
+root: the same parse, flow table, verdicts, counters and ring records as
+bpf/sensor.bpf.c, frame for frame. tests/offline/test_prefilter_agreement.py
+holds it to the real program's output.
+
+Sans-I/O: `PythonFlowTable.process(frame, ts_ns)` takes one Ethernet frame and
+returns the record the kernel would emit, or None. Times are whatever the
+caller passes (capture time offline), so `monotonic_offset` is 0.0.
+
+Where this mirror is knowingly not the kernel: the flow and fragment tables
+evict the least recently used entry when full (the kernel's LRU hash evicts
+approximately), and the ring buffer never fills.
+"""
+from __future__ import annotations
+
+import ctypes as ct
+import struct
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sensor.kernel.contract import (
+    IPPROTO_TCP, IPPROTO_UDP, MAX_SNAPLEN, TCPF_COUNT, TCPF_ZERO_HI, TCPF_ZERO_LO, TCPFLAG_NAMES,
+    FlowKey, FlowState, Reason, RecordHeader, Stat, Verdict,
+)
+from sensor.kernel.program import ProgramOptions, Record
+from sensor.kernel.rules import RuleSet
+
+FRAG_ENTRIES = 4096      # bpf/sensor.bpf.c FRAG_ENTRIES
+IPV6_EXT_MAX = 8         # bpf/sensor.h SENSOR_IPV6_EXT_MAX
+TEST_RUN_IFINDEX = 1     # BPF_PROG_TEST_RUN runs on the netns loopback device: ingress_ifindex 1
+
+_ETH_P_IP, _ETH_P_IPV6 = 0x0800, 0x86DD
+_VLAN_TPIDS = (0x8100, 0x88A8)
+_IPV6_EXT = frozenset((0, 43, 44, 51, 60))
+_ZERO12 = bytes(12)
+_U16 = struct.Struct("!H")
+_IPV4 = struct.Struct("!BxHHHxB2x4s4s")      # ver/ihl, tot_len, id, frag, proto, src, dst
+_IPV6_FIXED = struct.Struct("!4xHB")          # payload_len, nexthdr
+_TCP = struct.Struct("!4x8xBBH")              # data offset byte, flags, window
+_KEY_TAIL = struct.Struct("<HHBB2x")          # vlan[2], proto, family, pad
+_HASH_WORDS = struct.Struct("<9I")
+_RECORD_FIELDS = struct.Struct("<QIIIHBBBB2x")
+_RECORD_PAD = bytes(ct.sizeof(RecordHeader) - _RECORD_FIELDS.size - ct.sizeof(FlowKey))
+_M32 = 0xFFFFFFFF
+
+# Why a frame was not counted on a flow (the kernel's stats index).
+NOT_IP, OTHER_L4, TRUNCATED, IPV6_EXT_LIMIT = Stat.NOT_IP, Stat.OTHER_L4, Stat.TRUNCATED, Stat.IPV6_EXT_LIMIT
+
+# tcp flags byte -> the tcpflags[] indexes it counts, as count_tcp_flags() does
+# (AE and the zero-window counters depend on more than the flags byte).
+_TCPF = {name: i for i, name in enumerate(TCPFLAG_NAMES)}
+_FLAG_COUNTERS: tuple[tuple[int, ...], ...] = tuple(
+    tuple(_TCPF[name] for name, hit in (
+        ("syn-ack", fl & 0x12 == 0x12), ("syn", fl & 0x12 == 0x02), ("ack", fl & 0x1F == 0x10),
+        ("psh", fl & 0x08), ("fin", fl & 0x01), ("rst", fl & 0x04),
+        ("urg", fl & 0x20), ("ece", fl & 0x40), ("cwr", fl & 0x80),
+    ) if hit)
+    for fl in range(256))
+
+
+@dataclass(slots=True)
+class ParsedFrame:
+    """What the kernel's parser learns about a frame that carries TCP or UDP.
+    `key` is the canonical flow key as bytes; for a later fragment it is
+    None and `frag_key` is how the fragment finds its flow."""
+    key: bytes | None
+    side: int
+    proto: int
+    lo_port: int = 0            # host byte order
+    hi_port: int = 0
+    payload_off: int = 0
+    payload_len: int = 0
+    tcp_flags: int = 0
+    tcp_ae: int = 0
+    tcp_window: int = 0
+    first_fragment: bool = False
+    frag_key: tuple[bytes, bytes, int, int] | None = None   # (sender, receiver, id, proto)
+    sender: bytes = b""
+
+
+def _ipv4(frame: bytes, off: int, vlan: tuple[int, int]) -> ParsedFrame | Stat:
+    n = len(frame)
+    if off + 20 > n:
+        return TRUNCATED
+    ver_ihl, tot_len, ip_id, frag, proto, src, dst = _IPV4.unpack_from(frame, off)
+    ihl = (ver_ihl & 0x0F) * 4
+    if ihl < 20:
+        return TRUNCATED
+    src, dst = src + _ZERO12, dst + _ZERO12
+    frag_id = ((ip_id & 0xFF) << 8) | (ip_id >> 8)  # the kernel keeps the raw network-order u16
+    if frag & 0x1FFF:
+        return ParsedFrame(None, 0, proto, frag_key=(src, dst, frag_id, proto), sender=src)
+    return _l4(frame, off + ihl, off + tot_len, proto, 4, src, dst, vlan, bool(frag & 0x2000), frag_id)
+
+
+def _ipv6(frame: bytes, off: int, vlan: tuple[int, int]) -> ParsedFrame | Stat:
+    n = len(frame)
+    if off + 40 > n:
+        return TRUNCATED
+    payload_len, nexthdr = _IPV6_FIXED.unpack_from(frame, off)
+    src, dst = frame[off + 8:off + 24], frame[off + 24:off + 40]
+    l4_end = off + 40 + payload_len
+    off += 40
+    first_fragment, frag_id = False, 0
+    for _ in range(IPV6_EXT_MAX):
+        if nexthdr not in _IPV6_EXT:
+            break
+        if off + 8 > n:
+            return TRUNCATED
+        following = frame[off]
+        if nexthdr == 44:       # fragment header: fixed 8 bytes
+            frag_id = int.from_bytes(frame[off + 4:off + 8], "little")
+            frag = _U16.unpack_from(frame, off + 2)[0]
+            if frag & 0xFFF8:
+                return ParsedFrame(None, 0, following, frag_key=(src, dst, frag_id, following), sender=src)
+            first_fragment = bool(frag & 1)
+            off += 8
+        elif nexthdr == 51:     # AH counts in 4-byte units
+            off += (frame[off + 1] + 2) * 4
+        else:
+            off += (frame[off + 1] + 1) * 8
+        nexthdr = following
+    if nexthdr in _IPV6_EXT:
+        return IPV6_EXT_LIMIT
+    return _l4(frame, off, l4_end, nexthdr, 6, src, dst, vlan, first_fragment, frag_id)
+
+
+def _l4(frame: bytes, l4_off: int, l4_end: int, proto: int, family: int, src: bytes, dst: bytes,
+        vlan: tuple[int, int], first_fragment: bool, frag_id: int) -> ParsedFrame | Stat:
+    n = len(frame)
+    flags = ae = window = 0
+    if proto == IPPROTO_TCP:
+        if l4_off + 20 > n:
+            return TRUNCATED
+        doff_byte, flags, window = _TCP.unpack_from(frame, l4_off)
+        doff = (doff_byte >> 4) * 4
+        if doff < 20:
+            return TRUNCATED
+        ae = doff_byte & 1
+        payload_off = l4_off + doff
+    elif proto == IPPROTO_UDP:
+        if l4_off + 8 > n:
+            return TRUNCATED
+        payload_off = l4_off + 8
+    else:
+        return OTHER_L4
+    sport_raw, dport_raw = frame[l4_off:l4_off + 2], frame[l4_off + 2:l4_off + 4]
+    # canonicalize(): addresses as two native (little-endian) u64 words, then
+    # the network-order ports read as native u16s.
+    a0, a1 = int.from_bytes(src[:8], "little"), int.from_bytes(dst[:8], "little")
+    if a0 != a1:
+        swap = a0 > a1
+    else:
+        b0, b1 = int.from_bytes(src[8:], "little"), int.from_bytes(dst[8:], "little")
+        if b0 != b1:
+            swap = b0 > b1
+        else:
+            swap = int.from_bytes(sport_raw, "little") > int.from_bytes(dport_raw, "little")
+    tail = _KEY_TAIL.pack(vlan[0], vlan[1], proto, family)
+    if swap:
+        key = dst + src + dport_raw + sport_raw + tail
+        lo_raw, hi_raw = dport_raw, sport_raw
+    else:
+        key = src + dst + sport_raw + dport_raw + tail
+        lo_raw, hi_raw = sport_raw, dport_raw
+    return ParsedFrame(
+        key, int(swap), proto, (lo_raw[0] << 8) | lo_raw[1], (hi_raw[0] << 8) | hi_raw[1],
+        payload_off, l4_end - payload_off if l4_end > payload_off else 0, flags, ae, window,
+        first_fragment, (src, dst, frag_id, proto) if first_fragment else None, src)
+
+
+def parse_frame(frame: bytes) -> ParsedFrame | Stat:
+    """Parse like parse_frame() in bpf/sensor.bpf.c: Ethernet, up to two VLAN
+    tags, IPv4 (options, fragments) or IPv6 (extension headers), TCP or UDP.
+    Returns the kernel's stats index when the frame is not a TCP/UDP flow's."""
+    if len(frame) < 14:
+        return TRUNCATED
+    ethertype = (frame[12] << 8) | frame[13]
+    off = 14
+    vlan = [0, 0]
+    for i in range(2):
+        if ethertype not in _VLAN_TPIDS:
+            break
+        if off + 4 > len(frame):
+            return TRUNCATED
+        vlan[i] = ((frame[off] << 8) | frame[off + 1]) & 0x0FFF
+        ethertype = (frame[off + 2] << 8) | frame[off + 3]
+        off += 4
+    if ethertype == _ETH_P_IP:
+        return _ipv4(frame, off, (vlan[0], vlan[1]))
+    if ethertype == _ETH_P_IPV6:
+        return _ipv6(frame, off, (vlan[0], vlan[1]))
+    return NOT_IP
+
+
+def flow_hash(key: bytes) -> int:
+    """flow_hash() of bpf/sensor.bpf.c: symmetric because the key is canonical."""
+    h = key[40]  # proto
+    for w in _HASH_WORDS.unpack_from(key):
+        h ^= (w + 0x9E3779B9 + ((h << 6) & _M32) + (h >> 2)) & _M32
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & _M32
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & _M32
+    h ^= h >> 16
+    return h
+
+
+class _Flow:
+    """struct flow_state as plain Python ints (ctypes fields are slow to bump)."""
+    __slots__ = ("packets", "bytes", "databytes", "first_ns", "last_ns", "tcpflags", "emitted",
+                 "undecided_payloads", "verdict", "reason", "client", "payload_seen", "late_select", "hash")
+
+    def __init__(self, first_ns: int, client: int, verdict: int, reason: int, hash_: int) -> None:
+        self.packets = [0, 0]
+        self.bytes = [0, 0]
+        self.databytes = [0, 0]
+        self.first_ns = first_ns
+        self.last_ns = first_ns
+        self.tcpflags = [0] * TCPF_COUNT
+        self.emitted = 0
+        self.undecided_payloads = 0
+        self.verdict = verdict
+        self.reason = reason
+        self.client = client
+        self.payload_seen = 0
+        self.late_select = 0
+        self.hash = hash_
+
+    def state(self) -> FlowState:
+        s = FlowState()
+        s.packets[:], s.bytes[:], s.databytes[:] = self.packets, self.bytes, self.databytes
+        s.first_ns, s.last_ns = self.first_ns, self.last_ns
+        s.tcpflags[:] = self.tcpflags
+        s.emitted, s.undecided_payloads = self.emitted, self.undecided_payloads
+        s.verdict, s.reason, s.client = self.verdict, self.reason, self.client
+        s.payload_seen, s.late_select = self.payload_seen, self.late_select
+        return s
+
+
+class PythonFlowTable:
+    """The kernel program's flow table and decisions for one rule set.
+    Rule lookups are built once here: the per-packet path is dict/set hits."""
+
+    monotonic_offset: float | None = 0.0   # first_ns/last_ns are the caller's (capture) times
+
+    def __init__(self, rules: RuleSet, options: ProgramOptions = ProgramOptions(),
+                 ifindex: int = TEST_RUN_IFINDEX) -> None:
+        shapes = rules.shapes()  # validates like SensorProgram.set_rules
+        self.options = options
+        self.ifindex = ifindex
+        self._caplen = min(options.snaplen, MAX_SNAPLEN)
+        self._select_all = {proto: proto in rules.select_all for proto in (IPPROTO_TCP, IPPROTO_UDP)}
+        self._ports = {(r.proto, int(r.role), r.port) for r in rules.ports}
+        # The kernel's prefix key has no mask: shapes differing only in mask share keys.
+        keys: dict[tuple[int, int, int], set[bytes]] = {}
+        for proto, offset, length, masked in rules.prefix_keys():
+            keys.setdefault((proto, offset, length), set()).add(masked)
+        self._shapes: dict[int, list[tuple[int, int, int, frozenset[bytes]]]] = {}
+        for s in shapes:
+            self._shapes.setdefault(s.proto, []).append(
+                (s.offset, s.length, s.last_mask, frozenset(keys.get((s.proto, s.offset, s.length), ()))))
+        self._flows: OrderedDict[bytes, _Flow] = OrderedDict()
+        self._frags: OrderedDict[tuple[bytes, bytes, int, int], bytes] = OrderedDict()
+        self._stats = [0] * len(Stat)
+
+    # -- the program ----------------------------------------------------------------
+    def process(self, frame: bytes, ts_ns: int) -> Record | None:
+        """Run the program on one Ethernet frame at time `ts_ns`; the record it
+        would write to the ring buffer, or None."""
+        stats = self._stats
+        stats[Stat.SEEN] += 1
+        p = parse_frame(frame)
+        if not isinstance(p, ParsedFrame):
+            stats[p] += 1
+            return None
+        if p.key is None:
+            if p.proto == IPPROTO_TCP or p.proto == IPPROTO_UDP:
+                return self._later_fragment(frame, p, ts_ns)
+            stats[Stat.OTHER_L4] += 1
+            return None
+        stats[Stat.PARSED] += 1
+        key, side, n = p.key, p.side, len(frame)
+        flows = self._flows
+        f = flows.get(key)
+        if f is None:
+            f = self._new_flow(p, ts_ns)
+        else:
+            flows.move_to_end(key)
+        f.packets[side] += 1
+        f.bytes[side] += n
+        f.databytes[side] += p.payload_len
+        f.last_ns = ts_ns
+        if p.proto == IPPROTO_TCP:
+            self._count_tcp_flags(f, p, side)
+
+        verdict, reason = f.verdict, f.reason
+        if p.payload_len > 0 and verdict == Verdict.UNDECIDED:
+            bit = 1 << side
+            if not f.payload_seen & bit:
+                if self._prefix_selected(frame, p):
+                    verdict, reason = Verdict.SELECTED, Reason.PREFIX
+                    # the other side's first payload already went by unsent
+                    f.late_select = int(f.payload_seen & (bit ^ 3) != 0)
+                    f.reason, f.verdict = reason, verdict
+                    stats[Stat.SELECTED] += 1
+                f.payload_seen |= bit
+            if verdict == Verdict.UNDECIDED:
+                f.undecided_payloads = (f.undecided_payloads + 1) & 0xFFFF
+                if f.payload_seen == 3 or f.undecided_payloads >= self.options.max_undecided_payloads:
+                    f.verdict = Verdict.IGNORED
+                    stats[Stat.IGNORED] += 1
+                if self.options.emit_undecided and f.undecided_payloads <= 2:
+                    return self._emit(frame, ts_ns, key, f, side, Reason.UNDECIDED, Verdict.UNDECIDED)
+                return None
+        if verdict == Verdict.SELECTED:
+            if p.first_fragment:
+                self._remember(p.frag_key, key)
+            f.emitted = (f.emitted + 1) & _M32
+            return self._emit(frame, ts_ns, key, f, side, reason, verdict)
+        if verdict == Verdict.BYPASSED:
+            stats[Stat.BYPASSED_PKTS] += 1
+        return None
+
+    def _new_flow(self, p: ParsedFrame, ts_ns: int) -> _Flow:
+        # Arkime's direction rule: a SYN-ACK's receiver is the client, otherwise the sender.
+        client = p.side ^ 1 if p.proto == IPPROTO_TCP and p.tcp_flags & 0x12 == 0x12 else p.side
+        verdict, reason = Verdict.UNDECIDED, Reason.NONE
+        if self._select_all[p.proto]:
+            verdict, reason = Verdict.SELECTED, Reason.ALL
+        else:
+            client_port, server_port = (p.lo_port, p.hi_port) if client == 0 else (p.hi_port, p.lo_port)
+            if (p.proto, 1, server_port) in self._ports or (p.proto, 0, client_port) in self._ports:
+                verdict, reason = Verdict.SELECTED, Reason.PORT
+        if verdict == Verdict.SELECTED:
+            self._stats[Stat.SELECTED] += 1
+        if len(self._flows) >= self.options.flow_entries:
+            self._flows.popitem(last=False)
+        f = self._flows[p.key] = _Flow(ts_ns, client, verdict, reason, flow_hash(p.key))
+        self._stats[Stat.FLOW_NEW] += 1
+        return f
+
+    @staticmethod
+    def _count_tcp_flags(f: _Flow, p: ParsedFrame, side: int) -> None:
+        counters = f.tcpflags
+        for i in _FLAG_COUNTERS[p.tcp_flags]:
+            counters[i] += 1
+        if p.tcp_ae:
+            counters[_TCPF["ae"]] += 1
+        if p.tcp_window == 0 and not p.tcp_flags & 0x04:
+            counters[TCPF_ZERO_LO if side == 0 else TCPF_ZERO_HI] += 1
+
+    def _prefix_selected(self, frame: bytes, p: ParsedFrame) -> bool:
+        for offset, length, last_mask, keys in self._shapes.get(p.proto, ()):
+            if offset + length > p.payload_len:
+                continue
+            start = p.payload_off + offset
+            if start + length > len(frame):   # bpf_xdp_load_bytes fails past the frame
+                continue
+            window = frame[start:start + length]
+            if last_mask != 0xFF:
+                window = window[:-1] + bytes((window[-1] & last_mask,))
+            if window in keys:
+                return True
+        return False
+
+    def _remember(self, frag_key: tuple[bytes, bytes, int, int], key: bytes) -> None:
+        frags = self._frags
+        frags[frag_key] = key
+        frags.move_to_end(frag_key)
+        if len(frags) > FRAG_ENTRIES:
+            frags.popitem(last=False)
+
+    def _later_fragment(self, frame: bytes, p: ParsedFrame, ts_ns: int) -> Record | None:
+        """Later fragments carry no ports: count and emit them on the flow their
+        first fragment established, or count them as orphans."""
+        key = self._frags.get(p.frag_key)
+        f = self._flows.get(key) if key is not None else None
+        if f is None:
+            self._stats[Stat.FRAG_ORPHAN] += 1
+            return None
+        self._frags.move_to_end(p.frag_key)
+        self._flows.move_to_end(key)
+        self._stats[Stat.FRAG_FOLLOWED] += 1
+        side = 0 if key[:16] == p.sender else 1
+        f.packets[side] += 1
+        f.bytes[side] += len(frame)
+        f.last_ns = ts_ns
+        if f.verdict == Verdict.SELECTED:
+            f.emitted = (f.emitted + 1) & _M32
+            return self._emit(frame, ts_ns, key, f, side, Reason.FRAGMENT, f.verdict)
+        return None
+
+    def _emit(self, frame: bytes, ts_ns: int, key: bytes, f: _Flow, side: int, reason: int,
+              verdict: int) -> Record:
+        wire_len = len(frame)
+        caplen = min(wire_len, self._caplen)
+        raw = _RECORD_FIELDS.pack(ts_ns, self.ifindex, f.hash, wire_len, caplen, side, f.client, reason,
+                                  verdict) + key + _RECORD_PAD
+        self._stats[Stat.EMITTED] += 1
+        return Record(RecordHeader.from_buffer_copy(raw), frame[:caplen])
+
+    # -- the maps, as SensorProgram exposes them (pipeline.KernelFlows) ---------------
+    def flow(self, key: FlowKey) -> FlowState | None:
+        f = self._flows.get(bytes(key))
+        return None if f is None else f.state()
+
+    def flows(self) -> Iterator[tuple[FlowKey, FlowState]]:
+        for raw, f in list(self._flows.items()):
+            yield FlowKey.from_buffer_copy(raw), f.state()
+
+    def set_verdict(self, key: FlowKey, verdict: Verdict) -> bool:
+        """Like SensorProgram.set_verdict: False if the flow is gone."""
+        f = self._flows.get(bytes(key))
+        if f is None:
+            return False
+        f.verdict = int(verdict)
+        return True
+
+    def delete_flow(self, key: FlowKey) -> None:
+        self._flows.pop(bytes(key), None)
+
+    def sweep_idle(self, now_ns: int, idle_ns: int) -> list[FlowKey]:
+        """Delete flows idle longer than `idle_ns` at `now_ns` that userspace
+        does not track (not SELECTED), as the live loop does in the kernel."""
+        stale = [raw for raw, f in self._flows.items()
+                 if f.verdict != Verdict.SELECTED and now_ns - f.last_ns > idle_ns]
+        for raw in stale:
+            del self._flows[raw]
+        return [FlowKey.from_buffer_copy(raw) for raw in stale]
+
+    def stats(self) -> dict[Stat, int]:
+        return {stat: self._stats[stat] for stat in Stat}
