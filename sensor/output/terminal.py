@@ -92,7 +92,9 @@ def message_lines(message: dict[str, Any]) -> list[str]:
 
 def _field_rows(fields: Sequence[dict[str, Any]], depth: int) -> Iterable[tuple[str, str, int, int]]:
     for field in fields:
-        shown = field["display_value"] or ("" if field["value"] is None else str(field["value"]))
+        value = field["value"]
+        nested = field["children"] and isinstance(value, list)  # the children show it
+        shown = field["display_value"] or ("" if value is None or nested else str(value))
         yield "  " * depth + field["name"], shown, field["offset"], field["size"]
         yield from _field_rows(field["children"], depth + 1)
 
