@@ -299,9 +299,11 @@ static __always_inline int prefix_selected(struct xdp_md *ctx, const struct pars
     return 0;
 }
 
+/* `now` is this packet's clock reading, shared with the flow's last_ns:
+ * one helper call per packet (the clock is ~35 ns of the ignored path). */
 static __always_inline void emit(struct xdp_md *ctx, const struct sensor_config *cfg,
                                  const struct flow_key *key, __u8 side, __u8 client,
-                                 __u8 reason, __u8 verdict)
+                                 __u8 reason, __u8 verdict, __u64 now)
 {
     __u32 zero = 0;
     struct record_buf *buf = scratch.lookup(&zero);
@@ -316,7 +318,7 @@ static __always_inline void emit(struct xdp_md *ctx, const struct sensor_config 
     caplen = ((caplen - 1) & (SENSOR_MAX_SNAPLEN - 1)) + 1;  /* bound for the verifier */
     if (bpf_xdp_load_bytes(ctx, 0, buf->data, caplen) < 0)
         return;
-    buf->hdr.ts_ns = bpf_ktime_get_ns();
+    buf->hdr.ts_ns = now;
     buf->hdr.ifindex = ctx->ingress_ifindex;
     buf->hdr.flow_hash = flow_hash(key);
     buf->hdr.wire_len = wire_len;
@@ -390,10 +392,11 @@ static __always_inline void handle_later_fragment(struct xdp_md *ctx, const stru
     __u32 len = ctx->data_end - ctx->data;
     __sync_fetch_and_add(&f->packets[side], 1);
     __sync_fetch_and_add(&f->bytes[side], len);
-    f->last_ns = bpf_ktime_get_ns();
+    __u64 now = bpf_ktime_get_ns();
+    f->last_ns = now;
     if (f->verdict == VERDICT_SELECTED) {
         __sync_fetch_and_add(&f->emitted, 1);
-        emit(ctx, cfg, &k, side, f->client, REASON_FRAGMENT, f->verdict);
+        emit(ctx, cfg, &k, side, f->client, REASON_FRAGMENT, f->verdict, now);
     }
 }
 
@@ -500,7 +503,7 @@ int xdp_sensor(struct xdp_md *ctx)
                 count(STAT_IGNORED);
             }
             if (cfg->emit_undecided && f->undecided_payloads <= 2)
-                emit(ctx, cfg, &p.key, side, f->client, REASON_UNDECIDED, VERDICT_UNDECIDED);
+                emit(ctx, cfg, &p.key, side, f->client, REASON_UNDECIDED, VERDICT_UNDECIDED, now);
             return XDP_PASS;
         }
     }
@@ -509,7 +512,7 @@ int xdp_sensor(struct xdp_md *ctx)
         if (p.is_first_fragment)
             remember_first_fragment(&p, &p.key, side);
         __sync_fetch_and_add(&f->emitted, 1);
-        emit(ctx, cfg, &p.key, side, f->client, reason, verdict);
+        emit(ctx, cfg, &p.key, side, f->client, reason, verdict, now);
     } else if (verdict == VERDICT_BYPASSED) {
         count(STAT_BYPASSED_PKTS);
     }
