@@ -23,6 +23,7 @@ import struct
 from dataclasses import dataclass
 
 LINKTYPE_NULL = 0
+LINKTYPE_LOOP = 108  # OpenBSD loopback: LINKTYPE_NULL with the family in network order
 LINKTYPE_ETHERNET = 1
 LINKTYPE_RAW = 101
 LINKTYPE_RAW_OPENBSD = 12  # DLT_RAW value on some BSDs, same format as 101
@@ -93,8 +94,9 @@ _FAST_MIN_LEN = _ETH_IPV4_L4.size  # 54
 # inet_ntop costs more than the rest of the fast path together, and a link
 # carries few distinct addresses: their text is kept, up to a bound.
 _ADDRESS_TEXT: dict[bytes, str] = {}
-_ADDRESS_TEXT_MAX = 1 << 16
+_ADDRESS_TEXT_MAX = 1 << 14
 _known_address_text = _ADDRESS_TEXT.get
+_new_packet = object.__new__
 
 
 def _address_text(raw: bytes) -> str:
@@ -135,6 +137,7 @@ class ExtensionHeaderLimit(PacketError):
 class Packet:
     """One decoded IP packet; ports are 0 when the protocol or fragment has none."""
 
+    # decode_frame's fast path fills every field by hand: a new field must be set there too.
     timestamp: float
     frame_len: int
     vlan: tuple[int, ...]
@@ -167,9 +170,9 @@ def decode_frame(
     `wire_len` is the original length on the wire (defaults to len(frame)).
     Raises a `PacketError` subclass for anything that is not a decodable IP packet.
     """
-    frame_len = len(frame) if wire_len is None else wire_len
+    end = len(frame)
+    frame_len = end if wire_len is None else wire_len
     if linktype == LINKTYPE_ETHERNET:
-        end = len(frame)
         if end >= _FAST_MIN_LEN:
             # The fast path: Ethernet, no VLAN, IPv4 without options or fragmentation, TCP
             # or UDP with sane lengths. Anything else goes down the general path, which
@@ -179,21 +182,42 @@ def decode_frame(
             if ethertype == ETHERTYPE_IPV4 and ver_ihl == 0x45 and not frag & 0x3FFF:
                 if total_len and 14 + total_len < end:
                     end = 14 + total_len
+                payload = None
                 if proto == IPPROTO_TCP:
                     header_end = 34 + ((offset_byte >> 4) << 2)
                     if 54 <= header_end <= end:
-                        return Packet(timestamp, frame_len, (), 4, _known_address_text(src) or _address_text(src),
-                                      _known_address_text(dst) or _address_text(dst), IPPROTO_TCP, ttl, sport,
-                                      dport, flags | ((offset_byte & 1) << 8), seq, ack, window,
-                                      frame[header_end:end], ip_id, False, 0, False)
+                        flags |= (offset_byte & 1) << 8
+                        payload = frame[header_end:end]
                 elif proto == IPPROTO_UDP:
                     udp_len = seq >> 16  # the UDP length sits where TCP's sequence number starts
                     if udp_len >= 8 and end >= 42:
                         if udp_len <= end - 34:
                             end = 34 + udp_len
-                        return Packet(timestamp, frame_len, (), 4, _known_address_text(src) or _address_text(src),
-                                      _known_address_text(dst) or _address_text(dst), IPPROTO_UDP, ttl, sport,
-                                      dport, 0, 0, 0, 0, frame[42:end], ip_id, False, 0, False)
+                        seq = ack = flags = window = 0
+                        payload = frame[42:end]
+                if payload is not None:
+                    # Packet(...) with 19 arguments costs more than filling its slots.
+                    packet = _new_packet(Packet)
+                    packet.timestamp = timestamp
+                    packet.frame_len = frame_len
+                    packet.vlan = ()
+                    packet.ip_version = 4
+                    packet.src_ip = _known_address_text(src) or _address_text(src)
+                    packet.dst_ip = _known_address_text(dst) or _address_text(dst)
+                    packet.ip_protocol = proto
+                    packet.ttl = ttl
+                    packet.src_port = sport
+                    packet.dst_port = dport
+                    packet.tcp_flags = flags
+                    packet.seq = seq
+                    packet.ack = ack
+                    packet.window = window
+                    packet.payload = payload
+                    packet.ip_id = ip_id
+                    packet.is_fragment = False
+                    packet.frag_offset = 0
+                    packet.more_fragments = False
+                    return packet
         return _decode_ethernet(frame, timestamp, frame_len)
     if linktype in (LINKTYPE_RAW, LINKTYPE_RAW_OPENBSD, LINKTYPE_IPV4, LINKTYPE_IPV6):
         return _decode_ip_at(frame, 0, timestamp, frame_len, ())
@@ -201,7 +225,7 @@ def decode_frame(
         return _decode_ethertype(frame, 16, _ethertype_at(frame, 14, 16), timestamp, frame_len)
     if linktype == LINKTYPE_LINUX_SLL2:
         return _decode_ethertype(frame, 20, _ethertype_at(frame, 0, 20), timestamp, frame_len)
-    if linktype == LINKTYPE_NULL:
+    if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
         return _decode_null(frame, timestamp, frame_len)
     if linktype == LINKTYPE_IEEE802_11_RADIOTAP:
         return _decode_radiotap(frame, timestamp, frame_len)

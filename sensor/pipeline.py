@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sensor.arkime.runtime import PluginRuntime
-from sensor.flows.events import PayloadDelivered, SessionEnded, SessionStarted, StateChanged
+from sensor.arkime.session import PluginSession
+from sensor.flows.events import SessionEnded, SessionStarted, StateChanged
 from sensor.flows.session import Session
 from sensor.flows.table import FlowOrigin, SessionTable
 from sensor.kernel.contract import TCPF_ZERO_HI, TCPF_ZERO_LO, TCPFLAG_NAMES, FlowKey, FlowState, Verdict, key_endpoints
@@ -96,7 +97,7 @@ class Pipeline:
         self.bypass = bypass and kernel is not None
         self.on_record = on_record
         self.stats = PipelineStats()
-        self._handles: dict[int, int] = {}
+        self._plugin_states: dict[int, PluginSession] = {}  # by Session.id
         self._kernel_keys: dict[int, FlowKey] = {}
         self._pending_key: FlowKey | None = None
         self._delivered: dict[bytes, int] = {}
@@ -118,15 +119,14 @@ class Pipeline:
             self._delivered[raw_key] = delivered
             if delivered == 1:
                 origin = self._origin(kernel_key)
-        for event in self.table.process(packet, origin):
-            if type(event) is PayloadDelivered:  # most events: handled here, without a call
-                session = event.session
-                handle = self._handles[session.id]
-                self.runtime.payload(handle, event.direction_index, event.data)
+        for event in self.table.process_raw(packet, origin):
+            if type(event) is tuple:  # a PayloadDelivered, the most frequent event: handled here
+                session, direction, data = event
+                plugin_state = self._plugin_states[session.id]
+                self.runtime.deliver(plugin_state, direction, data)
                 if self.listener is not None:
-                    self.listener.payload(session, event.direction_index, event.data,
-                                          self.runtime.protocols(handle))
-                if self.bypass and not self.runtime.wants_more(handle) and not (
+                    self.listener.payload(session, direction, data, self.runtime.protocols(plugin_state.handle))
+                if self.bypass and not self.runtime.wants_more(plugin_state.handle) and not (
                         self.listener is not None and self.listener.wants_more(session)):
                     self._bypass(session)
             else:
@@ -158,7 +158,7 @@ class Pipeline:
         session = event.session
         if isinstance(event, SessionStarted):
             self.stats.sessions += 1
-            self._handles[session.id] = self.runtime.session_started(session)
+            self._plugin_states[session.id] = self.runtime.state(self.runtime.session_started(session))
             if self._pending_key is not None:
                 self._kernel_keys[session.id] = self._pending_key
             if self.listener is not None:
@@ -199,7 +199,7 @@ class Pipeline:
             if reason not in ("shutdown", "terminated"):
                 # The next connection on this 5-tuple starts as a fresh flow.
                 self.kernel.delete_flow(key)
-        handle = self._handles.pop(session.id)
+        handle = self._plugin_states.pop(session.id).handle
         ours = {"endReason": reason, "sessionId": session.uid}
         if delivered is not None:
             ours["delivered"] = delivered

@@ -210,6 +210,11 @@ def test_null_loopback_ipv4(family: bytes) -> None:
     assert (packet.dst_ip, packet.dst_port) == ("127.0.0.1", 7)
 
 
+def test_openbsd_loop_has_the_family_in_network_order() -> None:
+    packet = decode_frame(struct.pack(">I", 24) + raw(IPv6(dst="::1") / UDP(dport=9)), 0.0, 108)
+    assert (packet.dst_ip, packet.dst_port) == ("::1", 9)
+
+
 def test_null_loopback_ipv6_and_unknown_family() -> None:
     assert decode_frame(struct.pack("<I", 30) + raw(IPv6(dst="::1") / UDP()), 0.0, 0).dst_ip == "::1"
     with pytest.raises(NotIp):

@@ -31,7 +31,7 @@ from . import classify
 from .cargs import c_bytes, c_callable, c_int, c_str
 from .classify import SCTP, TCP, UDP, Classifier
 from .errors import ArkimeFieldError
-from .fields import VIRTUAL_FIELDS, FieldDef
+from .fields import VIRTUAL_FIELDS, FieldDef, FieldType
 from .packet_module import build_packet_module
 
 if TYPE_CHECKING:
@@ -135,6 +135,8 @@ def build_session_module(rt: PluginRuntime) -> ModuleType:
     by_expr = fields.by_expr
     by_pos = fields.by_pos
     state = rt.state
+    int_type = FieldType.INT  # an Enum member read through its class costs a lookup chain
+    int_positions: set[int] = set()  # writable integer fields add_int has met: its fast path
     live_state = rt._sessions.get  # rt.state without its call, for add_int: plugins call it per packet
     tags = fields.tags
     protocols = fields.protocols
@@ -208,10 +210,23 @@ def build_session_module(rt: PluginRuntime) -> ModuleType:
         st = live_state(session) if type(session) is int else None
         if st is None:
             st = state(session)  # raises the runtime's error for a bad handle
-        if type(f) is int and 0 <= f < len(by_pos):  # a position: what plugins pass per packet
-            return st.add_int(by_pos[f], value)
+        if type(f) is int and f in int_positions:
+            # PluginSession.add_int on a writable integer field, inlined: plugins call it per packet.
+            value &= 0xFFFFFFFF
+            store = st.values.get(f)
+            if store is None:
+                st.values[f] = {value: None}
+                return True
+            if value in store:
+                return False
+            store[value] = None
+            return True
         fd = resolve(f, "add_int")
-        return fd is not None and st.add_int(fd, value)
+        if fd is None:
+            return False
+        if type(f) is int and fd.type is int_type and fd.writable:
+            int_positions.add(f)
+        return st.add_int(fd, value)
 
     def get(session: Any, f: Any, /) -> Any:
         f = c_str(f, "get", 2)

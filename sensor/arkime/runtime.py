@@ -135,6 +135,11 @@ class PluginRuntime:
             raise _bad_handle(handle, "session")
         if which not in (0, 1):
             raise ValueError(f"which must be 0 or 1, not {which!r}")
+        self.deliver(st, which, data, sctp_ppid)
+
+    def deliver(self, st: PluginSession, which: int, data: bytes, sctp_ppid: int | None = None) -> None:
+        """`payload` for a caller that holds the live session's state (`state(handle)`)
+        and passes a valid `which`: the pipeline, once per chunk, skips the checks."""
         n = len(data)
         if not n:
             return
@@ -147,6 +152,7 @@ class PluginRuntime:
                     total == 0 or st.view.ip_protocol == TCP):
                 self._classify(st, which, data, n, sctp_ppid)
             parsers = st.parsers  # parsers registered meanwhile are appended and run too
+            handle = st.handle
             dead = False
             for i, p in enumerate(parsers):  # the parsers run here, not in a method: once per chunk
                 if p is None:

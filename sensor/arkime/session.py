@@ -13,6 +13,7 @@ from .view import SessionView
 
 MAX_STRING_BYTES = 16384  # longer add_string values are truncated and the session tagged
 TRANSPORTS = {6: "tcp", 17: "udp", 132: "sctp", 1: "icmp", 58: "icmp"}
+_STR, _INT = FieldType.STR, FieldType.INT  # an Enum member read through its class costs a lookup chain
 
 
 @dataclass(slots=True)
@@ -91,7 +92,7 @@ class PluginSession:
         """add_string on a resolved field; False for duplicates and unwritable fields."""
         if not fd.writable:
             return False
-        if fd.type is not FieldType.STR:
+        if fd.type is not _STR:
             raise ArkimeFieldTypeError(
                 f"add_string on {fd.expr!r}, a {fd.type.value} field: use add_int for integer "
                 "fields; ip and float fields cannot be set from Python")
@@ -106,19 +107,12 @@ class PluginSession:
         """add_int on a resolved field; stored unsigned like Arkime's uint32 sets."""
         if not fd.writable:
             return False
-        if fd.type is not FieldType.INT:
+        if fd.type is not _INT:
             raise ArkimeFieldTypeError(
                 f"add_int on {fd.expr!r}, a {fd.type.value} field: use add_string for string "
                 "fields; ip and float fields cannot be set from Python")
         value &= 0xFFFFFFFF
-        store = self.values.get(fd.pos)  # _insert, inlined: plugins add ints per packet
-        if store is None:
-            self.values[fd.pos] = {value: None}
-            return True
-        if value in store:
-            return False
-        store[value] = None
-        return True
+        return self._insert(fd, value)
 
     def _insert(self, fd: FieldDef, value: object) -> bool:
         """Add to the field's insertion-ordered set; False for a duplicate."""

@@ -30,7 +30,7 @@ class TcpReassembler:
 
     __slots__ = (
         "max_segments", "max_bytes", "started", "start_seq", "next_seq", "incomplete", "gaps",
-        "retransmitted_bytes", "discarded_bytes", "_queue", "_queued_bytes",
+        "retransmitted_bytes", "discarded_bytes", "queued_bytes", "_queue",
     )
 
     def __init__(self, max_segments: int = 256, max_bytes: int = 1 << 20) -> None:
@@ -44,15 +44,11 @@ class TcpReassembler:
         self.retransmitted_bytes = 0  # bytes dropped because they were already delivered
         self.discarded_bytes = 0  # bytes dropped because they sat behind a gap
         self._queue: dict[int, bytes] = {}
-        self._queued_bytes = 0
+        self.queued_bytes = 0  # bytes waiting behind a gap; 0 exactly when nothing waits
 
     @property
     def queued_segments(self) -> int:
         return len(self._queue)
-
-    @property
-    def queued_bytes(self) -> int:
-        return self._queued_bytes
 
     def start(self, seq: int) -> None:
         """Expect the stream at `seq` unless it has already started."""
@@ -75,7 +71,7 @@ class TcpReassembler:
             return []
         if not self.started:
             self.start(seq)
-        if seq == self.next_seq:  # the common case: exactly the next bytes
+        if seq == self.next_seq:  # the common case: exactly the next bytes (SessionTable inlines it)
             self.next_seq = (seq + len(payload)) & SEQ_MASK
             chunks = [payload]
         else:
@@ -91,12 +87,12 @@ class TcpReassembler:
 
     def flush(self) -> int:
         """End of stream: drop what waits behind a gap and return how many bytes that was."""
-        dropped = self._queued_bytes
+        dropped = self.queued_bytes
         if self._queue:
             self.gaps += 1
             self.discarded_bytes += dropped
             self._queue.clear()
-            self._queued_bytes = 0
+            self.queued_bytes = 0
         return dropped
 
     def _accept(self, offset: int, payload: bytes, chunks: list[bytes]) -> None:
@@ -116,10 +112,10 @@ class TcpReassembler:
             if len(queued) >= len(payload):
                 self.retransmitted_bytes += len(payload)
                 return
-            self._queued_bytes -= len(queued)
+            self.queued_bytes -= len(queued)
         self._queue[seq] = payload
-        self._queued_bytes += len(payload)
-        if len(self._queue) > self.max_segments or self._queued_bytes > self.max_bytes:
+        self.queued_bytes += len(payload)
+        if len(self._queue) > self.max_segments or self.queued_bytes > self.max_bytes:
             self.flush()
             self.incomplete = True
 
@@ -137,5 +133,5 @@ class TcpReassembler:
                     return
                 payload = queue.pop(seq)
                 offset = seq_diff(seq, next_seq)
-            self._queued_bytes -= len(payload)
+            self.queued_bytes -= len(payload)
             self._accept(offset, payload, chunks)

@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from itertools import count
 
 from sensor.flows.events import EndReason, FlowEvent, PayloadDelivered, SessionEnded, SessionStarted, StateChanged
-from sensor.flows.key import FlowKey, community_id, flow_key
+from sensor.flows.key import FlowKey, community_id
 from sensor.flows.reassembly import SEQ_MASK, TcpReassembler
 from sensor.flows.session import FIRST_PAYLOAD_BYTES, Session
 from sensor.flows.state import SessionState, StateTrigger
@@ -72,6 +72,9 @@ _SYN_ACK = TCP_SYN | TCP_ACK
 _CONTROL_FLAGS = TCP_SYN | TCP_FIN | TCP_RST | TCP_URG | TCP_ECE | TCP_CWR | TCP_AE
 _CONNECTING = SessionState.CONNECTING
 _FragmentKey = tuple[str, str, int, int]
+
+# A PayloadDelivered's fields, as `process_raw` returns them.
+RawPayload = tuple[Session, int, bytes]
 
 # Session.fin_state values (Arkime's tcpState): that side sent a FIN; its FIN was acknowledged.
 FIN_SENT, FIN_ACKED = 1, 2
@@ -181,7 +184,7 @@ class SessionTable:
         self._sessions: OrderedDict[FlowKey, Session] = OrderedDict()
         self._fragments: OrderedDict[_FragmentKey, Session] = OrderedDict()
         self._ids = count(1)
-        self._clock: float | None = None  # time of the previous packet: Arkime's lastPacketSecs
+        self._clock = float("-inf")  # time of the previous packet: Arkime's lastPacketSecs
         self._min_timeout = min(timeouts.tcp, timeouts.tcp_closing, timeouts.udp,
                                 timeouts.sctp, timeouts.icmp, timeouts.other)
 
@@ -199,10 +202,20 @@ class SessionTable:
         """Account one packet; return what happened, in order. `origin` says what
         an earlier stage saw of the flow before this packet (the kernel keeps the
         handshake): it decides the client of a session this packet creates."""
+        events = self.process_raw(packet, origin)
+        for i, event in enumerate(events):
+            if type(event) is tuple:
+                events[i] = PayloadDelivered(*event)
+        return events
+
+    def process_raw(self, packet: Packet, origin: FlowOrigin | None = None) -> list[FlowEvent | RawPayload]:
+        """`process`, with each PayloadDelivered left as its (session, direction_index,
+        data) tuple: making the event object costs more than the rest of a packet's
+        accounting, and the pipeline only unpacks it."""
         if packet.frag_offset:
             self._count_later_fragment(packet)
             return []
-        events: list[FlowEvent] = []
+        events: list[FlowEvent | RawPayload] = []
         src_ip, src_port, dst_ip, dst_port = packet.src_ip, packet.src_port, packet.dst_ip, packet.dst_port
         vlan = packet.vlan
         # flow_key(packet, self.vlan_in_key), inlined: this runs for every packet.
@@ -218,8 +231,8 @@ class SessionTable:
         self._clock = ts
         if session is not None:
             # Only a session idle for the shortest timeout, or a SYN, can end here: skip the rest.
-            if (clock is not None and clock > session.last_ts + self._min_timeout) or flags & _SYN_ACK == TCP_SYN:
-                ended = self._end_before(session, packet, ts if clock is None else clock)
+            if clock > session.last_ts + self._min_timeout or flags & _SYN_ACK == TCP_SYN:
+                ended = self._end_before(session, packet, clock)
                 if ended is not None:
                     events.append(ended)
                     session = None
@@ -267,17 +280,23 @@ class SessionTable:
                 return events
             payload = packet.payload
             if payload:
-                chunks = stream.feed(packet.seq, payload)
+                seq = packet.seq
+                if seq == stream.next_seq and stream.started and not stream.queued_bytes:
+                    # TcpReassembler.feed's common case, inlined: exactly the next bytes, nothing waiting.
+                    stream.next_seq = (seq + len(payload)) & SEQ_MASK
+                    chunks = (payload,)
+                else:
+                    chunks = stream.feed(seq, payload)
                 if session.handshake_seen:  # the stream offsets are known: count the bytes
                     databytes, kept = session.databytes, session.first_payload
                     for chunk in chunks:
                         databytes[direction] += len(chunk)
                         if len(kept[direction]) < FIRST_PAYLOAD_BYTES:
                             kept[direction] += chunk[:FIRST_PAYLOAD_BYTES - len(kept[direction])]
-                        events.append(PayloadDelivered(session, direction, chunk))
+                        events.append((session, direction, chunk))
                 else:
                     for chunk in chunks:
-                        events.append(PayloadDelivered(session, direction, chunk))
+                        events.append((session, direction, chunk))
                 if stream.incomplete:
                     session.tags.add("incomplete-tcp")
         elif proto == IPPROTO_UDP:
@@ -286,7 +305,7 @@ class SessionTable:
                 session.databytes[direction] += len(payload)
                 if not session.first_payload[direction]:
                     session.first_payload[direction] = payload[:FIRST_PAYLOAD_BYTES]
-                events.append(PayloadDelivered(session, direction, payload))
+                events.append((session, direction, payload))
         else:
             session.databytes[direction] += len(packet.payload)
             if proto == IPPROTO_SCTP and not session.first_payload[direction]:
@@ -377,7 +396,7 @@ class SessionTable:
         return session
 
     def _tcp_control(self, session: Session, packet: Packet, flags: int, direction: int,
-                     events: list[FlowEvent]) -> bool:
+                     events: list[FlowEvent | RawPayload]) -> bool:
         """The flag steps of a TCP packet that is not a plain ACK/PSH of an established
         session: rare flag counts, state, SYN, RST, FIN. False when the packet stops
         here; True when it goes on to the close check and reassembly."""
@@ -403,7 +422,7 @@ class SessionTable:
             session.handshake_seen = True
             # Data on a SYN (TCP Fast Open) reaches the plugins; Arkime counts none of it.
             for chunk in stream.feed(packet.seq, packet.payload, syn=True):
-                events.append(PayloadDelivered(session, direction, chunk))
+                events.append((session, direction, chunk))
             return False
         if flags & TCP_RST:
             counts["rst"] += 1
