@@ -84,7 +84,8 @@ def connect_writer(path: str | Path) -> sqlite3.Connection:
     """Open (creating if needed) a store for writing: WAL, so readers never wait on the sensor."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    try:
+
+    def prepare() -> None:
         conn.execute("PRAGMA busy_timeout = 5000")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode != "wal":
@@ -92,13 +93,8 @@ def connect_writer(path: str | Path) -> sqlite3.Connection:
         # In WAL mode NORMAL loses no committed transaction when the process dies (only on power loss).
         conn.execute("PRAGMA synchronous = NORMAL")
         _check_or_create(conn, path)
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise StoreError(f"{path} is not an SQLite session store ({exc}): pass another -o/--db path") from exc
-    except StoreError:
-        conn.close()
-        raise
-    return conn
+
+    return _prepared(conn, path, prepare, "pass another -o/--db path")
 
 
 def connect_reader(path: str | Path) -> sqlite3.Connection:
@@ -107,12 +103,21 @@ def connect_reader(path: str | Path) -> sqlite3.Connection:
         raise StoreMissingError(
             f"no session store at {path}: run `xdpsensor run` or `xdpsensor read` first, or pass --db PATH")
     conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, check_same_thread=False)
-    try:
+
+    def prepare() -> None:
         conn.execute("PRAGMA busy_timeout = 5000")
         _check_version(conn, path)
+
+    return _prepared(conn, path, prepare, "pass another --db path")
+
+
+def _prepared(conn: sqlite3.Connection, path: str | Path, prepare, fix: str) -> sqlite3.Connection:
+    """Run `prepare`; on failure close the connection and say what the file is not."""
+    try:
+        prepare()
     except sqlite3.DatabaseError as exc:
         conn.close()
-        raise StoreError(f"{path} is not an SQLite session store ({exc}): pass another --db path") from exc
+        raise StoreError(f"{path} is not an SQLite session store ({exc}): {fix}") from exc
     except StoreError:
         conn.close()
         raise
