@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sensor.flows.state import Direction
@@ -75,18 +76,64 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
-@dataclass(slots=True)
 class ParsedField:
-    """One decoded field: value plus where it sits in the frame (offset from frame start)."""
+    """One decoded field: value plus where it sits in the frame (offset from frame start).
 
-    name: str
-    value: Any
-    raw_bytes: bytes
-    offset: int
-    size: int
-    display_hint: str = "auto"
-    display_value: str = ""
-    children: list[ParsedField] = field(default_factory=list)
+    ``display_value`` may be given as a renderer instead of a string: it is then
+    called with ``value`` on first read, so decoding does not format strings
+    that nobody shows. Reading it always gives the string.
+    """
+
+    __slots__ = ("name", "value", "raw_bytes", "offset", "size", "display_hint", "_display_value", "children")
+    __match_args__ = ("name", "value", "raw_bytes", "offset", "size", "display_hint", "display_value", "children")
+
+    def __init__(
+        self,
+        name: str,
+        value: Any,
+        raw_bytes: bytes,
+        offset: int,
+        size: int,
+        display_hint: str = "auto",
+        display_value: str | Callable[[Any], str] = "",
+        children: list[ParsedField] | None = None,
+    ) -> None:
+        self.name = name
+        self.value = value
+        self.raw_bytes = raw_bytes
+        self.offset = offset
+        self.size = size
+        self.display_hint = display_hint
+        self._display_value = display_value
+        self.children: list[ParsedField] = [] if children is None else children
+
+    @property
+    def display_value(self) -> str:
+        shown = self._display_value
+        if shown.__class__ is not str:
+            shown = self._display_value = shown(self.value)  # type: ignore[operator]
+        return shown  # type: ignore[return-value]
+
+    @display_value.setter
+    def display_value(self, text: str) -> None:
+        self._display_value = text
+
+    def _astuple(self) -> tuple[Any, ...]:
+        return (self.name, self.value, self.raw_bytes, self.offset, self.size, self.display_hint, self.display_value, self.children)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._astuple() == other._astuple()  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def __repr__(self) -> str:
+        return (
+            f"ParsedField(name={self.name!r}, value={self.value!r}, raw_bytes={self.raw_bytes!r}, offset={self.offset!r}, "
+            f"size={self.size!r}, display_hint={self.display_hint!r}, display_value={self.display_value!r}, "
+            f"children={self.children!r})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict, recursing into children; bytes as hex."""

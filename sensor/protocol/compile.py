@@ -5,7 +5,8 @@ ParsedFields to ``out`` and records numeric values in ``ctx`` only when some
 expression reads them. Runs of fixed-width fields (numbers, bitfields,
 fixed-length bytes) are read with one precompiled ``struct.Struct``, as dpkt
 does; a run that would overrun the frame falls back to field-by-field steps
-so a truncated frame still yields the fields before the cut.
+so a truncated frame still yields the fields before the cut. Fields get
+renderers rather than display strings (see ``ParsedField.display_value``).
 """
 
 from __future__ import annotations
@@ -118,6 +119,8 @@ class _Compiler:
         return None
 
     def _run(self, run: list[_Fixed]) -> Step:
+        if len(run) == 1:
+            return self._single(run[0])  # the same result without the loop
         layout = struct.Struct(self.order + "".join(fixed.fmt for fixed in run))
         total, unpack_from = layout.size, layout.unpack_from
         places = []
@@ -136,7 +139,7 @@ class _Compiler:
                 start = offset + rel
                 raw = data[start : start + size]
                 children = _bit_fields(bits, value, raw, start, size) if bits else []
-                out.append(ParsedField(name, value, raw, start, size, hint, render(value), children))
+                out.append(ParsedField(name, value, raw, start, size, hint, render, children))
                 if store:
                     ctx[name] = value if type(value) is int else _number(name, value)
             return offset + total
@@ -154,7 +157,7 @@ class _Compiler:
             value = unpack_from(data, offset)[0]
             raw = data[offset:end]
             children = _bit_fields(bits, value, raw, offset, size) if bits else []
-            out.append(ParsedField(name, value, raw, offset, size, hint, render(value), children))
+            out.append(ParsedField(name, value, raw, offset, size, hint, render, children))
             if store:
                 ctx[name] = value if type(value) is int else _number(name, value)
             return end
@@ -217,7 +220,8 @@ class _Compiler:
             if tag.value_type in NUMERIC_FORMATS:
                 value_struct = struct.Struct(self.order + NUMERIC_FORMATS[tag.value_type][0])
             prefix = f"[{tag_template.format(number)}] "
-            tags[number] = (tag, value_struct, display.hint_or(tag.display, "hex"), prefix)
+            tags[number] = (tag.name, value_struct, tag.value_type is FieldType.STRING, tag.encoding, display.hint_or(tag.display, "hex"),
+                            display.prefixed(prefix, str), display.prefixed(prefix, display.hex_preview))
         length_of = _length_resolver(item.length, name) if item.length is not None else None
 
         def step(data: bytes, offset: int, ctx: dict[str, Any], out: list[ParsedField]) -> int:
@@ -232,14 +236,22 @@ class _Compiler:
                 known = tags.get(number)
                 if known is None:
                     label = tag_template.format(number)
-                    entry_name, value, hint, prefix = f"tag_{label}", raw, "hex", f"[{label}] "
-                    shown = display.hex_preview(raw)
+                    entry_name, value, hint = f"tag_{label}", raw, "hex"
+                    shown: Any = f"[{label}] {display.hex_preview(raw)}"
                 else:
-                    tag, value_struct, hint, prefix = known
-                    entry_name = tag.name
-                    value, shown = display.tlv_value(raw, tag, value_struct)
-                size = value_end - offset
-                entries.append(ParsedField(entry_name, value, data[offset:value_end], offset, size, hint, prefix + shown, []))
+                    # Numbers only when the size fits exactly, as ProtoPoke does.
+                    entry_name, value_struct, is_text, encoding, hint, show_value, show_bytes = known
+                    if value_struct is not None and len(raw) == value_struct.size:
+                        value, shown = value_struct.unpack(raw)[0], show_value
+                    elif is_text:
+                        try:
+                            value = raw.decode(encoding, "replace")
+                        except (UnicodeError, LookupError):
+                            value = display.decode_text(raw, encoding)
+                        shown = show_value
+                    else:
+                        value, shown = raw, show_bytes
+                entries.append(ParsedField(entry_name, value, data[offset:value_end], offset, value_end - offset, hint, shown, []))
                 offset = value_end
             out.append(
                 ParsedField(name, entries, data[start:offset], start, offset - start, "auto", f"({len(entries)} TLV entries)", entries)
@@ -266,13 +278,13 @@ def _bit_fields(bits: tuple[tuple[int, str], ...], value: int, raw: bytes, offse
     fields = []
     for bit, name in bits:
         flag = (value >> bit) & 1
-        fields.append(ParsedField(name, flag, raw, offset, size, "decimal", str(flag), []))
+        fields.append(ParsedField(name, flag, raw, offset, size, "decimal", str, []))
     return fields
 
 
 def _bytes_builder(item: FieldDefinition) -> Build:
     name, hint = item.name, display.hint_or(item.display, "hex")
-    return lambda value, raw, offset: ParsedField(name, raw, raw, offset, len(raw), hint, display.hex_preview(raw), [])
+    return lambda value, raw, offset: ParsedField(name, raw, raw, offset, len(raw), hint, display.hex_preview, [])
 
 
 def _padding_builder(item: FieldDefinition) -> Build:
@@ -283,9 +295,12 @@ def _padding_builder(item: FieldDefinition) -> Build:
 def _sized_step(item: FieldDefinition, builder: Callable[[FieldDefinition], Build]) -> Step:
     assert item.length is not None
     name, build, length_of = item.name, builder(item), _length_resolver(item.length, item.name)
+    variable = item.length.variable
 
     def step(data: bytes, offset: int, ctx: dict[str, Any], out: list[ParsedField]) -> int:
-        size = length_of(data, offset, ctx)
+        size = ctx[variable] if variable is not None else -1
+        if size < 0:  # not a bare "{field}", or -1 / a bad value the resolver deals with
+            size = length_of(data, offset, ctx)
         end = offset + size
         if end > len(data):
             raise truncated(name, size, offset, len(data))
@@ -300,9 +315,12 @@ def _string_step(item: FieldDefinition) -> Step:
     assert item.length is not None
     name, encoding = item.name, item.encoding
     hint, length_of = display.hint_or(item.display, "ascii"), _length_resolver(item.length, item.name)
+    variable = item.length.variable
 
     def step(data: bytes, offset: int, ctx: dict[str, Any], out: list[ParsedField]) -> int:
-        size = length_of(data, offset, ctx)
+        size = ctx[variable] if variable is not None else -1
+        if size < 0:  # not a bare "{field}", or -1 / a bad value the resolver deals with
+            size = length_of(data, offset, ctx)
         end = offset + size
         if end > len(data):
             raise truncated(name, size, offset, len(data))
@@ -357,7 +375,12 @@ def _length_resolver(expression: Expression, name: str) -> Resolve:
         return resolve_variable
 
     def resolve(data: bytes, offset: int, ctx: dict[str, Any]) -> int:
-        value = _evaluate(evaluate, source, name, "length", ctx)
+        try:
+            value = evaluate(ctx)
+        except (ArithmeticError, TypeError, ValueError):
+            value = None
+        if type(value) is not int:
+            value = _evaluate(evaluate, source, name, "length", ctx)  # runs it again to raise the error that says why
         if value == REST_OF_FRAME:
             return len(data) - offset
         if value < 0:

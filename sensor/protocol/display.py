@@ -1,7 +1,8 @@
-"""How decoded values are shown: ProtoPoke's display hints and pre-rendered strings.
+"""How decoded values are shown: ProtoPoke's display hints and their renderers.
 
 Each rule is picked once per field when a definition is compiled; decoding
-only calls the chosen renderer.
+hands the chosen renderer to the ParsedField, which calls it with the value
+the first time ``display_value`` is read.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Mapping
 
-from sensor.protocol.definition import FLOAT_TYPES, NUMERIC_FORMATS, DisplayHint, FieldDefinition, FieldType, TlvTag
+from sensor.protocol.definition import FLOAT_TYPES, NUMERIC_FORMATS, DisplayHint, FieldDefinition
 
 HEX_PREVIEW_BYTES = 32
 
@@ -76,17 +77,9 @@ def enum_renderer(labels: Mapping[int, str]) -> Render:
     return render
 
 
-def tlv_value(raw: bytes, tag: TlvTag, number: struct.Struct | None) -> tuple[object, str]:
-    """Decode one TLV value; numbers only when the size fits exactly, as ProtoPoke does."""
-    if number is not None:
-        if len(raw) == number.size:
-            value = number.unpack(raw)[0]
-            return value, str(value)
-        return raw, hex_preview(raw)
-    if tag.value_type is FieldType.STRING:
-        text = decode_text(raw, tag.encoding)
-        return text, text
-    return raw, hex_preview(raw)
+def prefixed(prefix: str, render: Callable[[object], str]) -> Callable[[object], str]:
+    """A TLV entry's renderer: ``[0x0001] `` before the value as ``render`` shows it (text and numbers via ``str``)."""
+    return lambda value: prefix + render(value)
 
 
 def decode_text(raw: bytes, encoding: str) -> str:

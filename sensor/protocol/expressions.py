@@ -98,6 +98,12 @@ def _compile(node: ast.AST, source: str, names: set[str]) -> Evaluator:
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         op = _BINARY[type(node.op)]
         left, right = _compile(node.left, source, names), _compile(node.right, source, names)
+        if isinstance(node.right, ast.Constant):  # "{total_length - 5}": one closure, not three
+            constant = node.right.value
+            if isinstance(node.left, ast.Name):
+                name = node.left.id
+                return lambda ctx: op(ctx[name], constant)
+            return lambda ctx: op(left(ctx), constant)
         return lambda ctx: op(left(ctx), right(ctx))
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd, ast.Not)):
         operand = _compile(node.operand, source, names)

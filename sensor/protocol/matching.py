@@ -42,17 +42,20 @@ def _same_table(definition: MessageDefinition, offset: int, width: int) -> bool:
 
 
 def _magic_table(group: Sequence[tuple[MessageDefinition, CompiledMessage]], offset: int, width: int) -> Matcher:
-    table: dict[bytes, list[tuple[frozenset[Direction], CompiledMessage]]] = {}
-    for definition, compiled in group:
-        table.setdefault(definition.match.value, []).append((definition.direction.directions, compiled))
+    # One table per direction, first match kept: a frame costs one identity test and one lookup.
+    by_direction: list[tuple[Direction, dict[bytes, CompiledMessage]]] = []
+    for member in Direction:
+        table: dict[bytes, CompiledMessage] = {}
+        for definition, compiled in group:
+            if member in definition.direction.directions:
+                table.setdefault(definition.match.value, compiled)
+        by_direction.append((member, table))
     end = offset + width
 
     def match(data: bytes, direction: Direction, sequence: int) -> CompiledMessage | None:
-        candidates = table.get(data[offset:end])
-        if candidates is not None:
-            for allowed, compiled in candidates:
-                if direction in allowed:
-                    return compiled
+        for member, lookup in by_direction:
+            if member is direction:
+                return lookup.get(data[offset:end])
         return None
 
     return match
@@ -63,7 +66,15 @@ def _single(definition: MessageDefinition, compiled: CompiledMessage) -> Matcher
     rule = definition.match
     if rule.type is MatchType.SEQUENCE:
         allowed = allowed & rule.direction.directions
-        wanted = rule.index
-        return lambda data, direction, sequence: compiled if direction in allowed and sequence == wanted else None
+        wanted, members = rule.index, _members(allowed)
+        return lambda data, direction, sequence: compiled if sequence == wanted and direction in members else None
     # ALWAYS, or MAGIC with an empty value (ProtoPoke: an empty value always passes).
-    return lambda data, direction, sequence: compiled if direction in allowed else None
+    if allowed == frozenset(Direction):
+        return lambda data, direction, sequence: compiled
+    members = _members(allowed)
+    return lambda data, direction, sequence: compiled if direction in members else None
+
+
+def _members(allowed: frozenset[Direction]) -> tuple[Direction, ...]:
+    """A tuple, since ``in`` on it tests identity first, while hashing an Enum runs Python code."""
+    return tuple(member for member in Direction if member in allowed)

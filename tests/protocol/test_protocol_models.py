@@ -53,3 +53,11 @@ def test_parsed_message_helpers_and_json():
     assert data["error"] is None
     json.dumps(data)
     assert ParsedMessage.from_frame(frame, "P").fields == []
+
+
+def test_display_value_given_as_a_renderer_reads_like_a_string():
+    lazy = ParsedField("n", 16, b"\x10", 0, 1, "hex", "0x{:02X}".format)
+    eager = ParsedField("n", 16, b"\x10", 0, 1, "hex", "0x10")
+    assert lazy.display_value == "0x10"
+    assert lazy.to_dict()["display_value"] == "0x10"
+    assert lazy == eager
