@@ -13,10 +13,10 @@ from __future__ import annotations
 import random
 import struct
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.timing import best_rate
 from sensor.flows.state import Direction
 from sensor.framing import create_framer
 from sensor.models import Frame
@@ -25,16 +25,6 @@ from sensor.protocol import DefinitionDecoder, load_definition_file
 CHAT = Path(__file__).resolve().parents[1] / ".." / "shared" / "testdata" / "protopoke-protocols" / "chat.proto.yaml"
 DECODE_TARGET = 150_000
 ROUNDS = 5
-
-
-def best_rate(units: int, run: Callable[[], object]) -> float:
-    """Units per second of the fastest of ROUNDS runs (least disturbed by other load)."""
-    best = float("inf")
-    for _ in range(ROUNDS):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return units / best
 
 
 def chat_frames(count: int) -> list[Frame]:
@@ -91,8 +81,8 @@ def bench_decode() -> None:
         for frame in frames:
             decode(frame)
 
-    rate = best_rate(len(frames), run)
-    baseline = best_rate(len(frames), lambda: hand_decode(frames))
+    rate, _ = best_rate(len(frames), run, ROUNDS)
+    baseline, _ = best_rate(len(frames), lambda: hand_decode(frames), ROUNDS)
     verdict = "meets" if rate >= DECODE_TARGET else "MISSES"
     print(f"decode  chat (LoginRequest + TLV Message): {rate:12,.0f} frames/s  ({verdict} the {DECODE_TARGET:,}/s target)")
     print(f"        baseline hand-written struct decode: {baseline:12,.0f} frames/s  (DSL at {rate / baseline:.0%} of it)")
@@ -132,8 +122,8 @@ def bench_framing() -> None:
         if count != expected:
             sys.exit(f"framing: got {count} frames, expected {expected}")
 
-    rate = best_rate(len(stream), run)
-    baseline = best_rate(len(stream), lambda: slice_frames(stream))
+    rate, _ = best_rate(len(stream), run, ROUNDS)
+    baseline, _ = best_rate(len(stream), lambda: slice_frames(stream), ROUNDS)
     frames_per_second = rate / len(stream) * expected
     print(f"framing length_prefix, 4 KiB reads:        {rate / 1e6:12,.1f} MB/s      ({frames_per_second:,.0f} frames/s)")
     print(f"        baseline bare slicing loop:         {baseline / 1e6:12,.1f} MB/s      (framer at {rate / baseline:.0%} of it)")

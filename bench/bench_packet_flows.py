@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import struct
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.timing import best_rate
 from sensor.arkime.loader import load_plugins
 from sensor.arkime.runtime import PluginRuntime
 from sensor.flows.table import SessionTable
@@ -128,14 +128,9 @@ def run_pipeline(capture: list[tuple[float, bytes]]) -> None:
         raise RuntimeError("the bench plugin did not classify every session")
 
 
-def best_rate(job: Callable[[list[tuple[float, bytes]]], None], capture: list[tuple[float, bytes]],
-              repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        job(capture)
-        best = min(best, time.perf_counter() - start)
-    return len(capture) / best
+def rate(job: Callable[[list[tuple[float, bytes]]], None], capture: list[tuple[float, bytes]],
+         repeat: int) -> float:
+    return best_rate(len(capture), lambda: job(capture), repeat)[0]
 
 
 def main() -> None:
@@ -146,13 +141,13 @@ def main() -> None:
     args = parser.parse_args()
     capture = build_capture(args.packets, args.sessions)
     print(f"{len(capture)} frames, {args.sessions} concurrent TCP sessions, {_PAYLOAD}-byte payloads")
-    baseline = best_rate(run_baseline, capture, args.repeat)
+    baseline = rate(run_baseline, capture, args.repeat)
     rows = [("baseline: one struct unpack per frame", baseline),
-            ("decode_frame", best_rate(run_decode, capture, args.repeat)),
-            ("decode_frame + SessionTable (reassembly)", best_rate(run_decode_and_table, capture, args.repeat)),
-            ("pipeline: + trivial classifier/parser", best_rate(run_pipeline, capture, args.repeat))]
-    for label, rate in rows:
-        print(f"{label:<44} {rate:>12,.0f} pkt/s  {baseline / rate:5.1f}x baseline cost")
+            ("decode_frame", rate(run_decode, capture, args.repeat)),
+            ("decode_frame + SessionTable (reassembly)", rate(run_decode_and_table, capture, args.repeat)),
+            ("pipeline: + trivial classifier/parser", rate(run_pipeline, capture, args.repeat))]
+    for label, per_second in rows:
+        print(f"{label:<44} {per_second:>12,.0f} pkt/s  {baseline / per_second:5.1f}x baseline cost")
 
 
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ import argparse
 import os
 import struct
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.timing import best_rate
 from sensor.capture.pcapfile import read_pcap, write_pcap
 from sensor.kernel.program import ProgramOptions
 from sensor.kernel.rules import RuleSet, parse_port_spec, parse_prefix_spec
@@ -76,16 +76,6 @@ def bench_rules() -> RuleSet:
     return rules
 
 
-def best_rate(job: Callable[[], int], frames: int, repeat: int) -> tuple[float, int]:
-    """Frames per second of the fastest run, and what the job reported."""
-    best, result = float("inf"), 0
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = job()
-        best = min(best, time.perf_counter() - start)
-    return frames / best, result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flows", type=int, default=2_000)
@@ -130,7 +120,7 @@ def main() -> None:
             rows.append(("read: XDP pre-filter (test run)",
                          lambda: len(read_records([pcap], frame_filter=fresh_program()))))
         for label, job in rows:
-            rate, result = best_rate(job, len(prepared), args.repeat)
+            rate, result = best_rate(len(prepared), job, args.repeat)
             what = "frames emitted" if label.startswith("filter") else "records"
             print(f"{label:<46} {rate:>10,.0f} frames/s  ({result} {what})")
             for program in programs:

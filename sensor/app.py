@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sensor.api import SensorAPI
-from sensor.arkime.loader import LoadReport, load_plugins
+from sensor.arkime.loader import LoadReport, load_paths
 from sensor.arkime.runtime import PluginRuntime
 from sensor.bindings import binding_rules, parse_bindings
 from sensor.capture.live import LiveCapture
@@ -42,9 +42,7 @@ class Sensor:
         cfg = self.config
         self.bus = EventBus()
         self.runtime = PluginRuntime()
-        paths = cfg.plugin_paths()
-        self.load_report: LoadReport = load_plugins(
-            self.runtime, dirs=[p for p in paths if p.is_dir()], files=[p for p in paths if not p.is_dir()])
+        self.load_report: LoadReport = load_paths(self.runtime, cfg.plugin_paths())
         for error in self.load_report.errors:
             self.bus.publish(CaptureErrorEvent(error=f"plugin {error}", kind="plugin"))
         self.bindings = parse_bindings(cfg.bindings, cfg.base_dir)

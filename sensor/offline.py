@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from sensor.arkime.loader import load_plugins
+from sensor.arkime.loader import load_paths
 from sensor.arkime.runtime import PluginRuntime
 from sensor.capture.pcapfile import PcapRecord, iter_records
 from sensor.flows.table import SessionTable
@@ -386,8 +386,7 @@ def read_records(pcaps: Iterable[str | Path], plugins: Iterable[str | Path] = ()
     files/dirs loaded. Without `frame_filter` every flow goes to the plugins,
     like Arkime reading a file; with one, only what that pre-filter emits."""
     runtime = PluginRuntime()
-    paths = [Path(p) for p in plugins]
-    load_plugins(runtime, dirs=[p for p in paths if p.is_dir()], files=[p for p in paths if not p.is_dir()])
+    load_paths(runtime, plugins)
     records: list[dict] = []
     pipeline = Pipeline(runtime, SessionTable(), records.append, kernel=frame_filter, bypass=bypass)
     replay(pcaps, pipeline, frame_filter)

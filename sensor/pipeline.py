@@ -171,14 +171,11 @@ class Pipeline:
     def terminate(self, uid: str) -> bool:
         """End a live session now; a kernel-fed one is bypassed first, so the
         kernel keeps counting it without sending it up."""
-        for session in self.table:
-            if session.uid == uid:
-                self._bypass(session)
-                break
-        ended = self.table.terminate(uid)
-        if ended is None:
+        session = next((s for s in self.table if s.uid == uid), None)
+        if session is None:
             return False
-        self._handle(ended)
+        self._bypass(session)
+        self._handle(self.table.terminate(session))
         return True
 
     def _bypass(self, session: Session) -> None:

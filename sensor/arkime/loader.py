@@ -117,6 +117,12 @@ def load_plugins(runtime: PluginRuntime, dirs: Iterable[str | Path] = (),
     return report
 
 
+def load_paths(runtime: PluginRuntime, paths: Iterable[str | Path]) -> LoadReport:
+    """`-p` semantics: each path is a plugin file or a directory of them, in order."""
+    paths = [Path(p) for p in paths]
+    return load_plugins(runtime, dirs=[p for p in paths if p.is_dir()], files=[p for p in paths if not p.is_dir()])
+
+
 def load_file(runtime: PluginRuntime, path: str | Path, report: LoadReport) -> None:
     """Run one plugin file as `__main__`; record an error instead of raising."""
     path = Path(path)

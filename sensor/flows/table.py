@@ -322,12 +322,9 @@ class SessionTable:
                 due.append(session)
         return [self._end(s, s.closing_reason or "timeout", self._deadline(s)) for s in due]
 
-    def terminate(self, uid: str) -> SessionEnded | None:
-        """End one session now, by its uid (an API caller's decision)."""
-        for session in self._sessions.values():
-            if session.uid == uid:
-                return self._end(session, "terminated", session.last_ts)
-        return None
+    def terminate(self, session: Session) -> SessionEnded:
+        """End one open session now (an API caller's decision)."""
+        return self._end(session, "terminated", session.last_ts)
 
     def close_all(self) -> list[SessionEnded]:
         """End every session (shutdown, end of capture), least recently seen first."""

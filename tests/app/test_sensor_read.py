@@ -100,8 +100,9 @@ def test_prefilter_keeps_only_what_plugins_or_bindings_want(pcap):
     assert ports["none"] == [80, 502, 9999]
     assert ports["python"] == [80, 502]  # nothing selects udp/9999
     # Whole-flow counts are the same whichever way the packets came.
-    for a, b in zip(sorted(seen["none"][:2], key=lambda r: r["destination"]["port"]),
-                    sorted(seen["python"], key=lambda r: r["destination"]["port"])):
+    by_port = {mode: {r["destination"]["port"]: r for r in recs} for mode, recs in seen.items()}
+    for port in (80, 502):
+        a, b = by_port["none"][port], by_port["python"][port]
         assert (a["source"]["packets"], a["destination"]["bytes"]) == (b["source"]["packets"], b["destination"]["bytes"])
         assert a["protocol"] == b["protocol"]
 
@@ -158,3 +159,17 @@ def test_bad_options_are_named(pcap, args, words):
     assert result.exit_code == 2
     for word in words:
         assert word in result.output
+
+
+def test_plugin_failures_reach_on_capture_error(pcap, tmp_path):
+    failing = tmp_path / "failing.py"
+    failing.write_text(
+        "import arkime\n\n\ndef classify(session, data, remaining, which):\n    raise RuntimeError('boom')\n\n\n"
+        "arkime.register_tcp_classifier('failing', 0, b'GET', classify)\n")
+    errors = []
+    sensor = Sensor({"plugins": [str(failing)], "default_plugins": False}, outputs=[Collect()])
+    sensor.api.event_bus.subscribe("on_capture_error", errors.append)
+    sensor.read_pcap(pcap, prefilter="none")
+    sensor.close()
+    assert [e.kind for e in errors] == ["plugin"]
+    assert "1 plugin callback error" in errors[0].error
