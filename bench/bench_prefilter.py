@@ -22,7 +22,7 @@ from pathlib import Path
 from bench.timing import best_rate
 from sensor.capture.pcapfile import read_pcap, write_pcap
 from sensor.kernel.program import ProgramOptions
-from sensor.kernel.rules import RuleSet, parse_port_spec, parse_prefix_spec
+from sensor.kernel.rules import RuleSet
 from sensor.offline import program_frame, read_records
 from sensor.prefilter import PythonFlowTable
 
@@ -70,10 +70,7 @@ def build_capture(flows: int, per_flow: int) -> list[tuple[float, bytes]]:
 
 
 def bench_rules() -> RuleSet:
-    rules = RuleSet(prefixes={parse_prefix_spec("tcp:0:0x16030")})
-    for spec in ("tcp:80", "udp:53"):
-        rules.ports.update(parse_port_spec(spec))
-    return rules
+    return RuleSet().add_specs(("tcp:80", "udp:53"), ("tcp:0:0x16030",))
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from sensor.config import SensorConfig, load_config
 from sensor.events import CaptureErrorEvent, EventBus
 from sensor.flows.table import SessionTable
 from sensor.kernel.program import DEFAULT_SNAPLEN, ProgramOptions, SensorProgram
-from sensor.kernel.rules import RuleSet, parse_port_spec, parse_prefix_spec
+from sensor.kernel.rules import RuleSet
 from sensor.offline import ReplaySummary, replay
 from sensor.output import Output, open_output
 from sensor.pipeline import KernelFlows, Pipeline
@@ -63,10 +63,7 @@ class Sensor:
         rules = RuleSet()
         offload = self.runtime.offload_rules()
         rules.add_offload(offload.ports, offload.prefixes, offload.match_all)
-        for spec in self.config.ports:
-            rules.ports.update(parse_port_spec(spec))
-        for spec in self.config.prefixes:
-            rules.prefixes.add(parse_prefix_spec(spec))
+        rules.add_specs(self.config.ports, self.config.prefixes)
         ports, prefixes = binding_rules(self.bindings)
         rules.ports.update(ports)
         rules.prefixes.update(prefixes)

@@ -105,6 +105,14 @@ class RuleSet:
     prefixes: set[PrefixRule] = field(default_factory=set)
     select_all: set[int] = field(default_factory=set)  # protocols whose every flow is selected
 
+    def add_specs(self, ports: Iterable[str] = (), prefixes: Iterable[str] = ()) -> RuleSet:
+        """Add rules written as on the command line (`udp:5353`, `tcp:0:GET `); returns self."""
+        for spec in ports:
+            self.ports.update(parse_port_spec(spec))
+        for spec in prefixes:
+            self.prefixes.add(parse_prefix_spec(spec))
+        return self
+
     def add_offload(self, ports: Iterable[tuple[int, int, str]], prefixes: Iterable[tuple[int, int, bytes]],
                     match_all: Iterable[int]) -> None:
         """Add what plugin registrations ask for: (proto, port, 'src'|'dst')

@@ -5,7 +5,7 @@ import pytest
 
 from sensor.kernel.contract import Stat
 from sensor.kernel.program import ProgramOptions, Record, SensorProgram, parse_record
-from sensor.kernel.rules import RuleSet, parse_port_spec, parse_prefix_spec
+from sensor.kernel.rules import RuleSet
 
 XDP_PASS = 2
 
@@ -41,12 +41,7 @@ class Harness:
 
 
 def rules(ports: tuple[str, ...] = (), prefixes: tuple[str, ...] = ()) -> RuleSet:
-    rs = RuleSet()
-    for spec in ports:
-        rs.ports.update(parse_port_spec(spec))
-    for spec in prefixes:
-        rs.prefixes.add(parse_prefix_spec(spec))
-    return rs
+    return RuleSet().add_specs(ports, prefixes)
 
 
 @pytest.fixture(scope="module")

@@ -72,3 +72,10 @@ def test_offload_from_plugin_registrations():
     assert PortRule(17, 123, PortRole.CLIENT) in rules.ports
     assert rules.prefixes == {PrefixRule(6, 0, b"*")}
     assert rules.port_selected(17, 1, 2)  # every UDP flow: a plugin matches them all
+
+
+def test_specs_add_up_as_on_the_command_line():
+    rules = RuleSet().add_specs(["udp:5353"], ["tcp:0:GET "])
+    assert rules.port_selected(17, 40000, 5353) and rules.port_selected(17, 5353, 40000)
+    assert rules.prefix_selected(6, b"GET / HTTP/1.1")
+    assert not rules.port_selected(6, 40000, 5353)

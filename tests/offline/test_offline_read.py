@@ -19,7 +19,7 @@ from sensor.capture.pcapfile import read_pcap
 from sensor.flows.table import SessionTable
 from sensor.kernel.contract import IPPROTO_UDP, Stat, make_key
 from sensor.kernel.program import ProgramOptions, SensorProgram
-from sensor.kernel.rules import RuleSet, parse_port_spec, parse_prefix_spec
+from sensor.kernel.rules import RuleSet
 from sensor.offline import CaptureFilter, TestRunTable, ethernet_frame, read_records, replay
 from sensor.pipeline import Pipeline
 from sensor.prefilter import PythonFlowTable
@@ -31,12 +31,7 @@ UDP_V6 = bytes(IPv6(src="fd00::1", dst="fd00::2") / UDP(sport=40000, dport=53) /
 
 
 def rules(*ports: str, prefixes: tuple[str, ...] = ()) -> RuleSet:
-    rs = RuleSet()
-    for spec in ports:
-        rs.ports.update(parse_port_spec(spec))
-    for spec in prefixes:
-        rs.prefixes.add(parse_prefix_spec(spec))
-    return rs
+    return RuleSet().add_specs(ports, prefixes)
 
 
 def python_filter(*ports: str) -> PythonFlowTable:

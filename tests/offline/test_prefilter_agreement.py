@@ -16,7 +16,7 @@ from scapy.packet import Raw
 from sensor.capture.pcapfile import PcapError, read_pcap
 from sensor.kernel.contract import IPPROTO_TCP, IPPROTO_UDP, Stat, Verdict
 from sensor.kernel.program import ProgramOptions, SensorProgram
-from sensor.kernel.rules import RuleSet, parse_port_spec, parse_prefix_spec
+from sensor.kernel.rules import RuleSet
 from sensor.offline import TestRunTable, program_frame
 from sensor.prefilter import PythonFlowTable
 
@@ -31,12 +31,7 @@ class Case:
     select_all: tuple[int, ...] = ()
 
     def rules(self) -> RuleSet:
-        rules = RuleSet(select_all=set(self.select_all))
-        for spec in self.ports:
-            rules.ports.update(parse_port_spec(spec))
-        for spec in self.prefixes:
-            rules.prefixes.add(parse_prefix_spec(spec))
-        return rules
+        return RuleSet(select_all=set(self.select_all)).add_specs(self.ports, self.prefixes)
 
 
 CASES = {

@@ -13,7 +13,7 @@ from sensor.kernel.contract import (
     make_key,
 )
 from sensor.kernel.program import ProgramOptions
-from sensor.kernel.rules import PortRole, PortRule, RuleSet, parse_port_spec, parse_prefix_spec
+from sensor.kernel.rules import PortRole, PortRule, RuleSet, parse_prefix_spec
 from sensor.prefilter import PythonFlowTable
 
 C4, S4 = "10.1.0.1", "10.2.0.1"
@@ -31,12 +31,7 @@ def udp(sport, dport, payload=b"x", src=C4, dst=S4) -> bytes:
 
 
 def table(ports=(), prefixes=(), select_all=(), **options) -> PythonFlowTable:
-    rules = RuleSet(select_all=set(select_all))
-    for spec in ports:
-        rules.ports.update(parse_port_spec(spec))
-    for spec in prefixes:
-        rules.prefixes.add(parse_prefix_spec(spec))
-    return PythonFlowTable(rules, ProgramOptions(**options))
+    return PythonFlowTable(RuleSet(select_all=set(select_all)).add_specs(ports, prefixes), ProgramOptions(**options))
 
 
 def run(t: PythonFlowTable, *frames: bytes, start_ns: int = 1_000):
