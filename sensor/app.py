@@ -20,7 +20,7 @@ from sensor.flows.table import SessionTable
 from sensor.kernel.program import DEFAULT_SNAPLEN, ProgramOptions, SensorProgram
 from sensor.kernel.rules import RuleSet
 from sensor.offline import ReplaySummary, replay
-from sensor.output import Output, open_output
+from sensor.output import Output, open_outputs
 from sensor.pipeline import KernelFlows, Pipeline
 from sensor.prefilter import PythonFlowTable
 from sensor.registry import SessionRegistry
@@ -50,7 +50,7 @@ class Sensor:
         self.registry = SessionRegistry(self.bindings, self.bus, max_frames_per_session=cfg.max_frames_per_session)
         self._lock = threading.RLock()
         self.api = SensorAPI(self.registry, terminate=self._terminate, lock=self._lock)
-        self.outputs: list[Output] = list(outputs) if outputs is not None else [open_output(o) for o in cfg.outputs]
+        self.outputs: list[Output] = list(outputs) if outputs is not None else open_outputs(cfg.outputs)
         self._pipeline: Pipeline | None = None
         self._kernel: KernelFlows | None = None
         self._live: LiveLoop | None = None
@@ -101,11 +101,13 @@ class Sensor:
 
     # -- offline ----------------------------------------------------------------
     def read_pcap(self, paths: str | Path | Sequence[str | Path], prefilter: str = "auto",
-                  on_progress: Callable[[int, int], None] | None = None) -> ReplaySummary:
+                  on_progress: Callable[[int, int], None] | None = None,
+                  stop: threading.Event | None = None) -> ReplaySummary:
         """Run capture files through the pipeline. prefilter: `kernel` (the real
         XDP program through BPF_PROG_TEST_RUN, root), `python` (its pure-Python
         mirror), `none` (every flow to the plugins, like Arkime), or `auto`
-        (kernel when root, else python)."""
+        (kernel when root, else python). Setting `stop` ends the read early,
+        every session read so far flushed."""
         if prefilter not in PREFILTERS:
             raise ValueError(f"prefilter must be one of {', '.join(PREFILTERS)}, not {prefilter!r}")
         if isinstance(paths, (str, Path)):
@@ -122,7 +124,7 @@ class Sensor:
         try:
             pipeline = self._new_pipeline(flow_filter)
             with self._lock:
-                return replay(paths, pipeline, flow_filter, on_progress)
+                return replay(paths, pipeline, flow_filter, on_progress, stop)
         finally:
             if program is not None:
                 program.close()

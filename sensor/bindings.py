@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sensor.errors import SensorError
 from sensor.framing import FRAMER_REGISTRY, FramerConfigError, FramerSpec, validate_framer_config
 from sensor.kernel.rules import PROTOCOLS, PortRole, PortRule, PrefixRule, RuleError, parse_port_spec, parse_prefix_spec
 from sensor.protocol import DefinitionDecoder, ProtocolDefinition, load_definition_dict, load_definition_file
@@ -22,7 +23,7 @@ BINDING_KEYS = ("name", "match", "framer", "framer_kwargs", "custom_framer_path"
 MATCH_KEYS = ("protocol", "ports", "classifier")
 
 
-class BindingError(ValueError):
+class BindingError(SensorError, ValueError):
     """A binding in the config is unusable; the message names the binding, the key and what to write."""
 
 

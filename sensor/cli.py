@@ -2,11 +2,18 @@
 from __future__ import annotations
 
 import sys
+import threading
+from typing import TYPE_CHECKING
 
 import click
 
 from sensor import lab as lab_mod
+from sensor.errors import SensorError
 from sensor.sessions_cli import sessions
+
+if TYPE_CHECKING:
+    from sensor.app import Sensor
+    from sensor.config import SensorConfig
 
 
 def _fail(message: str) -> None:
@@ -14,7 +21,17 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-@click.group()
+class _Commands(click.Group):
+    """Every SensorError, from any command, becomes one line and exit status 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SensorError as e:
+            _fail(str(e))
+
+
+@click.group(cls=_Commands)
 def main() -> None:
     """xdpsensor: an XDP pre-classifier feeding Python protocol plugins."""
 
@@ -46,10 +63,7 @@ _name = click.option("--name", default=lab_mod.DEFAULT_NAME, show_default=True, 
 def lab_up(name: str) -> None:
     """Build the lab (idempotent)."""
     _require_root()
-    try:
-        built = lab_mod.up(lab_mod.Lab(name))
-    except lab_mod.LabError as e:
-        _fail(str(e))
+    built = lab_mod.up(lab_mod.Lab(name))
     click.echo(f"lab {name} up: client {built.client_ip}/{built.client_ip6} in {built.client}, "
                f"server {built.server_ip}/{built.server_ip6} in {built.server}, "
                f"sensor interfaces {' '.join(lab_mod.SENSOR_IFACES)} in {built.sensor}")
@@ -95,7 +109,8 @@ def _sensor_options(command):
         click.option("-o", "--output", "outputs", multiple=True,
                      help="FORMAT:PATH (sqlite:, spi:), - for SPI JSON lines on stdout, or a path ending in "
                           ".db/.sqlite/.jsonl (repeatable; default sqlite:xdpsensor.db)"),
-        click.option("--snaplen", type=int, default=None, help="bytes copied per packet (default: a full 1522-byte frame)"),
+        click.option("--snaplen", type=int, default=None,
+                     help="bytes copied per packet, 1-2048 (default: a full 1522-byte frame)"),
         click.option("--emit-undecided", is_flag=True,
                      help="also send first payloads of undecided flows (complete late-selected sessions, more load)"),
     ]
@@ -104,34 +119,51 @@ def _sensor_options(command):
     return command
 
 
-def _build_sensor(config_path, plugins, no_default_plugins, ports, prefixes, outputs, snaplen, emit_undecided):
-    """Config file first, then the command line on top; every mistake is reported before anything runs."""
+def _load_config(config_path, plugins, no_default_plugins, ports, prefixes, outputs, snaplen, emit_undecided,
+                 **service) -> SensorConfig:
+    """Config file first, then the command line on top, checked whole before anything is created or touched."""
     from pathlib import Path
 
+    from sensor.config import check_config, load_config
+    from sensor.output import DEFAULT_DB
+    cfg = load_config(config_path)
+    cfg.plugins += [Path(p) for p in plugins]
+    cfg.default_plugins = cfg.default_plugins and not no_default_plugins
+    cfg.ports += ports
+    cfg.prefixes += prefixes
+    cfg.snaplen = snaplen if snaplen is not None else cfg.snaplen
+    cfg.emit_undecided = emit_undecided or cfg.emit_undecided
+    cfg.outputs = list(outputs) or cfg.outputs or [f"sqlite:{DEFAULT_DB}"]
+    for key, value in service.items():
+        if value is not None:
+            setattr(cfg, key, value)
+    check_config(cfg, "command line" if config_path is None else f"{config_path} + command line")
+    return cfg
+
+
+def _open_sensor(cfg: SensorConfig) -> Sensor:
+    """The Sensor of a checked config: plugins, bindings and rules, then the outputs opened."""
     from sensor.app import Sensor
-    from sensor.bindings import BindingError
-    from sensor.config import ConfigError, load_config
-    from sensor.kernel.rules import RuleError
-    from sensor.output import DEFAULT_DB, StoreError, open_output
-    try:
-        cfg = load_config(config_path)
-        cfg.plugins += [Path(p) for p in plugins]
-        cfg.default_plugins = cfg.default_plugins and not no_default_plugins
-        cfg.ports += ports
-        cfg.prefixes += prefixes
-        cfg.snaplen = snaplen or cfg.snaplen
-        cfg.emit_undecided = emit_undecided or cfg.emit_undecided
-        specs = list(outputs) or cfg.outputs or [f"sqlite:{DEFAULT_DB}"]
-        sensor = Sensor(cfg, outputs=[open_output(spec) for spec in specs])
-    except (ConfigError, BindingError, RuleError, StoreError, ValueError) as e:
-        _fail(str(e))
+    sensor = Sensor(cfg)
     for error in sensor.load_report.errors:
         click.echo(f"xdpsensor: plugin {error}", err=True)
-    click.echo(f"xdpsensor: loaded {len(sensor.load_report.loaded)} plugin file(s); output to {', '.join(specs)}",
-               err=True)
+    click.echo(f"xdpsensor: loaded {len(sensor.load_report.loaded)} plugin file(s); "
+               f"output to {', '.join(cfg.outputs)}", err=True)
     if not sensor.rules.ports and not sensor.rules.prefixes and not sensor.rules.select_all:
         click.echo("xdpsensor: no plugin, --port or --prefix rule: no flow will be selected", err=True)
     return sensor
+
+
+def _stop_on_signals(stop: threading.Event) -> dict:
+    """SIGINT and SIGTERM set `stop`; returns the handlers to put back."""
+    import signal
+    return {s: signal.signal(s, lambda _signum, _frame: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_signals(previous: dict) -> None:
+    import signal
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 @main.command()
@@ -143,39 +175,27 @@ def _build_sensor(config_path, plugins, no_default_plugins, ports, prefixes, out
 @_sensor_options
 def run(interfaces, netns, duration, mode, force, **options) -> None:
     """Attach to interfaces and write one record per selected session."""
-    import signal
     import time
 
-    from sensor.kernel.attach import AttachError
-    from sensor.kernel.program import ProgramError
-    from sensor.netns import NetnsError
+    from sensor.preflight import check_live
     from sensor.runner import status_line
 
-    sensor = _build_sensor(**options)
-    stopping = False
-
-    def request_stop(signum, _frame):
-        nonlocal stopping
-        stopping = True
-
-    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    cfg = _load_config(**options)
+    check_live(interfaces, netns, force)
+    sensor = _open_sensor(cfg)
+    stop = threading.Event()
+    previous = _stop_on_signals(stop)
     try:
-        try:
-            where = sensor.start(interfaces, netns, mode, force)
-        except (AttachError, NetnsError, ProgramError, ValueError) as e:
-            sensor.close()
-            _fail(str(e))
+        where = sensor.start(interfaces, netns, mode, force)
         click.echo(f"attached: {', '.join(where)}", err=True)
         started = time.monotonic()
         show = sys.stderr.isatty()
-        while not stopping and (duration is None or time.monotonic() - started < duration):
-            time.sleep(0.2)
+        while not stop.wait(0.2) and (duration is None or time.monotonic() - started < duration):
             if show:
                 click.echo("\r" + status_line(sensor.live_stats(), sensor.pipeline_stats().records), err=True, nl=False)
         summary = sensor.stop()
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        _restore_signals(previous)
         sensor.close()
     if show:
         click.echo("", err=True)
@@ -191,26 +211,33 @@ def run(interfaces, netns, duration, mode, force, **options) -> None:
 @click.option("--no-prefilter", is_flag=True, help="send every flow to the plugins (what Arkime does), for comparison")
 @_sensor_options
 def read(files, prefilter, no_prefilter, **options) -> None:
-    """Read pcap/pcapng files through the same pipeline as live traffic (timestamps from the capture)."""
+    """Read pcap/pcapng files through the same pipeline as live traffic (timestamps from the capture).
+    A broken file is flushed up to the break and the next one read; the exit status is then 1."""
     import os
+    import stat
 
-    from sensor.capture.pcapfile import PcapError
-    from sensor.kernel.program import ProgramError
-    sensor = _build_sensor(**options)
+    cfg = _load_config(**options)
+    sensor = _open_sensor(cfg)
     mode = "none" if no_prefilter else prefilter
+    for path in files:
+        if stat.S_ISFIFO(os.stat(path).st_mode):
+            click.echo(f"xdpsensor: {path} is a FIFO: waiting for a writer", err=True)
+    stop = threading.Event()
+    previous = _stop_on_signals(stop)
     try:
         if sys.stderr.isatty():
             with click.progressbar(length=sum(os.path.getsize(f) for f in files), label="reading",
                                    file=sys.stderr) as bar:
-                summary = sensor.read_pcap(files, mode, lambda done, _total: bar.update(done - bar.pos))
+                summary = sensor.read_pcap(files, mode, lambda done, _total: bar.update(done - bar.pos), stop)
         else:
-            summary = sensor.read_pcap(files, mode)
-    except (PcapError, ProgramError) as e:
-        _fail(str(e))
+            summary = sensor.read_pcap(files, mode, stop=stop)
     finally:
+        _restore_signals(previous)
         sensor.close()
     for line in summary.lines():
         click.echo(line, err=True)
+    if not summary.complete:
+        sys.exit(1)
 
 
 @main.command()
@@ -227,11 +254,8 @@ def conformance(directory, plugins, details, as_json, min_core) -> None:
     import json
 
     from sensor.config import BUNDLED_PLUGINS
-    from sensor.conformance import ConformanceError, run_conformance
-    try:
-        report = run_conformance(directory, plugins=list(plugins) or [str(BUNDLED_PLUGINS)])
-    except ConformanceError as e:
-        _fail(str(e))
+    from sensor.conformance import run_conformance
+    report = run_conformance(directory, plugins=list(plugins) or [str(BUNDLED_PLUGINS)])
     click.echo(json.dumps(report.to_dict(), indent=1) if as_json else report.table(details=details))
     sys.exit(0 if report.core_agreement >= min_core else 1)
 

@@ -13,23 +13,34 @@ is attached, with the key that is wrong and what it should be.
     max_sessions: 100000
     snaplen: 1522
     emit_undecided: false
+    user: xdpsensor                    # after attaching, run as this user (as --user)
+    group: xdpsensor                   # and group (default: the user's own)
+    metrics: 127.0.0.1:9477            # Prometheus metrics address (as --metrics)
+    status_interval: 60                # seconds between status lines in the log (0: none)
+    plugin_time_budget: 2.0            # seconds a plugin callback may run (0: unbounded)
 
 Relative paths are relative to the file's directory."""
 from __future__ import annotations
 
+import grp
+import os
+import pwd
+import stat
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from sensor.errors import SensorError
 from sensor.flows.table import FlowTimeouts
+from sensor.kernel.contract import MAX_SNAPLEN
+from sensor.output import parse_output_spec
+from sensor.yamlload import YamlError, load_yaml
 
 BUNDLED_PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
 BUNDLED_PROTOCOLS = Path(__file__).resolve().parent.parent / "protocols"
 
 
-class ConfigError(ValueError):
+class ConfigError(SensorError, ValueError):
     """The configuration is wrong; the message names the key and the fix."""
 
 
@@ -46,6 +57,11 @@ class SensorConfig:
     max_sessions: int = 100_000
     snaplen: int | None = None
     emit_undecided: bool = False
+    user: str | None = None
+    group: str | None = None
+    metrics: str | None = None
+    status_interval: float = 60.0
+    plugin_time_budget: float = 2.0
     base_dir: Path = field(default_factory=Path.cwd)
 
     def plugin_paths(self) -> list[Path]:
@@ -57,7 +73,8 @@ class SensorConfig:
 _TYPES: dict[str, type | tuple[type, ...]] = {
     "plugins": list, "default_plugins": bool, "ports": list, "prefixes": list, "bindings": list,
     "outputs": list, "max_frames_per_session": int, "timeouts": dict, "max_sessions": int,
-    "snaplen": int, "emit_undecided": bool,
+    "snaplen": int, "emit_undecided": bool, "user": (str, int), "group": (str, int), "metrics": (str, int),
+    "status_interval": (int, float), "plugin_time_budget": (int, float),
 }
 
 
@@ -74,9 +91,9 @@ def load_config(source: str | Path | dict | None) -> SensorConfig:
     except OSError as e:
         raise ConfigError(f"cannot read config {path}: {e.strerror}") from e
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        data = load_yaml(text)
+    except YamlError as e:
+        raise ConfigError(f"{path}: {e}") from None
     if data is None:
         data = {}
     return config_from_dict(data, path.resolve().parent, str(path))
@@ -91,7 +108,8 @@ def config_from_dict(data: Any, base_dir: Path, where: str) -> SensorConfig:
     for key, value in data.items():
         expected = _TYPES[key]
         if value is not None and (not isinstance(value, expected) or (expected is int and isinstance(value, bool))):
-            raise ConfigError(f"{where}: {key} must be a {expected.__name__}, got {value!r}")
+            names = " or ".join(t.__name__ for t in expected) if isinstance(expected, tuple) else expected.__name__
+            raise ConfigError(f"{where}: {key} must be a {names}, got {value!r}")
     cfg = SensorConfig(base_dir=base_dir)
     for key, value in data.items():
         if value is None:
@@ -102,13 +120,90 @@ def config_from_dict(data: Any, base_dir: Path, where: str) -> SensorConfig:
             cfg.timeouts = _timeouts(value, where)
         elif key in ("ports", "prefixes", "outputs"):
             setattr(cfg, key, [str(v) for v in value])
+        elif key in ("user", "group", "metrics"):
+            setattr(cfg, key, str(value))
         else:
             setattr(cfg, key, value)
+    check_config(cfg, where)
+    return cfg
+
+
+def check_config(cfg: SensorConfig, where: str = "config") -> None:
+    """Every value in range and every named thing usable, without creating or
+    touching anything: call again after the command line changed `cfg`."""
     if cfg.max_frames_per_session < 0:
         raise ConfigError(f"{where}: max_frames_per_session must be 0 or more")
     if cfg.max_sessions < 1:
         raise ConfigError(f"{where}: max_sessions must be at least 1")
-    return cfg
+    if cfg.snaplen is not None and not 1 <= cfg.snaplen <= MAX_SNAPLEN:
+        raise ConfigError(f"{where}: snaplen must be between 1 and {MAX_SNAPLEN} bytes, got {cfg.snaplen}")
+    for key in ("status_interval", "plugin_time_budget"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"{where}: {key} must be 0 (off) or a positive number of seconds")
+    for spec in cfg.outputs:
+        check_output(spec, where)
+    if cfg.group is not None and cfg.user is None:
+        raise ConfigError(f"{where}: group {cfg.group!r} given without a user; give user too")
+    if cfg.user is not None:
+        resolve_user(cfg.user, cfg.group, where)
+    if cfg.metrics is not None:
+        parse_address(cfg.metrics, where)
+
+
+def check_output(spec: str, where: str = "config") -> None:
+    """An `-o` value that names a known format and a file that can be made or
+    appended to (not a directory, a missing directory, or an unwritable place)."""
+    try:
+        _, path = parse_output_spec(spec)
+    except ValueError as e:
+        raise ConfigError(f"{where}: outputs: {e}") from None
+    if path == "-":
+        return
+    target = Path(path)
+    if target.exists():
+        mode = target.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise ConfigError(f"{where}: output {spec!r} is a directory; name a file in it")
+        if stat.S_ISFIFO(mode) or not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):
+            raise ConfigError(f"{where}: output {spec!r} is not a regular file (a FIFO or socket would block "
+                              "or fail); name a file")
+        if not os.access(target, os.W_OK):
+            raise ConfigError(f"{where}: output {spec!r} is not writable by this user")
+        return
+    parent = target.absolute().parent
+    if not parent.is_dir():
+        raise ConfigError(f"{where}: output {spec!r}: directory {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{where}: output {spec!r} cannot be created: {parent} is not writable by this user")
+    if parent.resolve().is_relative_to("/proc") or parent.resolve().is_relative_to("/sys"):
+        raise ConfigError(f"{where}: output {spec!r} is in a kernel file system ({parent}); name a real file")
+
+
+def resolve_user(user: str, group: str | None, where: str = "config") -> tuple[int, int]:
+    """(uid, gid) of a user name (or number) and a group (default: the user's own)."""
+    try:
+        entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+    except KeyError:
+        raise ConfigError(f"{where}: user {user!r} does not exist (create it, e.g. "
+                          f"`useradd --system --no-create-home {user}`)") from None
+    if group is None:
+        return entry.pw_uid, entry.pw_gid
+    try:
+        gid = grp.getgrgid(int(group)).gr_gid if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ConfigError(f"{where}: group {group!r} does not exist") from None
+    return entry.pw_uid, gid
+
+
+def parse_address(value: str, where: str = "config") -> tuple[str, int]:
+    """(host, port) of ADDR:PORT, [IPv6]:PORT or a bare PORT (loopback)."""
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", value
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        raise ConfigError(f"{where}: metrics address {value!r}: write ADDR:PORT, e.g. 127.0.0.1:9477, or a port")
+    return host, int(port)
 
 
 def _existing(base_dir: Path, value: Any, where: str, key: str) -> Path:

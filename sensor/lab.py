@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from pyroute2 import IPRoute, netns
 
+from sensor.errors import SensorError
 from sensor.netns import exists, in_netns
 
 DEFAULT_NAME = "xs"
@@ -46,7 +47,7 @@ class Lab:
         return (self.client, self.sensor, self.server)
 
 
-class LabError(RuntimeError):
+class LabError(SensorError, RuntimeError):
     """The lab could not be built or torn down."""
 
 

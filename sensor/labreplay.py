@@ -24,6 +24,7 @@ from pathlib import Path
 from pyroute2 import IPRoute
 
 from sensor.capture.pcapfile import read_pcap, write_pcap
+from sensor.errors import SensorError
 from sensor.lab import Lab
 from sensor.netns import in_netns
 from sensor.packet import LINKTYPE_ETHERNET, PacketError, decode_frame
@@ -38,7 +39,7 @@ ETHERTYPE_IPV4 = 0x0800
 L4_CHECKSUM_OFFSET = {socket.IPPROTO_TCP: 16, socket.IPPROTO_UDP: 6}
 
 
-class ReplayError(RuntimeError):
+class ReplayError(SensorError, RuntimeError):
     """A capture cannot be replayed in the lab (or the replay did not complete)."""
 
 

@@ -10,8 +10,10 @@ from collections.abc import Iterator
 
 from pyroute2 import netns
 
+from sensor.errors import SensorError
 
-class NetnsError(RuntimeError):
+
+class NetnsError(SensorError, RuntimeError):
     """A named network namespace is missing."""
 
 

@@ -16,6 +16,7 @@ program saw. Times are capture times throughout.
 """
 from __future__ import annotations
 
+import threading
 import time
 from array import array
 from bisect import bisect_right
@@ -27,7 +28,7 @@ from typing import Protocol
 
 from sensor.arkime.loader import load_paths
 from sensor.arkime.runtime import PluginRuntime
-from sensor.capture.pcapfile import PcapRecord, iter_records
+from sensor.capture.pcapfile import PcapError, PcapRecord, iter_records
 from sensor.flows.table import SessionTable
 from sensor.kernel.contract import FlowKey, FlowState, Stat, Verdict
 from sensor.kernel.program import Record, SensorProgram, parse_record
@@ -299,10 +300,23 @@ class ReplaySummary:
     records: int = 0
     seconds: float = 0.0
     filter_stats: dict[Stat, int] = field(default_factory=dict)
+    broken: list[str] = field(default_factory=list)   # "file: where and why it broke", one per file
+    linktypes: set[int] = field(default_factory=set)
+    interrupted: bool = False   # stopped before the end; what was read is flushed
 
     @property
     def frames_per_second(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def unreadable(self) -> bool:
+        """Frames were read, but not one of them could be decoded or filtered."""
+        return self.frames > 0 and self.unfilterable + self.undecodable == self.frames
+
+    @property
+    def complete(self) -> bool:
+        """Every file read to its end, and something in them was readable."""
+        return not self.broken and not self.interrupted and not self.unreadable
 
     def lines(self) -> list[str]:
         out = [f"read {self.frames} frames in {self.seconds:.1f}s ({self.frames_per_second:,.0f} frames/s): "
@@ -316,6 +330,13 @@ class ReplaySummary:
                        f"ignored {s[Stat.IGNORED]}, bypassed packets {s[Stat.BYPASSED_PKTS]}, "
                        f"not IP {s[Stat.NOT_IP]}, truncated {s[Stat.TRUNCATED]}, orphan fragments "
                        f"{s[Stat.FRAG_ORPHAN]}, frames it cannot take {self.unfilterable}")
+        out += [f"broken capture: {b} (sessions read before the break were flushed)" for b in self.broken]
+        if self.unreadable:
+            out.append(f"none of the {self.frames} frames could be read: link type(s) "
+                       f"{', '.join(map(str, sorted(self.linktypes)))} not supported (Ethernet, raw IP, "
+                       "Linux cooked v1/v2 and loopback are)")
+        if self.interrupted:
+            out.append("interrupted: stopped before the end of the input; every open session was flushed")
         return out
 
 
@@ -335,13 +356,16 @@ def _capture_filter(pipeline: Pipeline, frame_filter: CaptureFilter | FlowTable 
 
 def replay(pcaps: Iterable[str | Path], pipeline: Pipeline,
            frame_filter: CaptureFilter | FlowTable | SensorProgram | None,
-           on_progress: Callable[[int, int], None] | None = None) -> ReplaySummary:
+           on_progress: Callable[[int, int], None] | None = None,
+           stop: threading.Event | None = None) -> ReplaySummary:
     """Feed the captures to `pipeline`, every frame (frame_filter None) or
     what the filter emits (a SensorProgram, a PythonFlowTable, or either in
     a CaptureFilter), then end every session. The pipeline must have been
     built with kernel=frame_filter; its `kernel` becomes the CaptureFilter.
     Idle sessions expire on capture time. `on_progress(bytes_done,
-    bytes_total)` follows the files."""
+    bytes_total)` follows the files. A file that cannot be read to its end
+    is noted in `broken` and the next one read; `stop` set ends the reading
+    early. Either way every session read so far is flushed."""
     capture_filter = _capture_filter(pipeline, frame_filter)
     paths = [Path(p) for p in pcaps]
     total = sum(p.stat().st_size for p in paths)
@@ -349,23 +373,38 @@ def replay(pcaps: Iterable[str | Path], pipeline: Pipeline,
     started = time.monotonic()
     done, next_expire = 0, 0.0
     for path in paths:
-        with open(path, "rb") as stream:
-            for index, rec in enumerate(iter_records(stream)):
-                summary.frames += 1
-                if capture_filter is None:
-                    pipeline.feed(rec.data, rec.timestamp, linktype=rec.linktype, wire_len=rec.wire_len)
-                    summary.delivered += 1
-                else:
-                    record = capture_filter.process(rec)
-                    if record is not None:
-                        pipeline.feed(rec.data, rec.timestamp, kernel_key=record.header.key,
-                                      linktype=rec.linktype, wire_len=rec.wire_len)
+        if stop is not None and stop.is_set():
+            summary.interrupted = True
+            break
+        try:
+            with open(path, "rb") as stream:
+                for index, rec in enumerate(iter_records(stream)):
+                    summary.frames += 1
+                    summary.linktypes.add(rec.linktype)
+                    if capture_filter is None:
+                        pipeline.feed(rec.data, rec.timestamp, linktype=rec.linktype, wire_len=rec.wire_len)
                         summary.delivered += 1
-                if rec.timestamp >= next_expire:  # idle timeouts run on capture time
-                    pipeline.expire(rec.timestamp)
-                    next_expire = rec.timestamp + EXPIRE_EVERY
-                if on_progress is not None and index % PROGRESS_EVERY == 0:
-                    on_progress(done + stream.tell(), total)
+                    else:
+                        record = capture_filter.process(rec)
+                        if record is not None:
+                            pipeline.feed(rec.data, rec.timestamp, kernel_key=record.header.key,
+                                          linktype=rec.linktype, wire_len=rec.wire_len)
+                            summary.delivered += 1
+                    if rec.timestamp >= next_expire:  # idle timeouts run on capture time
+                        pipeline.expire(rec.timestamp)
+                        next_expire = rec.timestamp + EXPIRE_EVERY
+                    if index % PROGRESS_EVERY == 0:
+                        if on_progress is not None:
+                            on_progress(done + stream.tell(), total)
+                        if stop is not None and stop.is_set():
+                            summary.interrupted = True
+                            break
+        except PcapError as e:
+            summary.broken.append(f"{path}: {e}")
+        except OSError as e:
+            summary.broken.append(f"{path}: {e.strerror or e}")
+        if summary.interrupted:
+            break
         done += path.stat().st_size
         if on_progress is not None:
             on_progress(done, total)

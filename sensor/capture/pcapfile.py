@@ -14,8 +14,13 @@ from collections.abc import Iterable, Iterator
 from os import PathLike
 from typing import BinaryIO, NamedTuple
 
+from sensor.errors import SensorError
+
 # Larger records are treated as corruption rather than allocated.
 MAX_RECORD_BYTES = 256 * 1024 * 1024
+# Timestamps from 1970 to 2242: beyond, a pcapng interface's resolution or
+# offset is corrupt (and nanoseconds would not fit the kernel's 64 bits).
+MAX_TIMESTAMP = float(2**33)
 
 _PCAP_MAGIC_US = 0xA1B2C3D4
 _PCAP_MAGIC_NS = 0xA1B23C4D
@@ -31,7 +36,7 @@ _OPT_END = 0
 _U32_LE = struct.Struct("<I")
 
 
-class PcapError(Exception):
+class PcapError(SensorError):
     """The file is not a readable pcap/pcapng capture."""
 
 
@@ -142,6 +147,9 @@ def _iter_pcapng(stream: BinaryIO, head: bytes) -> Iterator[PcapRecord]:
                 raise PcapError(f"block {index}: captured length {caplen} exceeds the block")
             units = (ts_high << 32) | ts_low
             last_timestamp = iface.offset_seconds + units / iface.units_per_second
+            if not 0 <= last_timestamp < MAX_TIMESTAMP:
+                raise PcapError(f"block {index}: timestamp {last_timestamp:.6g} s is out of range "
+                                f"(interface {iface_id}'s if_tsresol or if_tsoffset is corrupt)")
             yield PcapRecord(last_timestamp, iface.linktype, body[20:20 + caplen], wire_len)
         elif block_type == _PCAPNG_SPB:
             # A simple packet block has no timestamp: reuse the previous one so

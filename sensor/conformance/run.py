@@ -14,13 +14,14 @@ from sensor.conformance.match import match_sessions
 from sensor.conformance.normalise import merge_segments, normalise_body, undo_test_rules
 from sensor.conformance.report import CaptureResult, ConformanceReport, ProtocolFieldStats, SessionDifference
 from sensor.conformance.scope import IN_SCOPE, actual_category, expected_category
+from sensor.errors import SensorError
 from sensor.offline import read_records
 
 
 _PROTOCOL_NAMES = {0: "non-ip", 1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
 
 
-class ConformanceError(Exception):
+class ConformanceError(SensorError):
     """The corpus directory or one of its expected-session files cannot be used."""
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from sensor.errors import SensorError
 from sensor.flows.state import Direction
 from sensor.models import Frame
 
 
-class FramerConfigError(ValueError):
+class FramerConfigError(SensorError, ValueError):
     """A framer name, kwarg or script is unusable; raised before anything is swapped."""
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from pyroute2 import IPRoute
 
+from sensor.errors import SensorError
 from sensor.kernel import bpfsys
 from sensor.netns import in_netns
 
@@ -21,7 +22,7 @@ _ATTACHED_MODE = {1: "native", 2: "generic", 3: "offload", 4: "multi",
                   "xdp": "native", "xdpgeneric": "generic", "xdpoffload": "offload", "xdpmulti": "multi"}
 
 
-class AttachError(RuntimeError):
+class AttachError(SensorError, RuntimeError):
     """The program could not be attached; the message says what to do."""
 
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from sensor.errors import SensorError
 from sensor.kernel import bpfsys
 from sensor.kernel.contract import (
     BPF_DIR, MAX_SNAPLEN, PREFIX_SHAPES, RECORD_HEADER_SIZE, SELECT_ALL_BITS, FlowKey, FlowState, PortKey,
@@ -18,7 +19,7 @@ from sensor.kernel.rules import RuleSet
 DEFAULT_SNAPLEN = 1522  # a full 1514-byte frame plus two VLAN tags
 
 
-class ProgramError(RuntimeError):
+class ProgramError(SensorError, RuntimeError):
     """The XDP program could not be compiled or loaded; says what to do."""
 
 

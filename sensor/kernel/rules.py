@@ -10,12 +10,13 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from sensor.errors import SensorError
 from sensor.kernel.contract import IPPROTO_TCP, IPPROTO_UDP, PREFIX_MAX, PREFIX_SHAPES
 
 PROTOCOLS = {"tcp": IPPROTO_TCP, "udp": IPPROTO_UDP}
 
 
-class RuleError(ValueError):
+class RuleError(SensorError, ValueError):
     """A rule cannot be expressed; the message says how to write it."""
 
 

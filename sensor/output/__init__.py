@@ -6,6 +6,7 @@ decoded); writers that keep only the record ignore the rest.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -15,7 +16,8 @@ from sensor.output.jsonlines import JsonLinesWriter
 from sensor.output.sqlite import SqliteStore
 from sensor.output.sqlite_schema import StoreError
 
-__all__ = ["DEFAULT_DB", "JsonLinesWriter", "Output", "SqliteStore", "StoreError", "open_output", "parse_output_spec"]
+__all__ = ["DEFAULT_DB", "JsonLinesWriter", "Output", "SqliteStore", "StoreError", "open_output", "open_outputs",
+           "parse_output_spec"]
 
 DEFAULT_DB = "xdpsensor.db"
 """Where `run` and `read` store sessions when no `-o` is given."""
@@ -43,6 +45,27 @@ def open_output(spec: str) -> Output:
     if fmt == "sqlite":
         return SqliteStore(path)
     return JsonLinesWriter(path)
+
+
+def open_outputs(specs: Sequence[str]) -> list[Output]:
+    """Open every output or none: on a failure the ones opened are closed and
+    the files this call created removed, and StoreError says which failed."""
+    opened: list[Output] = []
+    created: list[Path] = []
+    try:
+        for spec in specs:
+            _, path = parse_output_spec(spec)
+            if path != "-" and not os.path.lexists(path):
+                created += [Path(path + suffix) for suffix in ("", "-wal", "-shm")]
+            opened.append(open_output(spec))
+    except (OSError, StoreError) as e:
+        for output in opened:
+            output.close()
+        for path in created:
+            path.unlink(missing_ok=True)
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise StoreError(f"cannot open output {spec!r}: {reason}") from None
+    return opened
 
 
 def parse_output_spec(spec: str) -> tuple[str, str]:

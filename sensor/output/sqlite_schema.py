@@ -8,6 +8,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from sensor.errors import SensorError
+
 SCHEMA_VERSION = 1
 
 # Times are Arkime's milliseconds since the epoch; directions are c2s/s2c.
@@ -68,7 +70,7 @@ CREATE TABLE messages (
 """
 
 
-class StoreError(Exception):
+class StoreError(SensorError):
     """The session store cannot be used; the message says why and what to do."""
 
 

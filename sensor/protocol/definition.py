@@ -15,13 +15,13 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from sensor.errors import SensorError
 from sensor.flows.state import Direction
 from sensor.protocol.expressions import Expression, ExpressionError, parse_expression
+from sensor.yamlload import YamlError, load_yaml
 
 
-class ProtocolDefinitionError(ValueError):
+class ProtocolDefinitionError(SensorError, ValueError):
     """A definition that cannot be used; the message says where and what to change."""
 
 
@@ -178,9 +178,9 @@ def load_definition_file(path: str | Path) -> ProtocolDefinition:
     text = path.read_text(encoding="utf-8")
     if suffix in (".yaml", ".yml"):
         try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ProtocolDefinitionError(f"{path}: not valid YAML: {exc}") from None
+            raw = load_yaml(text)
+        except YamlError as exc:
+            raise ProtocolDefinitionError(f"{path}: {exc}") from None
     elif suffix == ".json":
         try:
             raw = json.loads(text)

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from sensor.config import BUNDLED_PLUGINS, ConfigError, load_config
+from sensor.config import BUNDLED_PLUGINS, ConfigError, load_config, parse_address, resolve_user
 from sensor.flows.table import FlowTimeouts
 
 
@@ -47,6 +47,19 @@ def test_an_empty_file_is_all_defaults(tmp_path):
     ("timeouts: {tpc: 5}\n", ["unknown key", "tpc"]),
     ("- a\n- b\n", ["top level must be a mapping"]),
     ("plugins: [unclosed\n", ["not valid YAML"]),
+    ("snaplen: 0\n", ["snaplen must be between 1 and 2048"]),
+    ("snaplen: 2049\n", ["snaplen must be between 1 and 2048"]),
+    ("user: no-such-user-xs\n", ["user 'no-such-user-xs' does not exist", "useradd"]),
+    ("user: root\ngroup: no-such-group-xs\n", ["group 'no-such-group-xs' does not exist"]),
+    ("group: root\n", ["without a user"]),
+    ("metrics: 'localhost:http'\n", ["metrics address", "ADDR:PORT"]),
+    ("metrics: ':9477'\n", ["metrics address"]),
+    ("status_interval: -1\n", ["status_interval must be 0 (off) or a positive"]),
+    ("plugin_time_budget: fast\n", ["plugin_time_budget must be a int or float"]),
+    ("outputs: [out.txt]\n", ["outputs:", "cannot tell the output format"]),
+    ("a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+     "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+     "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e]\n", ["more than 200,000 nodes"]),
 ])
 def test_mistakes_are_named(tmp_path, text, words):
     with pytest.raises(ConfigError) as err:
@@ -58,3 +71,12 @@ def test_mistakes_are_named(tmp_path, text, words):
 def test_unreadable_file_is_reported(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_service_keys_resolve(tmp_path):
+    cfg = load_config(write(tmp_path, "user: root\nmetrics: 9100\nstatus_interval: 0\n"))
+    assert (cfg.user, cfg.group, cfg.metrics, cfg.status_interval) == ("root", None, "9100", 0)
+    assert resolve_user("root", None) == (0, 0)
+    assert parse_address("9100") == ("127.0.0.1", 9100)
+    assert parse_address("[::1]:9100") == ("::1", 9100)
+    assert parse_address("0.0.0.0:80") == ("0.0.0.0", 80)

@@ -176,6 +176,18 @@ def test_pcapng_truncated_and_bad_interface() -> None:
     assert type(error) is PcapError and "interface 4" in str(error)
 
 
+@pytest.mark.parametrize("options, ticks", [
+    (_option("<", 9, b"\x80"), 2**63),                             # one tick a second: year 3e11
+    (_option("<", 14, struct.pack("<q", 2**62)), 5),                # offset of 4.6e18 s
+    (_option("<", 14, struct.pack("<q", -100)), 1_000_000),         # before 1970
+])
+def test_pcapng_timestamps_out_of_range_are_a_corrupt_file(options, ticks) -> None:
+    good = _shb("<") + _idb("<", 1) + _epb("<", 0, 1_000_000, b"one", 3)
+    records, error = _read_all(good + _idb("<", 1, options) + _epb("<", 1, ticks, b"two", 3))
+    assert [r.data for r in records] == [b"one"]
+    assert type(error) is PcapError and "interface 1's if_tsresol or if_tsoffset" in str(error)
+
+
 @pytest.mark.skipif(not ARKIME_PCAPS.is_dir(), reason=f"Arkime test captures not found at {ARKIME_PCAPS}")
 def test_every_arkime_capture_reads_like_scapy() -> None:
     """Every file parses, and yields the same frames and lengths as scapy's raw reader."""
