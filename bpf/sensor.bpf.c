@@ -46,7 +46,10 @@ BPF_ARRAY(prefix_shapes, struct prefix_shape, SENSOR_PREFIX_SHAPES);
 BPF_ARRAY(config, struct sensor_config, 1);
 BPF_PERCPU_ARRAY(stats, __u64, STAT_MAX);
 BPF_PERCPU_ARRAY(scratch, struct record_buf, 1);
+/* One ring per worker process; `events` is ring 0 and the template userspace
+ * copies for the others (sensor/kernel/program.py fills `rings`). */
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+BPF_ARRAY_OF_MAPS(rings, "events", SENSOR_RINGS_MAX);
 
 /* What the parser learnt about one frame. */
 struct parsed {
@@ -300,7 +303,13 @@ static __always_inline int prefix_selected(struct xdp_md *ctx, const struct pars
 }
 
 /* `now` is this packet's clock reading, shared with the flow's last_ns:
- * one helper call per packet (the clock is ~35 ns of the ignored path). */
+ * one helper call per packet (the clock is ~35 ns of the ignored path).
+ *
+ * The flow hash picks the ring, so both directions of a flow reach the same
+ * worker. The reader is woken only when this record takes the ring past
+ * cfg->wakeup_bytes; below that it finds records when its bounded poll
+ * interval ends, so a wakeup (and a Python loop turn) serves a batch, not a
+ * record. An empty slot (its worker died) loses the record, counted. */
 static __always_inline void emit(struct xdp_md *ctx, const struct sensor_config *cfg,
                                  const struct flow_key *key, __u8 side, __u8 client,
                                  __u8 reason, __u8 verdict, __u64 now)
@@ -309,6 +318,13 @@ static __always_inline void emit(struct xdp_md *ctx, const struct sensor_config 
     struct record_buf *buf = scratch.lookup(&zero);
     if (!buf)
         return;
+    __u32 hash = flow_hash(key);
+    __u32 ring_index = cfg->rings > 1 ? hash % cfg->rings : 0;
+    void *ring = rings.lookup(&ring_index);
+    if (!ring) {
+        count(STAT_RING_GONE);
+        return;
+    }
     __u32 wire_len = ctx->data_end - ctx->data;
     __u32 caplen = wire_len < cfg->snaplen ? wire_len : cfg->snaplen;
     if (caplen > SENSOR_MAX_SNAPLEN)
@@ -320,7 +336,7 @@ static __always_inline void emit(struct xdp_md *ctx, const struct sensor_config 
         return;
     buf->hdr.ts_ns = now;
     buf->hdr.ifindex = ctx->ingress_ifindex;
-    buf->hdr.flow_hash = flow_hash(key);
+    buf->hdr.flow_hash = hash;
     buf->hdr.wire_len = wire_len;
     buf->hdr.caplen = caplen;
     buf->hdr.side = side;
@@ -328,7 +344,10 @@ static __always_inline void emit(struct xdp_md *ctx, const struct sensor_config 
     buf->hdr.reason = reason;
     buf->hdr.verdict = verdict;
     buf->hdr.key = *key;
-    if (events.ringbuf_output(buf, sizeof(buf->hdr) + caplen, 0) == 0)
+    __u64 size = sizeof(buf->hdr) + caplen;
+    __u64 held = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA);
+    __u64 wake = held < cfg->wakeup_bytes && held + size >= cfg->wakeup_bytes;
+    if (bpf_ringbuf_output(ring, buf, size, wake ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP) == 0)
         count(STAT_EMITTED);
     else
         count(STAT_RINGBUF_FULL);

@@ -9,6 +9,7 @@
 #define SENSOR_PREFIX_MAX 16        /* bytes a prefix rule compares in the kernel */
 #define SENSOR_PREFIX_SHAPES 8      /* distinct (proto, offset, length, mask) shapes */
 #define SENSOR_IPV6_EXT_MAX 8       /* extension headers walked before giving up */
+#define SENSOR_RINGS_MAX 16         /* ring buffers (one per worker process) */
 
 /* Verdicts kept per flow in `flows`. */
 enum sensor_verdict {
@@ -74,6 +75,7 @@ enum sensor_stat {
     STAT_BYPASSED_PKTS,     /* packets of BYPASSED flows (counted, not emitted) */
     STAT_FRAG_FOLLOWED,     /* later fragments attributed to a known flow */
     STAT_FRAG_ORPHAN,       /* later fragments whose first fragment was not seen */
+    STAT_RING_GONE,         /* records lost because their ring had no reader (a worker died) */
     STAT_MAX,
 };
 
@@ -141,6 +143,8 @@ struct sensor_config {
     __u32 max_undecided_payloads; /* payload packets before an undecided flow is IGNORED */
     __u32 emit_undecided;   /* 1: also emit first payloads of undecided flows */
     __u32 select_all;       /* SELECT_ALL_TCP | SELECT_ALL_UDP: every flow of the protocol */
+    __u32 rings;            /* rings in use, 1..SENSOR_RINGS_MAX: a flow's records go to ring flow_hash % rings */
+    __u32 wakeup_bytes;     /* wake a ring's reader when a record takes the ring past this fill */
 };
 
 /* Later IP fragments carry no ports: they find their flow through the

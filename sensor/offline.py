@@ -29,6 +29,7 @@ from typing import Protocol
 from sensor.arkime.loader import load_paths
 from sensor.arkime.runtime import PluginRuntime
 from sensor.capture.pcapfile import PcapError, PcapRecord, iter_records
+from sensor.capture.ring import RingReader
 from sensor.flows.table import SessionTable
 from sensor.kernel.contract import FlowKey, FlowState, Stat, Verdict
 from sensor.kernel.program import Record, SensorProgram, parse_record
@@ -147,11 +148,10 @@ class TestRunTable:
         """`keep_every`: test runs between forgetting the clock marks no flow refers to."""
         self.program = program
         self.keep_every = keep_every
-        self._emitted: list[Record] = []
+        self._ring = RingReader(program.ring_fds[0], program.ring_size)
         self._clock = _CaptureClock()
         self._keep_at = keep_every
         self._base = program.stats()
-        program.open_ring(lambda raw: self._emitted.append(parse_record(raw)))
 
     def process(self, frame: bytes, ts_ns: int) -> Record | None:
         if len(self._clock) >= self._keep_at:
@@ -159,11 +159,10 @@ class TestRunTable:
             self._keep_at = max(self.keep_every, 2 * len(self._clock))  # amortised with many flows
         self._clock.mark(ts_ns)
         self.program.test_run(frame)
-        self.program.drain()
-        if not self._emitted:
+        emitted = self._ring.read()
+        if not emitted:
             return None
-        record = self._emitted.pop()  # one frame, at most one record
-        self._emitted.clear()
+        record = parse_record(emitted[-1])  # one frame, at most one record
         record.header.ts_ns = ts_ns
         return record
 

@@ -1,8 +1,12 @@
-"""The live loop around the pipeline, on a thread of its own: polls the ring
-buffer, feeds the pipeline, expires idle sessions by the clock, sweeps idle
-kernel flows, and reports ring-buffer loss. Attaching happens in the caller's
-thread so its errors reach the caller; stopping detaches, reads what the ring
-still holds and flushes every session."""
+"""The live loop around the pipeline, on a thread of its own: waits for the
+ring buffer, feeds the pipeline a batch at a time, expires idle sessions by
+the clock, sweeps idle kernel flows, and reports ring-buffer loss. Attaching
+happens in the caller's thread so its errors reach the caller; stopping
+detaches, reads what the ring still holds and flushes every session.
+
+Wakeup policy: the kernel wakes the loop only when a ring holds
+`ProgramOptions.wakeup_bytes`; otherwise the loop looks every POLL_SECONDS,
+so a lone record waits at most that long and a busy ring is read in batches."""
 from __future__ import annotations
 
 import logging
@@ -12,13 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sensor.capture.live import LiveCapture
+from sensor.capture.ring import RingReader, record_fields
 from sensor.kernel.contract import Stat
-from sensor.kernel.program import Record
 from sensor.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
-POLL_MS = 50         # a lock holder never waits longer than this for the loop
+POLL_SECONDS = 0.05  # the longest a record below the wakeup threshold waits in the ring
 EXPIRE_EVERY = 1.0   # seconds between idle-session expiries in userspace
 SWEEP_EVERY = 30.0   # seconds between sweeps of idle unselected flows in the kernel
 KERNEL_IDLE = 60.0   # an unselected kernel flow idle this long is forgotten
@@ -45,9 +49,39 @@ class RunSummary:
         ]
 
 
+class RingFeed:
+    """One ring's records into one pipeline, a batch at a time; `lock` is
+    held per batch, so API calls from other threads see whole packets."""
+
+    def __init__(self, ring: RingReader, pipeline: Pipeline, monotonic_offset: float,
+                 lock: threading.RLock) -> None:
+        self.ring = ring
+        self.pipeline = pipeline
+        self.offset = monotonic_offset
+        self.lock = lock
+        self.records = 0
+        self.feed_errors = 0
+
+    def drain(self) -> int:
+        """Feed everything the ring holds now; how many records."""
+        total = 0
+        feed, offset = self.pipeline.feed, self.offset
+        while batch := self.ring.read():
+            with self.lock:
+                for raw in batch:
+                    ts_ns, _, wire_len, key, frame = record_fields(raw)
+                    try:
+                        feed(frame, ts_ns / 1e9 + offset, key, wire_len=wire_len)
+                    except Exception:
+                        self.feed_errors += 1
+                        log.exception("record dropped: the pipeline failed on it")
+            total += len(batch)
+        self.records += total
+        return total
+
+
 class LiveLoop:
-    """One capture feeding one pipeline. `lock` is held while the pipeline
-    runs, so API calls from other threads see whole packets."""
+    """One capture feeding one pipeline from ring 0."""
 
     def __init__(self, capture: LiveCapture, pipeline: Pipeline, lock: threading.RLock,
                  on_ring_loss: Callable[[int], None] | None = None) -> None:
@@ -57,25 +91,20 @@ class LiveLoop:
         self.on_ring_loss = on_ring_loss
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._feed: RingFeed | None = None
         self._started = 0.0
         self._where: list[str] = []
         self._drops = 0
-        self.feed_errors = 0
 
     def start(self) -> list[str]:
-        """Attach everywhere (or raise having attached nothing), then poll on a thread."""
-        offset = self.capture.program.monotonic_offset
-
-        def on_record(rec: Record) -> None:
-            # An exception must not escape into bcc's ctypes callback, which only prints it.
-            try:
-                self.pipeline.feed(rec.frame, rec.header.ts_ns / 1e9 + offset, rec.header.key,
-                                   wire_len=rec.header.wire_len)
-            except Exception:
-                self.feed_errors += 1
-                log.exception("record dropped: the pipeline failed on it")
-
-        attachments = self.capture.start(on_record)
+        """Attach everywhere (or raise having attached nothing), then read on a thread."""
+        ring = self.capture.ring(0)
+        try:
+            attachments = self.capture.start()
+        except BaseException:
+            ring.close()
+            raise
+        self._feed = RingFeed(ring, self.pipeline, self.capture.program.monotonic_offset, self.lock)
         self._where = [f"{a.where} [{a.mode}, {a.method}]" for a in attachments]
         self._started = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name="xdpsensor-live", daemon=True)
@@ -85,9 +114,10 @@ class LiveLoop:
     def _loop(self) -> None:
         now = time.monotonic()
         next_expire, next_sweep = now + EXPIRE_EVERY, now + SWEEP_EVERY
+        feed = self._feed
         while not self._stopping.is_set():
-            with self.lock:
-                self.capture.poll(POLL_MS)
+            feed.ring.wait(POLL_SECONDS)
+            feed.drain()
             now = time.monotonic()
             if now >= next_expire:
                 with self.lock:
@@ -108,12 +138,14 @@ class LiveLoop:
         return self.capture.program.stats()
 
     def stop(self) -> RunSummary:
-        """Stop polling, detach, drain the ring, end every session."""
+        """Stop the loop, detach, drain the ring, end every session."""
         self._stopping.set()
         if self._thread is not None:
             self._thread.join()
+        self.capture.stop()
+        self._feed.drain()
+        self._feed.ring.close()
         with self.lock:
-            self.capture.stop()
             self.pipeline.close()
         self._check_drops()
         stats = self.capture.program.stats()

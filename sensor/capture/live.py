@@ -1,11 +1,12 @@
-"""Live capture: the XDP program attached to interfaces, records read from
-its ring buffer. Detaches everything it attached, whatever happens."""
+"""Live capture: the XDP program attached to interfaces. Detaches everything
+it attached, whatever happens. Its rings are read with sensor.capture.ring."""
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+from sensor.capture.ring import RingReader
 from sensor.kernel.attach import Attachment, attach, detach
-from sensor.kernel.program import Record, SensorProgram, parse_record
+from sensor.kernel.program import SensorProgram
 
 
 class LiveCapture:
@@ -20,9 +21,12 @@ class LiveCapture:
         self.force = force
         self.attachments: list[Attachment] = []
 
-    def start(self, on_record: Callable[[Record], None]) -> list[Attachment]:
-        """Attach to every interface (all or none) and route records to `on_record`."""
-        self.program.open_ring(lambda raw: on_record(parse_record(raw)))
+    def ring(self, index: int) -> RingReader:
+        """A reader of ring `index` (one per worker), mapped into this process."""
+        return RingReader(self.program.ring_fds[index], self.program.ring_size)
+
+    def start(self) -> list[Attachment]:
+        """Attach to every interface, all or none."""
         try:
             for ifname in self.interfaces:
                 self.attachments.append(attach(self.program.fd, ifname, self.netns, self.mode, self.force))
@@ -31,11 +35,7 @@ class LiveCapture:
             raise
         return self.attachments
 
-    def poll(self, timeout_ms: int) -> None:
-        self.program.poll(timeout_ms)
-
     def stop(self) -> None:
-        """Detach, then read what the ring still holds."""
+        """Detach from every interface (the rings keep what they hold)."""
         while self.attachments:
             detach(self.attachments.pop())
-        self.program.drain()

@@ -1,5 +1,5 @@
 """Raw bpf(2) commands that bcc does not expose: XDP bpf_link create/detach,
-BPF_PROG_TEST_RUN, and link enumeration. Each packs `union bpf_attr` by hand
+BPF_PROG_TEST_RUN, link enumeration, and ring buffer maps made at run time. Each packs `union bpf_attr` by hand
 (offsets from include/uapi/linux/bpf.h) and calls the syscall via ctypes."""
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ _SYS_BPF = {"x86_64": 321, "aarch64": 280, "armv7l": 386, "riscv64": 280}.get(pl
 _libc = ct.CDLL(None, use_errno=True)
 _libc.syscall.restype = ct.c_long
 
+BPF_MAP_CREATE = 0
 BPF_PROG_TEST_RUN = 10
 BPF_OBJ_GET_INFO_BY_FD = 15
 BPF_LINK_CREATE = 28
@@ -22,6 +23,7 @@ BPF_LINK_GET_NEXT_ID = 31
 BPF_LINK_DETACH = 34
 BPF_XDP = 37
 BPF_LINK_TYPE_XDP = 6
+BPF_MAP_TYPE_RINGBUF = 27
 
 XDP_FLAGS_SKB_MODE = 1 << 1
 XDP_FLAGS_DRV_MODE = 1 << 2
@@ -45,6 +47,13 @@ def _attr(fmt: str, *values: int) -> ct.Array:
     buf = (ct.c_ubyte * _ATTR_SIZE)()
     struct.pack_into(fmt, buf, 0, *values)
     return buf
+
+
+def ringbuf_create(size: int, name: str) -> int:
+    """A new BPF_MAP_TYPE_RINGBUF of `size` bytes (a power-of-two number of
+    pages); returns its fd. The caller closes it."""
+    attr = _attr("=IIIIIII16s", BPF_MAP_TYPE_RINGBUF, 0, 0, size, 0, 0, 0, name.encode()[:15])
+    return _bpf(BPF_MAP_CREATE, attr)
 
 
 def link_create_xdp(prog_fd: int, ifindex: int, flags: int) -> int:

@@ -14,6 +14,7 @@ BPF_DIR = Path(__file__).resolve().parents[2] / "bpf"
 MAX_SNAPLEN = 2048
 PREFIX_MAX = 16
 PREFIX_SHAPES = 8
+RINGS_MAX = 16
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
 SELECT_ALL_BITS = {IPPROTO_TCP: 1, IPPROTO_UDP: 2}
@@ -51,6 +52,7 @@ class Stat(enum.IntEnum):
     BYPASSED_PKTS = 12
     FRAG_FOLLOWED = 13
     FRAG_ORPHAN = 14
+    RING_GONE = 15
 
 
 STAT_COUNT = len(Stat)
@@ -121,6 +123,8 @@ class SensorConfig(ct.Structure):
         ("max_undecided_payloads", ct.c_uint32),
         ("emit_undecided", ct.c_uint32),
         ("select_all", ct.c_uint32),
+        ("rings", ct.c_uint32),
+        ("wakeup_bytes", ct.c_uint32),
     ]
 
 

@@ -1,17 +1,19 @@
 """The loaded XDP program and its maps: compile with bcc, program the rule
-tables, read counters and flows, write verdicts, consume the ring buffer."""
+tables, read counters and flows, write verdicts, make the ring buffers
+(sensor.capture.ring reads them)."""
 from __future__ import annotations
 
 import ctypes as ct
+import mmap
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sensor.errors import SensorError
 from sensor.kernel import bpfsys
 from sensor.kernel.contract import (
-    BPF_DIR, MAX_SNAPLEN, PREFIX_SHAPES, RECORD_HEADER_SIZE, SELECT_ALL_BITS, FlowKey, FlowState, PortKey,
+    BPF_DIR, MAX_SNAPLEN, PREFIX_SHAPES, RECORD_HEADER_SIZE, RINGS_MAX, SELECT_ALL_BITS, FlowKey, FlowState, PortKey,
     PrefixKey, PrefixShape, RecordHeader, SensorConfig, Stat, Verdict,
 )
 from sensor.kernel.rules import RuleSet
@@ -27,15 +29,26 @@ class ProgramError(SensorError, RuntimeError):
 class ProgramOptions:
     snaplen: int = DEFAULT_SNAPLEN
     flow_entries: int = 65536
-    ringbuf_pages: int = 1024          # 4 MiB with 4 KiB pages
+    ringbuf_pages: int = 1024          # 4 MiB per ring with 4 KiB pages
     max_undecided_payloads: int = 8
     emit_undecided: bool = False
+    rings: int = 1                     # one per worker process
+    wakeup_bytes: int = 64 * 1024      # a ring's reader is woken once it holds this much
 
     def __post_init__(self) -> None:
         if not 1 <= self.snaplen <= MAX_SNAPLEN:
             raise ValueError(f"snaplen must be between 1 and {MAX_SNAPLEN}, not {self.snaplen}")
         if self.ringbuf_pages & (self.ringbuf_pages - 1):
             raise ValueError("ringbuf_pages must be a power of two")
+        if not 1 <= self.rings <= RINGS_MAX:
+            raise ValueError(f"rings (workers) must be between 1 and {RINGS_MAX}, not {self.rings}")
+        if not 1 <= self.wakeup_bytes <= self.ring_size // 2:
+            raise ValueError(f"wakeup_bytes must be between 1 and half a ring ({self.ring_size // 2}), "
+                             f"not {self.wakeup_bytes}")
+
+    @property
+    def ring_size(self) -> int:
+        return self.ringbuf_pages * mmap.PAGESIZE
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,18 +90,28 @@ class SensorProgram:
             raise ProgramError(f"could not compile/load the XDP program: {e}. "
                                "Run `xdpsensor check` to see what the host lacks.") from e
         self._map_fd = {name: self.bpf[name.encode()].map_fd for name in
-                        ("flows", "ports", "prefixes", "prefix_shapes", "config", "stats")}
+                        ("flows", "ports", "prefixes", "prefix_shapes", "config", "stats", "rings")}
+        # Ring 0 is bcc's `events`; the others are made here with its size.
+        self.ring_size = options.ring_size
+        self._own_rings = [bpfsys.ringbuf_create(self.ring_size, f"events{i}") for i in range(1, options.rings)]
+        self.ring_fds: list[int] = [self.bpf[b"events"].map_fd, *self._own_rings]
+        for index, fd in enumerate(self.ring_fds):
+            self._update("rings", ct.c_uint32(index), ct.c_uint32(fd))
         from bcc.utils import get_possible_cpus
         self._ncpus = len(get_possible_cpus())  # per-CPU maps hold one slot per possible CPU
         self._config = SensorConfig(snaplen=options.snaplen,
                                     max_undecided_payloads=options.max_undecided_payloads,
-                                    emit_undecided=int(options.emit_undecided))
+                                    emit_undecided=int(options.emit_undecided),
+                                    rings=options.rings, wakeup_bytes=options.wakeup_bytes)
         self._write_config()
         # bpf_ktime_get_ns() is CLOCK_MONOTONIC: this turns it into epoch time.
         self.monotonic_offset = time.time() - time.monotonic()
 
     def close(self) -> None:
         self.bpf.cleanup()
+        for fd in self._own_rings:
+            os.close(fd)
+        self._own_rings = []
 
     # -- configuration and rules -------------------------------------------------
     def _write_config(self) -> None:
@@ -162,20 +185,11 @@ class SensorProgram:
     def delete_flow(self, key: FlowKey) -> None:
         _lib().bpf_delete_elem(self._map_fd["flows"], ct.byref(key))
 
-    # -- ring buffer -------------------------------------------------------------
-    def open_ring(self, on_record: Callable[[bytes], None]) -> None:
-        """Call `on_record(raw)` for every record, inside `poll`. The record
-        memory is only valid during the callback, so it is copied here."""
-        def callback(_ctx, data, size):
-            on_record(ct.string_at(data, size))
-            return 0
-        self.bpf[b"events"].open_ring_buffer(callback)
-
-    def poll(self, timeout_ms: int) -> None:
-        self.bpf.ring_buffer_poll(timeout_ms)
-
-    def drain(self) -> None:
-        self.bpf.ring_buffer_consume()
+    # -- ring buffers ------------------------------------------------------------
+    def remove_ring(self, index: int) -> None:
+        """Take ring `index` out of the program (its reader is gone): records
+        of its flows are then counted as Stat.RING_GONE instead of filling it."""
+        _lib().bpf_delete_elem(self._map_fd["rings"], ct.byref(ct.c_uint32(index)))
 
     def test_run(self, frame: bytes, repeat: int = 1) -> bpfsys.TestRun:
         return bpfsys.prog_test_run(self.fd, frame, repeat)

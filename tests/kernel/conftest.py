@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from sensor.capture.ring import RingReader
 from sensor.kernel.contract import Stat
 from sensor.kernel.program import ProgramOptions, Record, SensorProgram, parse_record
 from sensor.kernel.rules import RuleSet
@@ -11,19 +12,29 @@ XDP_PASS = 2
 
 
 class Harness:
-    """Runs frames through the program and collects what it emitted."""
+    """Runs frames through the program and collects what it emitted, from
+    every ring; `rings[i]` holds ring i's records."""
 
     def __init__(self, program: SensorProgram) -> None:
         self.program = program
         self.records: list[Record] = []
-        program.open_ring(lambda raw: self.records.append(parse_record(raw)))
+        self.readers = [RingReader(fd, program.ring_size) for fd in program.ring_fds]
+        self.rings: list[list[Record]] = [[] for _ in self.readers]
+
+    def collect(self) -> None:
+        for reader, ring in zip(self.readers, self.rings):
+            for raw in reader.read():
+                ring.append(parse_record(raw))
+                self.records.append(ring[-1])
 
     def reset(self, rules: RuleSet) -> None:
-        self.program.poll(0)
+        self.collect()
         for key, _ in list(self.program.flows()):
             self.program.delete_flow(key)
         self.program.set_rules(rules)
         self.records.clear()
+        for ring in self.rings:
+            ring.clear()
         self.before = self.program.stats()
 
     def run(self, *frames: bytes) -> list[Record]:
@@ -33,11 +44,15 @@ class Harness:
             result = self.program.test_run(frame)
             assert result.retval == XDP_PASS
             assert result.data_out == frame
-        self.program.poll(0)
+        self.collect()
         return self.records[start:]
 
     def delta(self, stat: Stat) -> int:
         return self.program.stats()[stat] - self.before[stat]
+
+    def close(self) -> None:
+        for reader in self.readers:
+            reader.close()
 
 
 def rules(ports: tuple[str, ...] = (), prefixes: tuple[str, ...] = ()) -> RuleSet:
@@ -48,6 +63,9 @@ def rules(ports: tuple[str, ...] = (), prefixes: tuple[str, ...] = ()) -> RuleSe
 def program():
     prog = SensorProgram(ProgramOptions(snaplen=1522, max_undecided_payloads=4))
     yield prog
+    harness = getattr(prog, "_test_harness", None)
+    if harness is not None:
+        harness.close()
     prog.close()
 
 
@@ -57,15 +75,15 @@ def make_harness():
     made = []
 
     def make(options: ProgramOptions, ports=(), prefixes=()) -> Harness:
-        prog = SensorProgram(options)
-        made.append(prog)
-        harness = Harness(prog)
+        harness = Harness(SensorProgram(options))
+        made.append(harness)
         harness.reset(rules(ports, prefixes))
         return harness
 
     yield make
-    for prog in made:
-        prog.close()
+    for harness in made:
+        harness.close()
+        harness.program.close()
 
 
 @pytest.fixture
