@@ -20,6 +20,7 @@ from bench.timing import best_rate
 from sensor.arkime.loader import load_plugins
 from sensor.arkime.runtime import PluginRuntime
 from sensor.flows.table import SessionTable
+from sensor.hooks import FinishedCollector
 from sensor.packet import decode_frame
 from sensor.pipeline import Pipeline
 
@@ -117,8 +118,9 @@ def run_pipeline(capture: list[tuple[float, bytes]]) -> None:
         report = load_plugins(runtime, files=[plugin])
     if not report.ok:
         raise RuntimeError(f"bench plugin did not load: {report.errors}")
-    records: list[dict] = []
-    pipeline = Pipeline(runtime, SessionTable(), records.append)
+    collected = FinishedCollector()
+    records = collected.records
+    pipeline = Pipeline(runtime, SessionTable(), [collected])
     feed = pipeline.feed
     for ts, frame in capture:
         feed(frame, ts)

@@ -17,10 +17,12 @@ from sensor.capture.live import LiveCapture
 from sensor.config import SensorConfig, load_config
 from sensor.events import CaptureErrorEvent, EventBus
 from sensor.flows.table import SessionTable
+from sensor.hooks import FinishedSession
 from sensor.kernel.program import DEFAULT_SNAPLEN, ProgramOptions, SensorProgram
 from sensor.kernel.rules import RuleSet
 from sensor.offline import ReplaySummary, replay
 from sensor.output import Output, open_outputs
+from sensor.output.writer import OutputWriter, SinkStats
 from sensor.pipeline import KernelFlows, Pipeline
 from sensor.prefilter import PythonFlowTable
 from sensor.registry import SessionRegistry
@@ -34,7 +36,9 @@ PREFILTERS = ("auto", "kernel", "python", "none")
 class Sensor:
     """Build from a config (dict, YAML path, SensorConfig or None); then
     `read_pcap(path)` (blocking) or `start(interfaces)` ... `stop()`.
-    `sensor.api` is the ProtoPoke-style SensorAPI, `sensor.bus` the event bus."""
+    `sensor.api` is the ProtoPoke-style SensorAPI, `sensor.bus` the event bus.
+    The pipeline's listeners, in order: the session registry, the output
+    writer (sinks on their own threads), then the sensor's own error reports."""
 
     def __init__(self, config: SensorConfig | dict | str | Path | None = None,
                  outputs: Sequence[Output] | None = None) -> None:
@@ -50,12 +54,17 @@ class Sensor:
         self.registry = SessionRegistry(self.bindings, self.bus, max_frames_per_session=cfg.max_frames_per_session)
         self._lock = threading.RLock()
         self.api = SensorAPI(self.registry, terminate=self._terminate, lock=self._lock)
-        self.outputs: list[Output] = list(outputs) if outputs is not None else open_outputs(cfg.outputs)
+        if outputs is None:
+            self.outputs: list[Output] = open_outputs(cfg.outputs)
+            names = list(cfg.outputs)
+        else:
+            self.outputs, names = list(outputs), None
+        self.writer = OutputWriter(self.outputs, names)
+        self._reported: dict[str, int] = {}  # losses already published, by what was lost
         self._pipeline: Pipeline | None = None
         self._kernel: KernelFlows | None = None
         self._live: LiveLoop | None = None
         self._program: SensorProgram | None = None
-        self._plugin_errors = 0
 
     # -- assembly ---------------------------------------------------------------
     def _rules(self) -> RuleSet:
@@ -79,20 +88,30 @@ class Sensor:
         self._kernel = kernel
         # A session that neither a plugin nor a binding still wants stops crossing the ring.
         bypass = kernel is not None and (bool(self.load_report.loaded) or bool(self.bindings))
-        self._pipeline = Pipeline(self.runtime, table, self._on_record, kernel=kernel, bypass=bypass,
-                                  listener=self.registry)
+        self._reported.pop("listener", None)  # a new chain counts from 0
+        self._pipeline = Pipeline(self.runtime, table, [self.registry, self.writer, self], kernel=kernel,
+                                  bypass=bypass)
         return self._pipeline
 
-    def _on_record(self, record: dict) -> None:
-        frames, messages = self.registry.finished(record["xdpsensor"]["sessionId"])
-        for output in self.outputs:
-            output.write(record, frames, messages)
-        errors = self.runtime.errors.total
-        if errors > self._plugin_errors:
-            self.bus.publish(CaptureErrorEvent(
-                error=f"{errors - self._plugin_errors} plugin callback error(s); see the log for file and line",
-                kind="plugin"))
-            self._plugin_errors = errors
+    def session_finished(self, finished: FinishedSession) -> None:
+        """The sensor's own listener, last in the chain: report new losses."""
+        self._report_losses()
+
+    def _report_losses(self) -> None:
+        """Publish what failed since the last report: plugin callbacks, listener calls, output writes."""
+        totals = [("plugin", "plugin", self.runtime.errors.total,
+                   "plugin callback error(s); see the log for file and line")]
+        if self._pipeline is not None:
+            totals.append(("listener", "listener", self._pipeline.hooks.errors.total,
+                           "listener call(s) failed; see the log for which and why"))
+        for sink in self.writer.stats():
+            totals.append((f"output {sink.name}", "output", sink.lost,
+                           f"session(s) not written to output {sink.name} (queue full or write failed)"))
+        for key, kind, total, what in totals:
+            new = total - self._reported.get(key, 0)
+            if new > 0:
+                self._reported[key] = total
+                self.bus.publish(CaptureErrorEvent(error=f"{new} {what}", kind=kind))
 
     def _terminate(self, session_uid: str) -> bool:
         """End a live session now; a kernel-fed one is bypassed (counted, not sent)."""
@@ -123,11 +142,14 @@ class Sensor:
             flow_filter = PythonFlowTable(self.rules, self.program_options())
         try:
             pipeline = self._new_pipeline(flow_filter)
+            self.writer.block_when_full = True  # a file waits for the outputs; nothing is dropped
             with self._lock:
-                return replay(paths, pipeline, flow_filter, on_progress, stop)
+                summary = replay(paths, pipeline, flow_filter, on_progress, stop)
         finally:
             if program is not None:
                 program.close()
+        self._flush_outputs()
+        return summary
 
     # -- live -------------------------------------------------------------------
     def start(self, interfaces: Sequence[str], netns: str | None = None, mode: str = "auto",
@@ -139,6 +161,7 @@ class Sensor:
         try:
             program.set_rules(self.rules)
             pipeline = self._new_pipeline(program)
+            self.writer.block_when_full = False  # capture never waits for an output
             live = LiveLoop(LiveCapture(program, interfaces, netns, mode, force), pipeline, self._lock,
                             on_ring_loss=self._ring_loss)
             where = live.start()
@@ -169,11 +192,21 @@ class Sensor:
         finally:
             self._program.close()
             self._live = self._program = None
+            self._flush_outputs()
+
+    def _flush_outputs(self) -> None:
+        """Wait until the outputs hold every finished session, then report what was lost."""
+        self.writer.flush()
+        self._report_losses()
+
+    def output_stats(self) -> list[SinkStats]:
+        """Per output: sessions written, dropped (queue full) and failed (write raised)."""
+        return self.writer.stats()
 
     def close(self) -> None:
-        """Close the outputs and the event bus (after stop / read)."""
-        for output in self.outputs:
-            output.close()
+        """Write what is queued, close the outputs, then the event bus (after stop / read)."""
+        self.writer.close()
+        self._report_losses()
         self.bus.close()
 
     def __enter__(self) -> Sensor:

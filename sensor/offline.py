@@ -31,6 +31,7 @@ from sensor.arkime.runtime import PluginRuntime
 from sensor.capture.pcapfile import PcapError, PcapRecord, iter_records
 from sensor.capture.ring import RingReader
 from sensor.flows.table import SessionTable
+from sensor.hooks import FinishedCollector
 from sensor.kernel.contract import FlowKey, FlowState, Stat, Verdict
 from sensor.kernel.program import Record, SensorProgram, parse_record
 from sensor.packet import (
@@ -425,7 +426,7 @@ def read_records(pcaps: Iterable[str | Path], plugins: Iterable[str | Path] = ()
     like Arkime reading a file; with one, only what that pre-filter emits."""
     runtime = PluginRuntime()
     load_paths(runtime, plugins)
-    records: list[dict] = []
-    pipeline = Pipeline(runtime, SessionTable(), records.append, kernel=frame_filter, bypass=bypass)
+    collected = FinishedCollector()
+    pipeline = Pipeline(runtime, SessionTable(), [collected], kernel=frame_filter, bypass=bypass)
     replay(pcaps, pipeline, frame_filter)
-    return records
+    return collected.records

@@ -1,14 +1,15 @@
 """The userspace pipeline, sans-I/O: frames in, session records out.
 
-frame -> packet -> session table (reassembly) -> plugin runtime -> record.
-The same object serves the live ring buffer and pcap files. When the frames
+frame -> packet -> session table (reassembly) -> plugin runtime -> record,
+with the listeners (sensor.hooks: the session registry, the output writer, ...)
+called at each step and handed the FinishedSession. The same object serves the live ring buffer and pcap files. When the frames
 came through the XDP program, the kernel's whole-flow counters replace the
 userspace ones at session end (they include packets never sent up), and a
 session no plugin still wants is BYPASSED in the kernel."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,6 +18,7 @@ from sensor.arkime.session import PluginSession
 from sensor.flows.events import SessionEnded, SessionStarted, StateChanged
 from sensor.flows.session import Session
 from sensor.flows.table import FlowOrigin, SessionTable
+from sensor.hooks import FinishedSession, ListenerChain, SessionEnding
 from sensor.kernel.contract import TCPF_ZERO_HI, TCPF_ZERO_LO, TCPFLAG_NAMES, FlowKey, FlowState, Verdict, key_endpoints
 from sensor.packet import LINKTYPE_ETHERNET, PacketError, decode_frame
 
@@ -34,18 +36,6 @@ class KernelFlows(Protocol):
     def flow(self, key: FlowKey) -> FlowState | None: ...
     def set_verdict(self, key: FlowKey, verdict: Verdict) -> bool: ...
     def delete_flow(self, key: FlowKey) -> None: ...
-
-
-@dataclass(slots=True)
-class SessionListener(Protocol):
-    """Watches sessions beside the plugins (the session registry: framing,
-    decoding, events). `wants_more` keeps a session from being bypassed."""
-
-    def opened(self, session: Session) -> None: ...
-    def payload(self, session: Session, direction: int, data: bytes, protocols: frozenset[str]) -> None: ...
-    def state_changed(self, session: Session) -> None: ...
-    def wants_more(self, session: Session) -> bool: ...
-    def closed(self, session: Session, record: dict | None) -> None: ...
 
 
 @dataclass(slots=True)
@@ -85,22 +75,22 @@ def overlay_kernel_counts(session: Session, key: FlowKey, state: FlowState, mono
 
 class Pipeline:
     """Feed frames (with the kernel flow key when they came from XDP); the
-    finished session records go to `on_record`."""
+    listeners, in order, see sessions open, packets, payload and the end, and
+    get every finished session as one frozen FinishedSession."""
 
-    def __init__(self, runtime: PluginRuntime, table: SessionTable, on_record: Callable[[dict], None],
-                 kernel: KernelFlows | None = None, bypass: bool = False,
-                 listener: SessionListener | None = None) -> None:
+    def __init__(self, runtime: PluginRuntime, table: SessionTable, listeners: Sequence[object] = (),
+                 kernel: KernelFlows | None = None, bypass: bool = False) -> None:
         self.runtime = runtime
-        self.listener = listener
+        self.hooks = ListenerChain(listeners)
         self.table = table
         self.kernel = kernel
         self.bypass = bypass and kernel is not None
-        self.on_record = on_record
         self.stats = PipelineStats()
         self._plugin_states: dict[int, PluginSession] = {}  # by Session.id
         self._kernel_keys: dict[int, FlowKey] = {}
         self._pending_key: FlowKey | None = None
         self._delivered: dict[bytes, int] = {}
+        self._deferred: dict[str, tuple[Session, SessionEnding]] = {}  # by sessionId: ended, not saved yet
 
     def feed(self, frame: bytes, timestamp: float, kernel_key: FlowKey | None = None,
              linktype: int = LINKTYPE_ETHERNET, wire_len: int | None = None) -> None:
@@ -119,18 +109,22 @@ class Pipeline:
             self._delivered[raw_key] = delivered
             if delivered == 1:
                 origin = self._origin(kernel_key)
+        hooks = self.hooks
         for event in self.table.process_raw(packet, origin):
             if type(event) is tuple:  # a PayloadDelivered, the most frequent event: handled here
                 session, direction, data = event
                 plugin_state = self._plugin_states[session.id]
                 self.runtime.deliver(plugin_state, direction, data)
-                if self.listener is not None:
-                    self.listener.payload(session, direction, data, self.runtime.protocols(plugin_state.handle))
-                if self.bypass and not self.runtime.wants_more(plugin_state.handle) and not (
-                        self.listener is not None and self.listener.wants_more(session)):
+                hooks.payload(session, direction, data, self.runtime.protocols(plugin_state.handle))
+                if self.bypass and not self.runtime.wants_more(plugin_state.handle) \
+                        and not hooks.wants_more(session):
                     self._bypass(session)
             else:
                 self._handle(event)
+        if hooks.wants_packets:
+            session = self.table.last_session
+            if session is not None:
+                hooks.packet(session, frame, timestamp, packet.frame_len, linktype)
 
     def _origin(self, key: FlowKey) -> FlowOrigin | None:
         """The kernel's view of a flow's start: it holds back the handshake of a
@@ -144,14 +138,13 @@ class Pipeline:
     def expire(self, now: float) -> None:
         for event in self.table.expire(now):
             self._handle(event)
-        self._emit_deferred()
+        self._finish_deferred(force=False)
 
     def close(self) -> None:
-        """End every session (shutdown / end of capture) and flush deferred saves."""
+        """End every session (shutdown / end of capture) and finish deferred saves."""
         for event in self.table.close_all():
             self._handle(event)
-        for record in self.runtime.drain_deferred(force=True):
-            self._emit(record)
+        self._finish_deferred(force=True)
 
     def _handle(self, event: SessionStarted | SessionEnded | StateChanged) -> None:
         """Every event but PayloadDelivered, which `feed` handles itself."""
@@ -161,12 +154,11 @@ class Pipeline:
             self._plugin_states[session.id] = self.runtime.state(self.runtime.session_started(session))
             if self._pending_key is not None:
                 self._kernel_keys[session.id] = self._pending_key
-            if self.listener is not None:
-                self.listener.opened(session)
+            self.hooks.session_opened(session)
         elif isinstance(event, SessionEnded):
             self._end(session, event.reason)
-        elif isinstance(event, StateChanged) and self.listener is not None:
-            self.listener.state_changed(session)
+        elif isinstance(event, StateChanged):
+            self.hooks.state_changed(session)
 
     def terminate(self, uid: str) -> bool:
         """End a live session now; a kernel-fed one is bypassed first, so the
@@ -197,19 +189,28 @@ class Pipeline:
                 # The next connection on this 5-tuple starts as a fresh flow.
                 self.kernel.delete_flow(key)
         handle = self._plugin_states.pop(session.id).handle
+        ending = SessionEnding()
+        self.hooks.session_ending(session, ending)
         ours = {"endReason": reason, "sessionId": session.uid}
         if delivered is not None:
             ours["delivered"] = delivered
         record = self.runtime.session_ended(handle, extra={"xdpsensor": ours})
-        if self.listener is not None:
-            self.listener.closed(session, record)
-        if record is not None:
-            self._emit(record)
+        if record is None:  # a plugin holds the save (incref): the record comes out of drain_deferred
+            self._deferred[session.uid] = (session, ending)
+        else:
+            self._finish(session, record, ending)
 
-    def _emit_deferred(self) -> None:
-        for record in self.runtime.drain_deferred():
-            self._emit(record)
+    def _finish_deferred(self, force: bool) -> None:
+        for record in self.runtime.drain_deferred(force=force):
+            session, ending = self._deferred.pop(record["xdpsensor"]["sessionId"])
+            self._finish(session, record, ending)
 
-    def _emit(self, record: dict) -> None:
+    def emit(self, record: dict) -> None:
+        """Hand a record built outside the session table (a kernel-only flow) to the listeners."""
         self.stats.records += 1
-        self.on_record(record)
+        self.hooks.session_finished(FinishedSession(record))
+
+    def _finish(self, session: Session, record: dict, ending: SessionEnding) -> None:
+        self.hooks.record_saving(session, record)
+        self.stats.records += 1
+        self.hooks.session_finished(FinishedSession(record, tuple(ending.frames), tuple(ending.messages)))

@@ -1,6 +1,6 @@
 """The session registry: a ProtoPoke session for every flow, framed and decoded when a binding matches.
 
-It is the pipeline's ``SessionListener``: flows open, deliver reassembled
+It is one of the pipeline's listeners (``sensor.hooks``): flows open, deliver reassembled
 bytes (a UDP datagram at a time) and close; the registry turns that into
 ProtoPoke ``Session`` objects, cuts frames with the binding's framer (one per
 direction; UDP is always one datagram = one frame), decodes them with the
@@ -16,10 +16,9 @@ The decision ends when both directions have delivered their first payload
 (Arkime's classification point) or the held bytes overflow; a protocol claimed
 later by a parser does not bind the session.
 
-Output hand-off: ``closed()`` flushes the framers and keeps the finished
-session's frames and messages for ``finished(uid)``: call it once from the
-pipeline's ``on_record`` with ``record["xdpsensor"]["sessionId"]``. Sessions not
-collected are kept up to ``finished_kept`` (oldest dropped, counted).
+Output hand-off: ``session_ending()`` flushes the framers and puts the
+session's kept frames and messages into the pipeline's ``SessionEnding``, from
+which the pipeline builds the FinishedSession every output receives.
 
 Thread safety: listener calls come from the capture thread, API calls may come
 from any thread; one re-entrant lock serialises them. Sync event handlers run
@@ -46,6 +45,7 @@ from sensor.events import (
 from sensor.flows.session import Session as FlowSession
 from sensor.flows.state import Direction, SessionState
 from sensor.framing import Framer, FramerSpec, RawFramer, reframe
+from sensor.hooks import SessionEnding
 from sensor.models import Frame, ParsedMessage
 from sensor.protocol import DefinitionDecoder
 
@@ -153,7 +153,6 @@ class RegistryStats:
     frames: int = 0
     frames_dropped: int = 0  # cut and published but not kept (max_frames_per_session)
     prebind_overflows: int = 0  # sessions whose undecided bytes outgrew prebind_limit
-    finished_evicted: int = 0  # finished sessions dropped before take_finished
     upstream_failures: int = 0
 
 
@@ -186,20 +185,19 @@ def upstream_failure(flow: FlowSession) -> str | None:
 
 
 class SessionRegistry:
-    """Implements ``pipeline.SessionListener``; queried and steered by ``SensorAPI``."""
+    """A pipeline listener (``sensor.hooks.Listener``); queried and steered by ``SensorAPI``."""
 
     def __init__(self, bindings: Iterable[Binding], bus: EventBus, max_frames_per_session: int = 1000,
-                 sessions_kept: int = 10_000, finished_kept: int = 1024, update_interval: float = 5.0,
+                 sessions_kept: int = 10_000, update_interval: float = 5.0,
                  prebind_limit: int = 32 * 1024) -> None:
         for name, value in (("max_frames_per_session", max_frames_per_session), ("sessions_kept", sessions_kept),
-                            ("finished_kept", finished_kept), ("prebind_limit", prebind_limit)):
+                            ("prebind_limit", prebind_limit)):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
         self.bindings = list(bindings)
         self.bus = bus
         self.max_frames_per_session = max_frames_per_session
         self.sessions_kept = sessions_kept
-        self.finished_kept = finished_kept
         self.update_interval = update_interval  # seconds of packet time between counter-only updates
         self.prebind_limit = prebind_limit
         self.stats = RegistryStats()
@@ -208,10 +206,9 @@ class SessionRegistry:
         self._open_by_uid: dict[str, _Tracked] = {}
         self._sessions: dict[str, Session] = {}  # what the API lists: open + kept closed, insertion order
         self._closed: OrderedDict[str, None] = OrderedDict()
-        self._finished: OrderedDict[str, Session] = OrderedDict()
 
-    # -- SessionListener ---------------------------------------------------------------
-    def opened(self, flow: FlowSession) -> None:
+    # -- pipeline hooks ---------------------------------------------------------------
+    def session_opened(self, flow: FlowSession) -> None:
         with self._lock:
             info = SessionInfo(flow.uid, flow.client_ip, flow.client_port, flow.server_ip, flow.server_port,
                                flow.state, flow.created_at,
@@ -248,8 +245,7 @@ class SessionRegistry:
 
     def state_changed(self, flow: FlowSession) -> None:
         """Announce a state change seen on a packet without payload (a FIN, the handshake's
-        last ACK). Not in the SessionListener protocol yet: without it such changes are
-        announced with the next payload, or folded into the closed event."""
+        last ACK)."""
         tracked = self._open.get(flow.id)
         if tracked is None or tracked.terminated:
             return
@@ -261,7 +257,8 @@ class SessionRegistry:
         tracked = self._open.get(flow.id)
         return tracked is not None and not tracked.terminated and (tracked.framers is not None or tracked.undecided)
 
-    def closed(self, flow: FlowSession, record: dict | None) -> None:
+    def session_ending(self, flow: FlowSession, ending: SessionEnding) -> None:
+        """Finalise the session (unless terminated already) and hand its kept frames and messages over."""
         with self._lock:
             tracked = self._open.pop(flow.id, None)
             if tracked is None:
@@ -269,6 +266,7 @@ class SessionRegistry:
             del self._open_by_uid[flow.uid]
             if not tracked.terminated:
                 self._finalise(tracked, flow.closed_at if flow.closed_at is not None else flow.last_ts)
+            ending.frames, ending.messages = tracked.session.frames, tracked.session.messages
 
     # -- queries -------------------------------------------------------------------------
     def get(self, session_id: str) -> Session | None:
@@ -288,13 +286,6 @@ class SessionRegistry:
                 return binding
         known = ", ".join(repr(b.name) for b in self.bindings) or "none configured"
         raise KeyError(f"no binding named {name!r}; bindings: {known}")
-
-    def finished(self, session_id: str) -> tuple[list[Frame], list[ParsedMessage]]:
-        """A finished session's kept frames and messages for the output writers, handed over
-        once; ([], []) for a session that had none (unbound) or was already collected."""
-        with self._lock:
-            session = self._finished.pop(session_id, None)
-        return ([], []) if session is None else (session.frames, session.messages)
 
     # -- control (SensorAPI) ---------------------------------------------------------------
     def delete(self, session_id: str) -> bool:
@@ -445,7 +436,7 @@ class SessionRegistry:
             self.bus.publish(SessionUpdatedEvent(tracked.session.info, counters[0], counters[1:]))
 
     def _finalise(self, tracked: _Tracked, closed_at: float) -> None:
-        """Flush the framers, mark CLOSED, publish (upstream failure and) closed, hand frames to the outputs."""
+        """Flush the framers, mark CLOSED, publish (upstream failure and) closed."""
         session, flow = tracked.session, tracked.flow
         if tracked.framers is not None:
             for framer in tracked.framers:
@@ -466,8 +457,3 @@ class SessionRegistry:
             self._closed[info.id] = None
             while len(self._closed) > self.sessions_kept:
                 del self._sessions[self._closed.popitem(last=False)[0]]
-        if session.frames:
-            self._finished[info.id] = session
-            while len(self._finished) > self.finished_kept:
-                self._finished.popitem(last=False)
-                self.stats.finished_evicted += 1

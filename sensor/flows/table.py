@@ -180,6 +180,7 @@ class SessionTable:
         self.vlan_in_key = vlan_in_key
         self.evicted = 0
         self.orphan_fragments = 0
+        self.last_session: Session | None = None  # the session of the last packet processed (None: none)
         # Least recently seen first: eviction pops from the front, expiry scans from it.
         self._sessions: OrderedDict[FlowKey, Session] = OrderedDict()
         self._fragments: OrderedDict[_FragmentKey, Session] = OrderedDict()
@@ -213,6 +214,7 @@ class SessionTable:
         data) tuple: making the event object costs more than the rest of a packet's
         accounting, and the pipeline only unpacks it."""
         if packet.frag_offset:
+            self.last_session = None
             self._count_later_fragment(packet)
             return []
         events: list[FlowEvent | RawPayload] = []
@@ -246,6 +248,7 @@ class SessionTable:
             session.last_ts = ts
             if vlan and vlan != session.vlan:
                 session.vlan += tuple(v for v in vlan if v not in session.vlan)
+        self.last_session = session
         direction = 0 if src_port == session.client_port and src_ip == session.client_ip else 1
         session.packets[direction] += 1
         session.bytes[direction] += packet.frame_len

@@ -1,50 +1,92 @@
-"""Session writers and the `-o` choice between them.
+"""Output sinks, the registry of their kinds, and the `-o` choice between them.
 
-Every output takes the finished SPI record of a session, with the frames its
-framer cut and their decoded messages (aligned with the frames, None where not
-decoded); writers that keep only the record ignore the rest.
+A sink receives every FinishedSession (the SPI record, the frames its framer
+cut, their decoded messages) on the output writer's thread (`writer.py`), one
+call at a time. A sink kind is registered once, under the scheme that names it
+in `-o SCHEME:TARGET`, with the file extensions that imply it.
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from sensor.models import Frame, ParsedMessage
+from sensor.hooks import FinishedSession
 from sensor.output.jsonlines import JsonLinesWriter
 from sensor.output.sqlite import SqliteStore
 from sensor.output.sqlite_schema import StoreError
 
-__all__ = ["DEFAULT_DB", "JsonLinesWriter", "Output", "SqliteStore", "StoreError", "open_output", "open_outputs",
-           "parse_output_spec"]
+__all__ = ["DEFAULT_DB", "SINKS", "JsonLinesWriter", "Output", "SinkKind", "SqliteStore", "StoreError", "open_output",
+           "open_outputs", "parse_output_spec", "register_sink"]
 
 DEFAULT_DB = "xdpsensor.db"
 """Where `run` and `read` store sessions when no `-o` is given."""
 
-FORMATS = ("sqlite", "spi")
-EXTENSIONS = {".db": "sqlite", ".sqlite": "sqlite", ".sqlite3": "sqlite", ".jsonl": "spi", ".json": "spi"}
-USAGE = ("write sqlite:PATH (session store), spi:PATH (Arkime SPI JSON lines), - (JSON lines to stdout), "
-         "or a path ending in .db/.sqlite (store) or .jsonl/.json (JSON lines)")
-
 
 class Output(Protocol):
-    """What the pipeline hands each finished session to."""
+    """A sink. Called from one writer thread only; an exception counts the session as failed for this sink."""
 
-    def write(self, record: dict, frames: Sequence[Frame] = (),
-              messages: Sequence[ParsedMessage | None] = ()) -> None: ...
+    def write(self, finished: FinishedSession) -> None: ...
+
+    def flush(self) -> None:
+        """Make everything written so far durable / visible (called when the writer idles and at stop)."""
+
+    def reopen(self) -> None:
+        """Reopen files after log rotation (SIGHUP); a sink without files does nothing."""
 
     def close(self) -> None: ...
 
 
-def open_output(spec: str) -> Output:
-    """Open the output named by `-o`: FORMAT:PATH, `-`, or a path whose extension names the format.
+@dataclass(frozen=True, slots=True)
+class SinkKind:
+    """How `-o SCHEME:TARGET` opens a sink. `check(target)` raises ValueError for a
+    target the sink cannot use, before anything is opened."""
 
-    ValueError for a spec it cannot read; StoreError for a file that is not a usable store."""
-    fmt, path = parse_output_spec(spec)
-    if fmt == "sqlite":
-        return SqliteStore(path)
-    return JsonLinesWriter(path)
+    scheme: str
+    open: Callable[[str], Output]
+    usage: str  # e.g. "sqlite:PATH (session store)"
+    extensions: tuple[str, ...] = ()
+    check: Callable[[str], None] | None = None
+
+
+SINKS: dict[str, SinkKind] = {}
+"""Sink kinds by scheme, in registration order."""
+
+
+def register_sink(kind: SinkKind) -> None:
+    """Make `-o kind.scheme:TARGET` (and paths ending in kind.extensions) open `kind.open(TARGET)`."""
+    if kind.scheme in SINKS:
+        raise ValueError(f"output scheme {kind.scheme!r} is already registered")
+    taken = {ext for other in SINKS.values() for ext in other.extensions}
+    if taken & set(kind.extensions):
+        raise ValueError(f"extensions {sorted(taken & set(kind.extensions))} already name another output kind")
+    SINKS[kind.scheme] = kind
+
+
+def _file_not_stdout(target: str) -> None:
+    if target == "-":
+        raise ValueError("the sqlite output needs a file, not stdout: write sqlite:PATH, e.g. sqlite:xdpsensor.db")
+
+
+register_sink(SinkKind("sqlite", SqliteStore, "sqlite:PATH (session store)", (".db", ".sqlite", ".sqlite3"),
+                       _file_not_stdout))
+register_sink(SinkKind("spi", JsonLinesWriter, "spi:PATH (Arkime SPI JSON lines, - for stdout)", (".jsonl", ".json")))
+
+
+def usage() -> str:
+    kinds = ", ".join(kind.usage for kind in SINKS.values())
+    extensions = ", ".join(f"{'/'.join(kind.extensions)} ({kind.scheme})" for kind in SINKS.values() if kind.extensions)
+    return f"write {kinds}, - (JSON lines to stdout), or a path ending in {extensions}"
+
+
+def open_output(spec: str) -> Output:
+    """Open the output named by `-o`: SCHEME:TARGET, `-`, or a path whose extension names the kind.
+
+    ValueError for a spec it cannot read; the sink's own error (e.g. StoreError) for a target it cannot open."""
+    scheme, target = parse_output_spec(spec)
+    return SINKS[scheme].open(target)
 
 
 def open_outputs(specs: Sequence[str]) -> list[Output]:
@@ -69,20 +111,22 @@ def open_outputs(specs: Sequence[str]) -> list[Output]:
 
 
 def parse_output_spec(spec: str) -> tuple[str, str]:
-    """(format, path) of an `-o` value; ValueError saying what to write instead."""
+    """(scheme, target) of an `-o` value; ValueError saying what to write instead."""
     if spec == "-":
         return "spi", "-"
     head, sep, tail = spec.partition(":")
-    if sep and head in FORMATS:
+    kind = SINKS.get(head) if sep else None
+    if kind is not None:
         if not tail:
-            raise ValueError(f"output {spec!r} has no path after {head}: ({USAGE})")
-        if head == "sqlite" and tail == "-":
-            raise ValueError("the sqlite output needs a file, not stdout: write sqlite:PATH, e.g. sqlite:xdpsensor.db")
+            raise ValueError(f"output {spec!r} has no path after {head}: ({usage()})")
+        if kind.check is not None:
+            kind.check(tail)
         return head, tail
     if sep and head[:1].isalpha() and head.isalnum():
         raise ValueError(f"unknown output format {head!r} in {spec!r} (for a path with a colon write "
-                         f"./{spec}): {USAGE}")
-    fmt = EXTENSIONS.get(Path(spec).suffix.lower())
-    if fmt is None:
-        raise ValueError(f"cannot tell the output format of {spec!r} from its extension: {USAGE}")
-    return fmt, spec
+                         f"./{spec}): {usage()}")
+    suffix = Path(spec).suffix.lower()
+    scheme = next((kind.scheme for kind in SINKS.values() if suffix in kind.extensions), None)
+    if scheme is None:
+        raise ValueError(f"cannot tell the output format of {spec!r} from its extension: {usage()}")
+    return scheme, spec

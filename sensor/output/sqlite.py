@@ -15,6 +15,7 @@ from typing import Any
 
 from sensor.arkime.session import TRANSPORTS
 from sensor.flows.state import Direction, SessionState
+from sensor.hooks import FinishedSession
 from sensor.models import Frame, ParsedMessage, new_id
 from sensor.output.sqlite_schema import StoreError, connect_reader, connect_writer
 
@@ -73,10 +74,10 @@ class SqliteStore:
         self.close()
 
     # -- writing ------------------------------------------------------------------
-    def write(self, record: dict, frames: Sequence[Frame] = (),
-              messages: Sequence[ParsedMessage | None] = ()) -> None:
+    def write(self, finished: FinishedSession) -> None:
         """Store one finished session. Writing a session id again updates its
         summary and appends its frames within the same per-session bound."""
+        record, frames, messages = finished.record, finished.frames, finished.messages
         if messages and len(messages) != len(frames):
             raise ValueError(f"{len(messages)} messages for {len(frames)} frames: messages must align with frames")
         row = session_row(record)
@@ -103,6 +104,11 @@ class SqliteStore:
         if self._conn.in_transaction:
             self._conn.execute("COMMIT")
         self._pending = 0
+
+    flush = commit
+
+    def reopen(self) -> None:
+        """Nothing to do: a store is not rotated like a log (SQLite keeps its file open)."""
 
     def close(self) -> None:
         """Commit what is pending and release the file."""

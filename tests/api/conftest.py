@@ -11,6 +11,7 @@ from sensor.arkime.loader import load_plugins
 from sensor.arkime.runtime import PluginRuntime
 from sensor.capture.pcapfile import read_pcap
 from sensor.flows.table import SessionTable
+from sensor.hooks import FinishedCollector
 from sensor.pipeline import Pipeline
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,8 +23,8 @@ def make_pipeline(listener, plugins: Iterable[Path] = ()) -> tuple[Pipeline, lis
     if files:
         report = load_plugins(runtime, dirs=[], files=files)
         assert not report.errors, report.errors
-    records: list[dict] = []
-    return Pipeline(runtime, SessionTable(), records.append, listener=listener), records
+    collected = FinishedCollector()
+    return Pipeline(runtime, SessionTable(), [listener, collected]), collected.records
 
 
 def replay(pipeline: Pipeline, path: Path, after: Callable[[int], None] | None = None) -> None:

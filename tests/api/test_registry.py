@@ -9,9 +9,13 @@ import asyncio
 
 import pytest
 
+from sensor.arkime.runtime import PluginRuntime
 from sensor.bindings import parse_bindings
 from sensor.events import EventBus
 from sensor.flows.state import Direction, SessionState
+from sensor.flows.table import SessionTable
+from sensor.hooks import FinishedCollector
+from sensor.pipeline import Pipeline
 from sensor.registry import SessionRegistry
 
 C2S, S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
@@ -145,23 +149,22 @@ def test_length_prefixed_stream_split_across_segments(capture, tmp_path, make_pi
     assert closed.databytes == (len(HELLO + SEVEN + ODD), len(FORTY_TWO + PARTIAL))
 
 
-def test_finished_sessions_are_handed_to_the_outputs_once(capture, tmp_path, make_pipeline, replay):
+def test_finished_sessions_carry_their_frames_and_messages(capture, tmp_path, replay):
     registry = registry_with([LP_BINDING])
-    taken = {}
-    pipeline, records = make_pipeline(registry)
-    pipeline.on_record = lambda record: taken.setdefault(
-        record["xdpsensor"]["sessionId"], registry.finished(record["xdpsensor"]["sessionId"]))
+    collected = FinishedCollector()
+    pipeline = Pipeline(PluginRuntime(), SessionTable(), [registry, collected])
     lp_capture(capture)
     capture.tcp(("10.0.0.1", 40001), ("10.0.0.2", 80)).handshake().send("c", b"GET /\r\n").close()
     replay(pipeline, capture.write(tmp_path / "two.pcap"))
     pipeline.close()
     lp, http = registry.all_sessions()
-    frames, messages = taken[lp.id]
-    assert frames is lp.frames and messages is lp.messages
+    taken = {finished.session_id: finished for finished in collected.finished}
+    assert len(collected.finished) == len(taken) == 2  # each session finished once
+    frames, messages = taken[lp.id].frames, taken[lp.id].messages
+    assert frames == tuple(lp.frames) and messages == tuple(lp.messages)
     assert [f.raw_bytes for f in frames] == [HELLO, SEVEN, ODD, FORTY_TWO, PARTIAL]
     assert [m.message_type for m in messages] == ["Greeting", "Counter", "<unknown>", "Counter", "Greeting"]
-    assert taken[http.id] == ([], [])  # unbound: nothing to hand over
-    assert registry.finished(lp.id) == ([], [])  # handed over once
+    assert (taken[http.id].frames, taken[http.id].messages) == ((), ())  # unbound: nothing to hand over
 
 
 def test_udp_datagrams_are_frames_whatever_the_framer(capture, tmp_path, make_pipeline, replay):

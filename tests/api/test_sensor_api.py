@@ -6,10 +6,14 @@ import textwrap
 import pytest
 
 from sensor.api import SensorAPI
+from sensor.arkime.runtime import PluginRuntime
 from sensor.bindings import parse_bindings
 from sensor.events import EventBus
 from sensor.flows.state import Direction, SessionState
+from sensor.flows.table import SessionTable
 from sensor.framing import FramerConfigError
+from sensor.hooks import FinishedCollector
+from sensor.pipeline import Pipeline
 from sensor.registry import SessionRegistry
 
 C2S, S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
@@ -179,10 +183,8 @@ def test_terminate_and_delete(registry, capture, tmp_path, make_pipeline, replay
         assert api.delete_session(second.id) is True
         assert api.delete_session(second.id) is False
 
-    taken = {}
-    pipeline, _ = make_pipeline(registry)
-    pipeline.on_record = lambda r: taken.setdefault(r["xdpsensor"]["sessionId"],
-                                                    registry.finished(r["xdpsensor"]["sessionId"]))
+    collected = FinishedCollector()
+    pipeline = Pipeline(PluginRuntime(), SessionTable(), [registry, collected])
     replay(pipeline, capture.write(tmp_path / "term.pcap"), after=act)
     pipeline.close()
     assert asked == [ids["first"], ids["first"]]
@@ -190,7 +192,8 @@ def test_terminate_and_delete(registry, capture, tmp_path, make_pipeline, replay
     assert [f.raw_bytes for f in first.frames] == [HELLO]  # bytes after the terminate are ignored
     assert [e.session.id for e in closed_events] == [ids["first"], ids["second"]]  # closed once each
     assert api.get_session(ids["second"]) is None  # deleted, yet still captured to the end
-    assert [f.raw_bytes for f in taken[ids["second"]][0]] == [HELLO, HELLO]
+    taken = {finished.session_id: finished for finished in collected.finished}
+    assert [f.raw_bytes for f in taken[ids["second"]].frames] == [HELLO, HELLO]
     assert [s.id for s in api.list_sessions()] == [ids["first"]]
 
 

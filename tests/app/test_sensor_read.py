@@ -51,12 +51,14 @@ class Collect:
         self.records: list[dict] = []
         self.frames: dict[str, list] = {}
 
-    def write(self, record, frames=(), messages=()) -> None:
-        self.records.append(record)
-        self.frames[record["xdpsensor"]["sessionId"]] = list(zip(frames, messages))
+    def write(self, finished) -> None:
+        self.records.append(finished.record)
+        self.frames[finished.session_id] = list(zip(finished.frames, finished.messages))
 
-    def close(self) -> None:
+    def flush(self) -> None:
         pass
+
+    reopen = close = flush
 
 
 def test_read_frames_and_decodes_a_bound_session(pcap):

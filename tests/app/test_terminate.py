@@ -10,6 +10,7 @@ from sensor.capture.pcapfile import read_pcap
 from sensor.events import EventBus
 from sensor.flows.state import SessionState
 from sensor.flows.table import SessionTable
+from sensor.hooks import FinishedCollector
 from sensor.pipeline import Pipeline
 from sensor.registry import SessionRegistry
 
@@ -20,8 +21,9 @@ def test_terminate_ends_a_live_session_with_its_reason(tmp_path):
         .send("c", b"after the end")
     frames = list(read_pcap(capture.write(tmp_path / "t.pcap")))
     registry = SessionRegistry([], EventBus())
-    records: list[dict] = []
-    pipeline = Pipeline(PluginRuntime(), SessionTable(), records.append, listener=registry)
+    collected = FinishedCollector()
+    records = collected.records
+    pipeline = Pipeline(PluginRuntime(), SessionTable(), [registry, collected])
     api = SensorAPI(registry, terminate=pipeline.terminate)
     for rec in frames[:5]:  # handshake, "first", "reply"
         pipeline.feed(rec.data, rec.timestamp)

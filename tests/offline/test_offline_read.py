@@ -17,6 +17,7 @@ from scapy.packet import Raw
 from sensor.arkime.runtime import PluginRuntime
 from sensor.capture.pcapfile import read_pcap
 from sensor.flows.table import SessionTable
+from sensor.hooks import FinishedCollector
 from sensor.kernel.contract import IPPROTO_UDP, Stat, make_key
 from sensor.kernel.program import ProgramOptions, SensorProgram
 from sensor.kernel.rules import RuleSet
@@ -160,8 +161,9 @@ def test_bypass_offline_keeps_whole_flow_counts(pcaps):
     its later frames never reach userspace, the counts still cover them."""
     table = python_filter("tcp:80")
     capture_filter = CaptureFilter(table)
-    records: list[dict] = []
-    pipeline = Pipeline(PluginRuntime(), SessionTable(), records.append, kernel=capture_filter, bypass=True)
+    collected = FinishedCollector()
+    records = collected.records
+    pipeline = Pipeline(PluginRuntime(), SessionTable(), [collected], kernel=capture_filter, bypass=True)
     summary = replay([pcaps / "http-301-get.pcap"], pipeline, capture_filter)
     assert pipeline.stats.bypassed == 1
     assert summary.delivered < summary.frames
@@ -174,7 +176,7 @@ def test_replay_reports_progress_through_the_files(pcaps):
     files = [pcaps / "dns-udp.pcap", pcaps / "http-301-get.pcap"]
     total = sum(f.stat().st_size for f in files)
     seen: list[tuple[int, int]] = []
-    pipeline = Pipeline(PluginRuntime(), SessionTable(), lambda r: None)
+    pipeline = Pipeline(PluginRuntime(), SessionTable())
     summary = replay(files, pipeline, None, on_progress=lambda done, all_: seen.append((done, all_)))
     assert seen[-1] == (total, total)
     assert all(all_ == total for _, all_ in seen)
@@ -186,8 +188,9 @@ def test_replay_takes_the_table_the_pipeline_was_built_with(pcaps):
     """The composition root builds Pipeline(kernel=table) and replays with
     that table: the pipeline then reads counts through the capture view."""
     table = python_filter("tcp:5555")
-    records: list[dict] = []
-    pipeline = Pipeline(PluginRuntime(), SessionTable(), records.append, kernel=table)
+    collected = FinishedCollector()
+    records = collected.records
+    pipeline = Pipeline(PluginRuntime(), SessionTable(), [collected], kernel=table)
     summary = replay([pcaps / "adb.pcap"], pipeline, table)
     assert isinstance(pipeline.kernel, CaptureFilter) and pipeline.kernel.table is table
     assert [core(r) for r in records] == arkime(pcaps, "adb")
@@ -197,7 +200,7 @@ def test_replay_takes_the_table_the_pipeline_was_built_with(pcaps):
 
 def test_replay_refuses_a_pipeline_without_the_filter():
     capture_filter = CaptureFilter(python_filter("tcp:80"))
-    pipeline = Pipeline(PluginRuntime(), SessionTable(), lambda r: None)
+    pipeline = Pipeline(PluginRuntime(), SessionTable())
     with pytest.raises(ValueError, match="kernel=frame_filter"):
         replay([], pipeline, capture_filter)
 

@@ -1,8 +1,11 @@
 """Inputs built for the output tests: hand-made SPI records, a tiny protocol, frames and their messages."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sensor.flows.state import Direction
-from sensor.models import Frame
+from sensor.hooks import FinishedSession
+from sensor.models import Frame, ParsedMessage
 from sensor.protocol import DefinitionDecoder, load_definition_dict
 
 C2S, S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
@@ -45,3 +48,8 @@ def greeting_exchange(session_id: str) -> tuple[list[Frame], list]:
     frames = [Frame.create(session_id, C2S, HELLO, 0), Frame.create(session_id, S2C, ACK, 0)]
     decoder = DefinitionDecoder(load_definition_dict(GREETING))
     return frames, [decoder.decode(frame) for frame in frames]
+
+
+def finished(record: dict, frames: Iterable[Frame] = (), messages: Iterable[ParsedMessage | None] = ()) -> FinishedSession:
+    """What the pipeline hands a sink: the record with its frames and messages."""
+    return FinishedSession(record, tuple(frames), tuple(messages))

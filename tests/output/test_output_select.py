@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from output_inputs import greeting_exchange, spi_record
+from output_inputs import finished, greeting_exchange, spi_record
 
 from sensor.output import DEFAULT_DB, StoreError, open_output, parse_output_spec
 from sensor.output.jsonlines import JsonLinesWriter
@@ -51,7 +51,7 @@ def test_sqlite_output_is_a_store(tmp_path):
     frames, messages = greeting_exchange(SID)
     output = open_output(str(path))
     assert isinstance(output, SqliteStore)
-    output.write(spi_record(SID), frames, messages)
+    output.write(finished(spi_record(SID), frames, messages))
     output.close()
     with SqliteStore(path, readonly=True) as store:
         assert store.get_session(SID)["frame_count"] == 2
@@ -63,8 +63,8 @@ def test_spi_output_writes_one_line_per_record_and_ignores_frames(tmp_path):
     frames, messages = greeting_exchange(SID)
     output = open_output(f"spi:{path}")
     assert isinstance(output, JsonLinesWriter)
-    output.write(spi_record(SID), frames, messages)
-    output.write(spi_record(SID, packets=6))
+    output.write(finished(spi_record(SID), frames, messages))
+    output.write(finished(spi_record(SID, packets=6)))
     output.close()
     lines = path.read_text().splitlines()
     assert [json.loads(line) for line in lines] == [spi_record(SID), spi_record(SID, packets=6)]
@@ -72,7 +72,7 @@ def test_spi_output_writes_one_line_per_record_and_ignores_frames(tmp_path):
 
 def test_dash_is_stdout(capsys):
     output = open_output("-")
-    output.write(spi_record(SID))
+    output.write(finished(spi_record(SID)))
     output.close()
     assert json.loads(capsys.readouterr().out) == spi_record(SID)
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 from click.testing import CliRunner
-from output_inputs import C2S, HELLO, S2C, greeting_exchange, spi_record
+from output_inputs import C2S, HELLO, S2C, finished, greeting_exchange, spi_record
 
 from sensor.models import Frame
 from sensor.output.sqlite import SqliteStore
@@ -24,10 +24,10 @@ def db(tmp_path, redis_record):
     path = tmp_path / "s.db"
     sid = redis_record["xdpsensor"]["sessionId"]
     with SqliteStore(path) as store:
-        store.write(redis_record, *greeting_exchange(sid))
-        store.write(spi_record(RAW_ONLY, first_ms=1_500_000_000_000, sport=7000),
-                    [Frame.create(RAW_ONLY, C2S, HELLO, 0), Frame.create(RAW_ONLY, S2C, BINARY, 0)])
-        store.write(spi_record(TWIN_A, first_ms=1_400_000_000_000, protocols=("udp",), ip_protocol=17))
+        store.write(finished(redis_record, *greeting_exchange(sid)))
+        store.write(finished(spi_record(RAW_ONLY, first_ms=1_500_000_000_000, sport=7000),
+                    [Frame.create(RAW_ONLY, C2S, HELLO, 0), Frame.create(RAW_ONLY, S2C, BINARY, 0)]))
+        store.write(finished(spi_record(TWIN_A, first_ms=1_400_000_000_000, protocols=("udp",), ip_protocol=17)))
     return path
 
 
@@ -194,8 +194,8 @@ def test_list_while_a_writer_holds_an_open_batch(tmp_path):
     writer = SqliteStore(path, batch_size=3)
     try:
         for sid in committed:
-            writer.write(spi_record(sid))
-        writer.write(spi_record("ffffffff-0000-4000-8000-000000000000"))  # open batch, write lock held
+            writer.write(finished(spi_record(sid)))
+        writer.write(finished(spi_record("ffffffff-0000-4000-8000-000000000000")))  # open batch, write lock held
         result = run("list", "--db", str(path), "--json")
         assert result.exit_code == 0, result.stderr
         assert sorted(s["id"] for s in json.loads(result.output)) == committed

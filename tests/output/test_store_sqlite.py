@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from output_inputs import ACK, C2S, HELLO, S2C, greeting_exchange, spi_record
+from output_inputs import ACK, C2S, HELLO, S2C, finished, greeting_exchange, spi_record
 
 from sensor.models import Frame
 from sensor.output.sqlite import AmbiguousSessionId, SqliteStore
@@ -27,7 +27,7 @@ def reader(path: Path) -> SqliteStore:
 def test_real_record_round_trip_matches_arkime_expectation(tmp_path, shared_testdata, http_record):
     db = tmp_path / "s.db"
     with SqliteStore(db) as store:
-        store.write(http_record)
+        store.write(finished(http_record))
     expected = json.loads((shared_testdata / "arkime-pcap" / "http-301-get.test").read_text())["sessions3"][0]["body"]
     sid = http_record["xdpsensor"]["sessionId"]
     with reader(db) as store:
@@ -50,7 +50,7 @@ def test_real_record_round_trip_matches_arkime_expectation(tmp_path, shared_test
 def test_protopoke_session_keys(tmp_path):
     db = tmp_path / "s.db"
     with SqliteStore(db) as store:
-        store.write(spi_record("11111111-0000-4000-8000-000000000000"))
+        store.write(finished(spi_record("11111111-0000-4000-8000-000000000000")))
     with reader(db) as store:
         got = store.get_session("11111111-0000-4000-8000-000000000000")
     # SessionInfo.to_dict keys (ProtoPoke spec section 1), plus the store's own.
@@ -65,7 +65,7 @@ def test_built_session_with_frames_and_messages(tmp_path, redis_record):
     sid = redis_record["xdpsensor"]["sessionId"]
     frames, messages = greeting_exchange(sid)
     with SqliteStore(db) as store:
-        store.write(redis_record, frames, messages)
+        store.write(finished(redis_record, frames, messages))
     with reader(db) as store:
         assert store.get_session(sid)["protocols"] == ["tcp", "redis"]
         stored = store.get_frames(sid)
@@ -90,7 +90,7 @@ def test_load_frames_rebuilds_frames(tmp_path):
     frames = [Frame.create(sid, C2S, b"\x00\xffbinary", 0, "length_prefix")]
     db = tmp_path / "s.db"
     with SqliteStore(db) as store:
-        store.write(spi_record(sid), frames)
+        store.write(finished(spi_record(sid), frames))
     with reader(db) as store:
         (back,) = store.load_frames(sid)
     assert back == frames[0]
@@ -103,7 +103,7 @@ def test_frames_bounded_per_session_and_counted(tmp_path):
     messages = [hello, None, ack, hello, ack]
     db = tmp_path / "s.db"
     with SqliteStore(db, max_frames_per_session=3) as store:
-        store.write(spi_record(sid), frames, messages)
+        store.write(finished(spi_record(sid), frames, messages))
         assert (store.frames_written, store.frames_dropped) == (3, 2)
     with reader(db) as store:
         session = store.get_session(sid)
@@ -118,8 +118,8 @@ def test_same_session_written_again_updates_and_appends_within_bound(tmp_path):
     sid = str(uuid.uuid4())
     db = tmp_path / "s.db"
     with SqliteStore(db, max_frames_per_session=3) as store:
-        store.write(spi_record(sid, packets=4), [Frame.create(sid, C2S, b"a", 0), Frame.create(sid, C2S, b"b", 1)])
-        store.write(spi_record(sid, packets=10), [Frame.create(sid, C2S, b"c", 2), Frame.create(sid, C2S, b"d", 3)])
+        store.write(finished(spi_record(sid, packets=4), [Frame.create(sid, C2S, b"a", 0), Frame.create(sid, C2S, b"b", 1)]))
+        store.write(finished(spi_record(sid, packets=10), [Frame.create(sid, C2S, b"c", 2), Frame.create(sid, C2S, b"d", 3)]))
     with reader(db) as store:
         session = store.get_session(sid)
         assert [f["raw_bytes"] for f in store.get_frames(sid)] == [b"a".hex(), b"b".hex(), b"c".hex()]
@@ -132,7 +132,7 @@ def test_misaligned_messages_rejected(tmp_path):
     frames, messages = greeting_exchange(sid)
     with SqliteStore(tmp_path / "s.db") as store:
         with pytest.raises(ValueError, match="2 messages for 3 frames"):
-            store.write(spi_record(sid), frames[:1] + frames, messages)
+            store.write(finished(spi_record(sid), frames[:1] + frames, messages))
 
 
 def test_failed_session_leaves_the_rest_of_its_batch(tmp_path):
@@ -141,10 +141,10 @@ def test_failed_session_leaves_the_rest_of_its_batch(tmp_path):
     broken = Frame(str(uuid.uuid4()), bad, "client_to_server", b"x", 0.0, 0)  # a str, not a Direction
     db = tmp_path / "s.db"
     with SqliteStore(db, batch_size=3) as store:
-        store.write(spi_record(good[0]))
+        store.write(finished(spi_record(good[0])))
         with pytest.raises(KeyError):
-            store.write(spi_record(bad), [broken])  # fails after its session row was inserted
-        store.write(spi_record(good[1]))
+            store.write(finished(spi_record(bad), [broken]))  # fails after its session row was inserted
+        store.write(finished(spi_record(good[1])))
     with reader(db) as store:
         assert sorted(s["id"] for s in store.list_sessions()) == sorted(good)
         assert store.get_frames(bad) == []
@@ -155,7 +155,7 @@ def test_record_without_session_id_or_ports(tmp_path):
     del record["xdpsensor"]
     db = tmp_path / "s.db"
     with SqliteStore(db) as store:
-        store.write(record)
+        store.write(finished(record))
     with reader(db) as store:
         (got,) = store.list_sessions()
     assert uuid.UUID(got["id"]).version == 4
@@ -168,9 +168,9 @@ def test_wal_reader_sees_committed_batches_while_writer_holds_one_open(tmp_path)
     writer = SqliteStore(db, batch_size=4)
     first = [str(uuid.uuid4()) for _ in range(4)]
     for sid in first:
-        writer.write(spi_record(sid))  # the 4th write commits the batch
+        writer.write(finished(spi_record(sid)))  # the 4th write commits the batch
     for _ in range(3):
-        writer.write(spi_record(str(uuid.uuid4())))  # an open batch, write lock held
+        writer.write(finished(spi_record(str(uuid.uuid4()))))  # an open batch, write lock held
     raw = sqlite3.connect(db)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     raw.close()
@@ -185,11 +185,11 @@ def test_killed_writer_loses_only_the_open_batch(tmp_path):
     script = textwrap.dedent(f"""
         import os, signal, sys, uuid
         sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from output_inputs import spi_record
+        from output_inputs import finished, spi_record
         from sensor.output.sqlite import SqliteStore
         store = SqliteStore({str(db)!r}, batch_size=5)
         for _ in range(12):
-            store.write(spi_record(str(uuid.uuid4())))
+            store.write(finished(spi_record(str(uuid.uuid4()))))
         os.kill(os.getpid(), signal.SIGKILL)
     """)
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
@@ -197,7 +197,7 @@ def test_killed_writer_loses_only_the_open_batch(tmp_path):
     with reader(db) as store:
         assert len(store.list_sessions(limit=None)) == 10  # two committed batches of 5; 2 lost
     with SqliteStore(db) as store:  # and the file is still a writable store
-        store.write(spi_record(str(uuid.uuid4())))
+        store.write(finished(spi_record(str(uuid.uuid4()))))
 
 
 def test_other_schema_version_refused(tmp_path):
@@ -249,7 +249,7 @@ def filtered(tmp_path):
     }
     with SqliteStore(db) as store:
         for record in records.values():
-            store.write(record)
+            store.write(finished(record))
     with reader(db) as store:
         yield store
 
@@ -293,7 +293,7 @@ def test_prefix_ids(tmp_path):
     db = tmp_path / "s.db"
     with SqliteStore(db) as store:
         for sid in ids:
-            store.write(spi_record(sid))
+            store.write(finished(spi_record(sid)))
     with reader(db) as store:
         assert store.resolve_session_id("abcd1") == ids[0]
         assert store.resolve_session_id("ABCE") == ids[2]

@@ -1,0 +1,179 @@
+"""The output writer: a pipeline listener that hands finished sessions to the sinks off the capture thread.
+
+Each sink has its own bounded queue and thread, so a slow sink delays only
+itself and a failing one fails only itself. A sink is flushed whenever its
+queue runs empty and at least every FLUSH_EVERY seconds while busy, so a
+batching sink holds a session only while more are waiting. When a sink's queue is full the
+session is dropped for that sink (live capture must not wait) or, with
+`block_when_full` (reading files, where waiting loses nothing), the pipeline
+waits. Every session a sink did not get is counted: `dropped` (queue full or
+left queued at a timed-out close) and `failed` (its `write` raised).
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sensor.hooks import FinishedSession
+from sensor.output import Output
+
+log = logging.getLogger(__name__)
+
+DEFAULT_QUEUE = 1024  # finished sessions waiting per sink
+FLUSH_EVERY = 1.0     # a busy sink is flushed at least this often (seconds)
+
+
+@dataclass(slots=True)
+class SinkStats:
+    """What happened to the sessions offered to one sink."""
+
+    name: str
+    written: int = 0
+    dropped: int = 0   # never reached the sink: its queue was full (or still held at a timed-out close)
+    failed: int = 0    # the sink's write raised
+    errors: int = 0    # its flush / reopen / close raised
+
+    @property
+    def lost(self) -> int:
+        return self.dropped + self.failed
+
+
+class _Control:
+    """A request run on the sink's thread between writes; `done` is set when it ran."""
+
+    __slots__ = ("op", "done")
+
+    def __init__(self, op: str) -> None:
+        self.op = op
+        self.done = threading.Event()
+
+
+class _SinkThread:
+    def __init__(self, name: str, sink: Output, capacity: int) -> None:
+        self.sink = sink
+        self.stats = SinkStats(name)
+        self.queue: queue.Queue[FinishedSession | _Control] = queue.Queue(capacity)
+        self.thread = threading.Thread(target=self._run, name=f"xdpsensor-output-{name}", daemon=True)
+
+    def offer(self, finished: FinishedSession, block: bool) -> None:
+        try:
+            self.queue.put(finished, block=block)
+        except queue.Full:
+            self.stats.dropped += 1
+
+    def request(self, op: str, deadline: float | None) -> _Control | None:
+        """Queue `op` behind what is queued; None if there was no room before the deadline."""
+        control = _Control(op)
+        try:
+            self.queue.put(control, timeout=_left(deadline))
+        except queue.Full:
+            return None
+        return control
+
+    def _run(self) -> None:
+        flushed = time.monotonic()
+        while True:
+            item = self.queue.get()
+            if isinstance(item, FinishedSession):
+                self._write(item)
+                if self.queue.empty() or time.monotonic() - flushed >= FLUSH_EVERY:
+                    self._call("flush")
+                    flushed = time.monotonic()
+                continue
+            self._call(item.op)
+            item.done.set()
+            if item.op == "close":
+                return
+
+    def _write(self, finished: FinishedSession) -> None:
+        try:
+            self.sink.write(finished)
+            self.stats.written += 1
+        except Exception as exc:
+            self.stats.failed += 1
+            if self.stats.failed == 1:
+                log.exception("output %s failed to write session %s (further failures are only counted): %s",
+                              self.stats.name, finished.session_id, exc)
+
+    def _call(self, op: str) -> None:
+        try:
+            getattr(self.sink, op)()
+        except Exception as exc:
+            self.stats.errors += 1
+            log.exception("output %s: %s failed: %s", self.stats.name, op, exc)
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+class OutputWriter:
+    """A pipeline listener: queues each FinishedSession for every sink.
+
+    `names` label the sinks in stats and logs (default: their class names).
+    The threads start with the first request; `close()` writes what is queued,
+    closes the sinks, and must be called once at the end."""
+
+    def __init__(self, sinks: Sequence[Output], names: Sequence[str] | None = None,
+                 capacity: int = DEFAULT_QUEUE, block_when_full: bool = False) -> None:
+        if capacity < 1:
+            raise ValueError(f"the output queue needs room for at least 1 session, got {capacity}")
+        if names is None:
+            names = [f"{i}:{type(sink).__name__}" for i, sink in enumerate(sinks)]
+        if len(names) != len(sinks):
+            raise ValueError(f"{len(names)} names for {len(sinks)} outputs")
+        self.block_when_full = block_when_full
+        self._sinks = [_SinkThread(name, sink, capacity) for name, sink in zip(names, sinks)]
+        self._state = "new"  # -> "running" -> "closed"
+
+    def session_finished(self, finished: FinishedSession) -> None:
+        if self._state != "running":
+            self._start()
+        for sink in self._sinks:
+            sink.offer(finished, self.block_when_full)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every session queued so far is written and each sink flushed.
+        False if some sink did not get there within `timeout` seconds."""
+        return self._everywhere("flush", timeout, wait=True)
+
+    def reopen(self) -> None:
+        """Have each sink reopen its files (log rotation) once what is queued before is written.
+        Returns at once unless a sink's queue is full."""
+        self._everywhere("reopen", None, wait=False)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Write everything queued, then close the sinks. A sink still busy after
+        `timeout` seconds is left behind and what it still holds counted as dropped."""
+        if self._state == "closed":
+            return True
+        done = self._everywhere("close", timeout, wait=True)
+        self._state = "closed"
+        for sink in self._sinks:
+            sink.stats.dropped += sink.queue.qsize()
+        return done
+
+    def stats(self) -> list[SinkStats]:
+        """A snapshot of each sink's counters, in sink order."""
+        return [SinkStats(s.stats.name, s.stats.written, s.stats.dropped, s.stats.failed, s.stats.errors)
+                for s in self._sinks]
+
+    def _start(self) -> None:
+        if self._state == "closed":
+            raise RuntimeError("this output writer is closed")
+        for sink in self._sinks:
+            sink.thread.start()
+        self._state = "running"
+
+    def _everywhere(self, op: str, timeout: float | None, wait: bool) -> bool:
+        if self._state != "running":
+            self._start()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        requests = [sink.request(op, deadline) for sink in self._sinks]
+        if not wait:
+            return True
+        return all([control is not None and control.done.wait(_left(deadline)) for control in requests])
