@@ -172,4 +172,54 @@ struct sensor_record {
     struct flow_key key;
 };
 
+/* The header walk (bpf/parse.h): its depths, results and tunnel bits. The
+ * Python side (sensor/walk.py, sensor/packet.py) uses the same names through
+ * sensor/kernel/contract.py; tests/kernel/test_contract.py checks the values. */
+#define SENSOR_WALK_STEPS 8         /* headers walked per frame: Ethernet, MPLS, PPPoE, PPP, ERSPAN, IP (+ GRE or UDP tunnel) */
+#define SENSOR_VLAN_MAX 2           /* VLAN tags per Ethernet header */
+#define SENSOR_MPLS_MAX 8           /* labels in one MPLS stack */
+#define SENSOR_GTP_EXT_MAX 4        /* GTP-U extension headers */
+#define SENSOR_WALK_OFFSET_MAX 2048 /* a tunnel whose inner header starts further in is not taken apart (Arkime: corrupt) */
+
+enum walk_result {
+    WALK_FLOW = 0,          /* the innermost IP header and where its L4 starts */
+    WALK_LATER_FRAGMENT,    /* a non-first IP fragment: no L4 header */
+    WALK_TRUNCATED,         /* a header ran past the end of the frame */
+    WALK_NOT_IP,            /* no IP packet inside (ARP, LLDP, an unknown encapsulation, ...) */
+    WALK_EXT_LIMIT,         /* more than SENSOR_IPV6_EXT_MAX IPv6 extension headers */
+    WALK_DEPTH_LIMIT,       /* more than SENSOR_WALK_STEPS headers */
+};
+
+/* Encapsulations a packet came out of, named as Arkime's `protocol` list. */
+enum sensor_tunnel {
+    TUNNEL_NONE = 0,
+    TUNNEL_GRE = 1,
+    TUNNEL_PPPOE = 2,
+    TUNNEL_PPP = 4,
+    TUNNEL_MPLS = 8,
+    TUNNEL_GTP = 16,
+    TUNNEL_VXLAN = 32,
+    TUNNEL_VXLAN_GPE = 64,
+    TUNNEL_GENEVE = 128,
+};
+
+/* What a UDP destination port carries, in the `udp_tunnels` array (index: host-order port). */
+enum udp_tunnel {
+    UDP_TUNNEL_NONE = 0,
+    UDP_TUNNEL_VXLAN = 1,
+    UDP_TUNNEL_VXLAN_GPE = 2,
+    UDP_TUNNEL_GENEVE = 3,
+    UDP_TUNNEL_GTP = 4,
+};
+
+/* TCP header flag bits (byte 13), and AE (byte 12, bit 0). */
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
+#define TCP_FLAG_PSH 0x08
+#define TCP_FLAG_ACK 0x10
+#define TCP_FLAG_URG 0x20
+#define TCP_FLAG_ECE 0x40
+#define TCP_FLAG_CWR 0x80
+
 #endif

@@ -8,6 +8,12 @@ Contract:
   and SCTP carry ports; other protocols (ICMP, GRE, ...) and non-first IP
   fragments have ports 0 and `payload` holds the bytes after the IP headers
   (for ICMP: the whole ICMP message, type and code first).
+- Tunnels are taken apart as the XDP program's header walk does (bpf/parse.h,
+  sensor/walk.py, the same step functions): GRE (keyed, PPP-in-GRE, ERSPAN
+  I/II/III), VXLAN, VXLAN-GPE, Geneve and GTP-U on their UDP ports, MPLS,
+  PPPoE, IP-in-IP and IPv6-in-IPv4, at most WALK_STEPS headers deep. The
+  `Packet` is the innermost IP packet; `outer` says what it came out of
+  (Arkime's outer fields). A fragment is never decapsulated.
 - Anything that is not IP, or whose headers are cut short or malformed (a UDP
   length below 8 included, unless both IP and UDP lengths are 0: TSO/GRO),
   raises a `PacketError` subclass; the caller counts it by type and goes on.
@@ -20,7 +26,15 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+from sensor.kernel.contract import MPLS_MAX, VLAN_MAX, WALK_OFFSET_MAX, WALK_STEPS, TcpFlag, Tunnel
+from sensor.walk import (
+    DEFAULT_UDP_TUNNELS, ETHERTYPE_ERSPAN, ETHERTYPE_ERSPAN3, ETHERTYPE_MPLS, ETHERTYPE_PPP, ETHERTYPE_PPPOE,
+    ETHERTYPE_TEB, IPPROTO_GRE, IPPROTO_IPIP, IPPROTO_IPV6, UDP_TUNNEL_BITS, erspan_step, gre_step, mpls_step,
+    ppp_step, pppoe_step, udp_tunnel_step,
+)
 
 LINKTYPE_NULL = 0
 LINKTYPE_LOOP = 108  # OpenBSD loopback: LINKTYPE_NULL with the family in network order
@@ -38,7 +52,7 @@ LINKTYPE_NFLOG = 239
 ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_IPV6 = 0x86DD
 _VLAN_ETHERTYPES = (0x8100, 0x88A8)
-MAX_VLAN_TAGS = 2
+MAX_VLAN_TAGS = VLAN_MAX
 
 IPPROTO_ICMP = 1
 IPPROTO_TCP = 6
@@ -52,16 +66,17 @@ MAX_IPV6_EXTENSION_HEADERS = 8
 _IPV6_HOP_BY_HOP, _IPV6_ROUTING, _IPV6_FRAGMENT, _IPV6_AH, _IPV6_DEST_OPTS = 0, 43, 44, 51, 60
 _IPV6_SIMPLE_EXTENSIONS = frozenset((_IPV6_HOP_BY_HOP, _IPV6_ROUTING, _IPV6_DEST_OPTS))
 
-# TCP flag bits as found in `Packet.tcp_flags` (AE, formerly NS, is bit 8).
-TCP_FIN = 0x01
-TCP_SYN = 0x02
-TCP_RST = 0x04
-TCP_PSH = 0x08
-TCP_ACK = 0x10
-TCP_URG = 0x20
-TCP_ECE = 0x40
-TCP_CWR = 0x80
-TCP_AE = 0x100
+# TCP flag bits as found in `Packet.tcp_flags` (AE, formerly NS, is bit 8): the
+# names of bpf/sensor.h, as plain ints (IntFlag arithmetic is slow on the hot path).
+TCP_FIN = int(TcpFlag.FIN)
+TCP_SYN = int(TcpFlag.SYN)
+TCP_RST = int(TcpFlag.RST)
+TCP_PSH = int(TcpFlag.PSH)
+TCP_ACK = int(TcpFlag.ACK)
+TCP_URG = int(TcpFlag.URG)
+TCP_ECE = int(TcpFlag.ECE)
+TCP_CWR = int(TcpFlag.CWR)
+TCP_AE = int(TcpFlag.AE)
 
 # Address families seen in the 4-byte header of LINKTYPE_NULL (host byte order
 # of the capturing machine): AF_INET is 2 everywhere, AF_INET6 differs by OS.
@@ -133,6 +148,60 @@ class ExtensionHeaderLimit(PacketError):
     """An IPv6 packet has more extension headers than MAX_IPV6_EXTENSION_HEADERS."""
 
 
+class DepthLimit(PacketError):
+    """More than WALK_STEPS headers (Ethernet, MPLS, PPPoE, PPP, ERSPAN, IP) before the innermost packet."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outer:
+    """What a tunnelled packet came out of, as Arkime records it: the tunnels'
+    bits, the IP and Ethernet headers just outside the innermost ones ("" when
+    there is none), the VXLAN/Geneve network id (0 when none)."""
+
+    tunnels: int = 0
+    src_ip: str = ""
+    dst_ip: str = ""
+    src_mac: str = ""
+    dst_mac: str = ""
+    vni: int = 0
+
+
+class _Layers:
+    """The walk so far, on the general path: headers taken, VLAN ids, tunnels,
+    and the IP and Ethernet headers met (for the outer fields)."""
+
+    __slots__ = ("vlan", "steps", "tunnels", "vni", "ips", "macs", "udp_tunnels")
+
+    def __init__(self, steps: int = 0, udp_tunnels: Mapping[int, int] = DEFAULT_UDP_TUNNELS) -> None:
+        self.vlan: tuple[int, ...] = ()
+        self.steps = steps
+        self.tunnels = 0
+        self.vni = 0
+        self.ips: list[tuple[str, str]] = []
+        self.macs: list[int] = []       # offsets of the Ethernet headers met
+        self.udp_tunnels = udp_tunnels
+
+    def step(self) -> None:
+        self.steps += 1
+        if self.steps > WALK_STEPS:
+            raise DepthLimit(f"more than {WALK_STEPS} headers before the innermost packet")
+
+    def outer(self, frame: bytes) -> Outer | None:
+        if len(self.ips) < 2 and len(self.macs) < 2 and not self.tunnels:
+            return None
+        src_ip, dst_ip = self.ips[-2] if len(self.ips) >= 2 else ("", "")
+        src_mac = dst_mac = ""
+        if len(self.macs) >= 2:
+            at = self.macs[-2]
+            # Arkime files the first address (the destination) as the "source" outer MAC.
+            src_mac, dst_mac = _mac_text(frame[at:at + 6]), _mac_text(frame[at + 6:at + 12])
+        return Outer(self.tunnels, src_ip, dst_ip, src_mac, dst_mac, self.vni)
+
+
+def _mac_text(raw: bytes) -> str:
+    return raw.hex(":")
+
+
 @dataclass(slots=True)
 class Packet:
     """One decoded IP packet; ports are 0 when the protocol or fragment has none."""
@@ -157,6 +226,7 @@ class Packet:
     is_fragment: bool = False
     frag_offset: int = 0
     more_fragments: bool = False
+    outer: Outer | None = None  # set when the packet came out of a tunnel
 
 
 def decode_frame(
@@ -164,10 +234,12 @@ def decode_frame(
     timestamp: float,
     linktype: int = LINKTYPE_ETHERNET,
     wire_len: int | None = None,
+    udp_tunnels: Mapping[int, int] = DEFAULT_UDP_TUNNELS,
 ) -> Packet:
     """Decode a captured frame of the given pcap link type.
 
     `wire_len` is the original length on the wire (defaults to len(frame)).
+    `udp_tunnels` maps UDP destination ports to the UdpTunnel they carry.
     Raises a `PacketError` subclass for anything that is not a decodable IP packet.
     """
     end = len(frame)
@@ -188,7 +260,7 @@ def decode_frame(
                     if 54 <= header_end <= end:
                         flags |= (offset_byte & 1) << 8
                         payload = frame[header_end:end]
-                elif proto == IPPROTO_UDP:
+                elif proto == IPPROTO_UDP and dport not in udp_tunnels:
                     udp_len = seq >> 16  # the UDP length sits where TCP's sequence number starts
                     if udp_len >= 8 and end >= 42:
                         if udp_len <= end - 34:
@@ -217,29 +289,33 @@ def decode_frame(
                     packet.is_fragment = False
                     packet.frag_offset = 0
                     packet.more_fragments = False
+                    packet.outer = None
                     return packet
-        return _decode_ethernet(frame, timestamp, frame_len)
+        return _decode_ethernet(frame, 0, timestamp, frame_len, _Layers(udp_tunnels=udp_tunnels))
+    # Other link types: the XDP program sees them behind an Ethernet header built
+    # for it (sensor.offline), which counts as its first step.
+    layers = _Layers(steps=1, udp_tunnels=udp_tunnels)
     if linktype in (LINKTYPE_RAW, LINKTYPE_RAW_OPENBSD, LINKTYPE_IPV4, LINKTYPE_IPV6):
-        return _decode_ip_at(frame, 0, timestamp, frame_len, ())
+        return _decode_ip_at(frame, 0, timestamp, frame_len, layers)
     if linktype == LINKTYPE_LINUX_SLL:
-        return _decode_ethertype(frame, 16, _ethertype_at(frame, 14, 16), timestamp, frame_len)
+        return _decode_ethertype(frame, 16, _ethertype_at(frame, 14, 16), timestamp, frame_len, layers)
     if linktype == LINKTYPE_LINUX_SLL2:
-        return _decode_ethertype(frame, 20, _ethertype_at(frame, 0, 20), timestamp, frame_len)
+        return _decode_ethertype(frame, 20, _ethertype_at(frame, 0, 20), timestamp, frame_len, layers)
     if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
-        return _decode_null(frame, timestamp, frame_len)
+        return _decode_null(frame, timestamp, frame_len, layers)
     if linktype == LINKTYPE_IEEE802_11_RADIOTAP:
-        return _decode_radiotap(frame, timestamp, frame_len)
+        return _decode_radiotap(frame, timestamp, frame_len, layers)
     if linktype == LINKTYPE_NFLOG:
-        return _decode_nflog(frame, timestamp, frame_len)
+        return _decode_nflog(frame, timestamp, frame_len, layers)
     if linktype == LINKTYPE_FRELAY:
-        return _decode_frame_relay(frame, timestamp, frame_len)
+        return _decode_frame_relay(frame, timestamp, frame_len, layers)
     raise UnsupportedLinktype(
         f"pcap linktype {linktype} is not supported (use 0, 1, 12, 101, 107, 113, 127, 228, 229, 239 or 276)")
 
 
 def decode_ip(data: bytes, timestamp: float, wire_len: int | None = None) -> Packet:
     """Decode a bare IPv4/IPv6 packet (raw-IP link types); the version nibble decides."""
-    return _decode_ip_at(data, 0, timestamp, len(data) if wire_len is None else wire_len, ())
+    return _decode_ip_at(data, 0, timestamp, len(data) if wire_len is None else wire_len, _Layers(steps=1))
 
 
 def _ethertype_at(frame: bytes, offset: int, header_len: int) -> int:
@@ -248,45 +324,67 @@ def _ethertype_at(frame: bytes, offset: int, header_len: int) -> int:
     return _ETHERTYPE.unpack_from(frame, offset)[0]
 
 
-def _decode_ethernet(frame: bytes, timestamp: float, frame_len: int) -> Packet:
-    if len(frame) < 14:
-        raise Truncated(f"Ethernet header needs 14 bytes, frame has {len(frame)}")
-    ethertype = _ETHERTYPE.unpack_from(frame, 12)[0]
-    if ethertype == ETHERTYPE_IPV4:  # the common case first: no VLAN, IPv4
-        return _decode_ipv4(frame, 14, timestamp, frame_len, ())
-    offset = 14
-    vlan: tuple[int, ...] = ()
+def _decode_ethernet(frame: bytes, start: int, timestamp: float, frame_len: int, layers: _Layers) -> Packet:
+    """An Ethernet header at `start` (the frame's, or one a tunnel carries), with up to VLAN_MAX tags."""
+    layers.step()
+    if len(frame) < start + 14:
+        raise Truncated(f"Ethernet header needs 14 bytes, {len(frame) - start} captured")
+    layers.macs.append(start)
+    ethertype = _ETHERTYPE.unpack_from(frame, start + 12)[0]
+    offset = start + 14
+    tags = 0
     while ethertype in _VLAN_ETHERTYPES:
-        if len(vlan) == MAX_VLAN_TAGS:
+        if tags == MAX_VLAN_TAGS:
             raise NotIp(f"more than {MAX_VLAN_TAGS} VLAN tags")
         if len(frame) < offset + 4:
             raise Truncated(f"VLAN tag at offset {offset} is cut short")
         tci, ethertype = _VLAN_TAG.unpack_from(frame, offset)
-        vlan += (tci & 0x0FFF,)
+        if start == 0 or not layers.vlan:  # Arkime: every tag of the frame, the first one inside
+            layers.vlan += (tci & 0x0FFF,)
+        tags += 1
         offset += 4
-    return _decode_ethertype(frame, offset, ethertype, timestamp, frame_len, vlan)
+    return _decode_ethertype(frame, offset, ethertype, timestamp, frame_len, layers)
 
 
 def _decode_ethertype(
-    frame: bytes, offset: int, ethertype: int, timestamp: float, frame_len: int, vlan: tuple[int, ...] = ()
+    frame: bytes, offset: int, ethertype: int, timestamp: float, frame_len: int, layers: _Layers
 ) -> Packet:
     if ethertype == ETHERTYPE_IPV4:
-        return _decode_ipv4(frame, offset, timestamp, frame_len, vlan)
+        return _decode_ipv4(frame, offset, timestamp, frame_len, layers)
     if ethertype == ETHERTYPE_IPV6:
-        return _decode_ipv6(frame, offset, timestamp, frame_len, vlan)
+        return _decode_ipv6(frame, offset, timestamp, frame_len, layers)
+    if ethertype == ETHERTYPE_TEB:
+        return _decode_ethernet(frame, offset, timestamp, frame_len, layers)
     if ethertype < 0x0600:
         raise NotIp(f"802.3 frame (length field {ethertype}), not Ethernet II: not IP")
-    raise NotIp(f"ethertype 0x{ethertype:04x} is not IP")
+    if ethertype in ETHERTYPE_MPLS:
+        step, bit, name = mpls_step(frame, offset), Tunnel.MPLS, f"MPLS stack (at most {MPLS_MAX} labels)"
+    elif ethertype == ETHERTYPE_PPPOE:
+        step, bit, name = pppoe_step(frame, offset), Tunnel.PPPOE, "PPPoE session"
+    elif ethertype == ETHERTYPE_PPP:
+        step, bit, name = ppp_step(frame, offset), Tunnel.PPP, "PPP"
+    elif ethertype == ETHERTYPE_ERSPAN or ethertype == ETHERTYPE_ERSPAN3:
+        erspan = erspan_step(frame, offset, ethertype)
+        step, bit, name = (erspan[:2] if erspan else None), Tunnel.NONE, "ERSPAN"
+        if erspan and erspan[2] and erspan[2] not in layers.vlan:
+            layers.vlan += (erspan[2],)
+    else:
+        raise NotIp(f"ethertype 0x{ethertype:04x} is not IP")
+    layers.step()
+    if step is None:
+        raise NotIp(f"{name} header at offset {offset} carries no IP packet")
+    layers.tunnels |= bit
+    return _decode_ethertype(frame, step[0], step[1], timestamp, frame_len, layers)
 
 
-def _decode_null(frame: bytes, timestamp: float, frame_len: int) -> Packet:
+def _decode_null(frame: bytes, timestamp: float, frame_len: int, layers: _Layers) -> Packet:
     if len(frame) < 4:
         raise Truncated(f"loopback header needs 4 bytes, frame has {len(frame)}")
     families = (_NULL_FAMILY_LE.unpack_from(frame)[0], _NULL_FAMILY_BE.unpack_from(frame)[0])
     if _NULL_AF_INET in families:
-        return _decode_ipv4(frame, 4, timestamp, frame_len, ())
+        return _decode_ipv4(frame, 4, timestamp, frame_len, layers)
     if not _NULL_AF_INET6.isdisjoint(families):
-        return _decode_ipv6(frame, 4, timestamp, frame_len, ())
+        return _decode_ipv6(frame, 4, timestamp, frame_len, layers)
     raise NotIp(f"loopback address family {families[0]} is not IP")
 
 
@@ -298,7 +396,7 @@ _NFLOG_PAYLOAD = 9  # NFULA_PAYLOAD: the packet, from its network header on
 _NFLOG_AF_INET, _NFLOG_AF_INET6 = 2, 10
 
 
-def _decode_radiotap(frame: bytes, timestamp: float, frame_len: int) -> Packet:
+def _decode_radiotap(frame: bytes, timestamp: float, frame_len: int, layers: _Layers) -> Packet:
     """802.11 data frames with LLC/SNAP behind a radiotap header, as Arkime reads them."""
     if len(frame) < 4:
         raise Truncated(f"radiotap header needs 4 bytes, frame has {len(frame)}")
@@ -316,18 +414,18 @@ def _decode_radiotap(frame: bytes, timestamp: float, frame_len: int) -> Packet:
         raise Truncated("802.11 LLC/SNAP header is cut short")
     if frame[snap:snap + 6] != _LLC_SNAP:
         raise NotIp("802.11 data frame without an LLC/SNAP header: not IP")
-    return _decode_ethertype(frame, snap + 8, _ETHERTYPE.unpack_from(frame, snap + 6)[0], timestamp, frame_len)
+    return _decode_ethertype(frame, snap + 8, _ETHERTYPE.unpack_from(frame, snap + 6)[0], timestamp, frame_len, layers)
 
 
-def _decode_frame_relay(frame: bytes, timestamp: float, frame_len: int) -> Packet:
+def _decode_frame_relay(frame: bytes, timestamp: float, frame_len: int, layers: _Layers) -> Packet:
     """Frame relay: 2-byte address, then RFC 2427's 0x03CC for IPv4, else an ethertype."""
     kind = _ethertype_at(frame, 2, 4)
     if kind == _FRELAY_NLPID_IP:
-        return _decode_ipv4(frame, 4, timestamp, frame_len, ())
-    return _decode_ethertype(frame, 4, kind, timestamp, frame_len)
+        return _decode_ipv4(frame, 4, timestamp, frame_len, layers)
+    return _decode_ethertype(frame, 4, kind, timestamp, frame_len, layers)
 
 
-def _decode_nflog(frame: bytes, timestamp: float, frame_len: int) -> Packet:
+def _decode_nflog(frame: bytes, timestamp: float, frame_len: int, layers: _Layers) -> Packet:
     """Linux NFLOG: a 4-byte header (family, version, group), then TLVs; the packet is in NFULA_PAYLOAD."""
     if len(frame) < 4:
         raise Truncated(f"NFLOG header needs 4 bytes, frame has {len(frame)}")
@@ -341,26 +439,27 @@ def _decode_nflog(frame: bytes, timestamp: float, frame_len: int) -> Packet:
             raise Truncated(f"NFLOG TLV at offset {pos} claims {length} bytes, {len(frame) - pos} left")
         if kind & 0x7FFF == _NFLOG_PAYLOAD:
             if family == _NFLOG_AF_INET:
-                return _decode_ipv4(frame, pos + 4, timestamp, frame_len, ())
+                return _decode_ipv4(frame, pos + 4, timestamp, frame_len, layers)
             if family == _NFLOG_AF_INET6:
-                return _decode_ipv6(frame, pos + 4, timestamp, frame_len, ())
+                return _decode_ipv6(frame, pos + 4, timestamp, frame_len, layers)
             raise NotIp(f"NFLOG address family {family} is not IP")
         pos += (length + 3) & ~3
     raise NotIp("NFLOG record without a packet payload")
 
 
-def _decode_ip_at(data: bytes, offset: int, timestamp: float, frame_len: int, vlan: tuple[int, ...]) -> Packet:
+def _decode_ip_at(data: bytes, offset: int, timestamp: float, frame_len: int, layers: _Layers) -> Packet:
     if len(data) <= offset:
         raise Truncated("no IP header: the frame is empty")
     version = data[offset] >> 4
     if version == 4:
-        return _decode_ipv4(data, offset, timestamp, frame_len, vlan)
+        return _decode_ipv4(data, offset, timestamp, frame_len, layers)
     if version == 6:
-        return _decode_ipv6(data, offset, timestamp, frame_len, vlan)
+        return _decode_ipv6(data, offset, timestamp, frame_len, layers)
     raise NotIp(f"IP version {version} is neither 4 nor 6")
 
 
-def _decode_ipv4(frame: bytes, offset: int, timestamp: float, frame_len: int, vlan: tuple[int, ...]) -> Packet:
+def _decode_ipv4(frame: bytes, offset: int, timestamp: float, frame_len: int, layers: _Layers) -> Packet:
+    layers.step()
     if len(frame) < offset + 20:
         raise Truncated(f"IPv4 header needs 20 bytes, {len(frame) - offset} captured")
     ver_ihl, total_len, ip_id, frag, ttl, proto, src, dst = _IPV4.unpack_from(frame, offset)
@@ -378,13 +477,14 @@ def _decode_ipv4(frame: bytes, offset: int, timestamp: float, frame_len: int, vl
     frag_offset = (frag & 0x1FFF) << 3
     more_fragments = bool(frag & 0x2000)
     packet = Packet(
-        timestamp, frame_len, vlan, 4, _address_text(src), _address_text(dst), proto, ttl,
+        timestamp, frame_len, layers.vlan, 4, _address_text(src), _address_text(dst), proto, ttl,
         0, 0, 0, 0, 0, 0, b"", ip_id, more_fragments or frag_offset > 0, frag_offset, more_fragments,
     )
-    return _decode_l4(packet, frame, l4, end, total_len != 0)
+    return _decode_l4(packet, frame, l4, end, total_len != 0, layers)
 
 
-def _decode_ipv6(frame: bytes, offset: int, timestamp: float, frame_len: int, vlan: tuple[int, ...]) -> Packet:
+def _decode_ipv6(frame: bytes, offset: int, timestamp: float, frame_len: int, layers: _Layers) -> Packet:
+    layers.step()
     if len(frame) < offset + 40:
         raise Truncated(f"IPv6 header needs 40 bytes, {len(frame) - offset} captured")
     if frame[offset] >> 4 != 6:
@@ -393,7 +493,7 @@ def _decode_ipv6(frame: bytes, offset: int, timestamp: float, frame_len: int, vl
     pos = offset + 40
     end = min(len(frame), pos + payload_len) if payload_len else len(frame)
     packet = Packet(
-        timestamp, frame_len, vlan, 6, _address_text(src), _address_text(dst), next_header, hop_limit,
+        timestamp, frame_len, layers.vlan, 6, _address_text(src), _address_text(dst), next_header, hop_limit,
     )
     for _ in range(MAX_IPV6_EXTENSION_HEADERS):
         if next_header in _IPV6_SIMPLE_EXTENSIONS or next_header == _IPV6_AH or next_header == _IPV6_FRAGMENT:
@@ -414,19 +514,29 @@ def _decode_ipv6(frame: bytes, offset: int, timestamp: float, frame_len: int, vl
         packet.ip_protocol = next_header
         if pos > end:
             raise Truncated("IPv6 extension headers run past the end of the packet")
-        return _decode_l4(packet, frame, pos, end, payload_len != 0)
+        return _decode_l4(packet, frame, pos, end, payload_len != 0, layers)
     raise ExtensionHeaderLimit(f"IPv6 packet has more than {MAX_IPV6_EXTENSION_HEADERS} extension headers")
 
 
-def _decode_l4(packet: Packet, frame: bytes, pos: int, end: int, ip_length_known: bool = True) -> Packet:
+def _decode_l4(packet: Packet, frame: bytes, pos: int, end: int, ip_length_known: bool,
+               layers: _Layers) -> Packet:
     """Fill ports, TCP fields and payload; non-first fragments only get payload.
+    An unfragmented packet carrying a tunnel is taken apart: the result is
+    the packet inside.
 
     `ip_length_known` is False when the IP header gave no length (0: TSO/GRO
     captures, jumbograms); a UDP length of 0 then means "unknown" too."""
     if packet.frag_offset:
         packet.payload = frame[pos:end]
         return packet
+    layers.ips.append((packet.src_ip, packet.dst_ip))
     proto = packet.ip_protocol
+    if not packet.is_fragment:
+        inner = _decapsulate(packet, frame, pos, end, layers)
+        if inner is not None:
+            return inner
+    if len(layers.ips) > 1 or layers.tunnels or len(layers.macs) > 1:
+        packet.outer = layers.outer(frame)
     if proto == IPPROTO_TCP:
         if pos + 20 > end:
             raise Truncated(f"TCP header needs 20 bytes, {end - pos} available")
@@ -457,3 +567,32 @@ def _decode_l4(packet: Packet, frame: bytes, pos: int, end: int, ip_length_known
     else:
         packet.payload = frame[pos:end]
     return packet
+
+
+def _decapsulate(packet: Packet, frame: bytes, pos: int, end: int, layers: _Layers) -> Packet | None:
+    """The packet inside IP-in-IP, GRE or a UDP tunnel port, or None when
+    `packet` carries none (its own L4 is then decoded as usual): also when
+    the inner header would start WALK_OFFSET_MAX bytes in or further."""
+    if pos >= WALK_OFFSET_MAX:
+        return None
+    proto = packet.ip_protocol
+    if proto == IPPROTO_IPIP or proto == IPPROTO_IPV6:
+        return _decode_ethertype(frame, pos, ETHERTYPE_IPV4 if proto == IPPROTO_IPIP else ETHERTYPE_IPV6,
+                                 packet.timestamp, packet.frame_len, layers)
+    if proto == IPPROTO_GRE:
+        step = gre_step(frame, pos)
+        if step is None:
+            return None
+        layers.tunnels |= Tunnel.GRE
+        return _decode_ethertype(frame, step[0], step[1], packet.timestamp, packet.frame_len, layers)
+    if proto == IPPROTO_UDP and pos + 8 <= end:
+        sport, dport, udp_len = _UDP.unpack_from(frame, pos)
+        kind = layers.udp_tunnels.get(dport)
+        if kind:
+            step = udp_tunnel_step(kind, frame, pos + 8, min(udp_len, len(frame) - pos) - 8)
+            if step is not None:
+                layers.tunnels |= UDP_TUNNEL_BITS[kind]
+                if step[2]:
+                    layers.vni = step[2]
+                return _decode_ethertype(frame, step[0], step[1], packet.timestamp, packet.frame_len, layers)
+    return None

@@ -11,6 +11,7 @@ from typing import Collection, Mapping
 from .fields import FieldRegistry
 from .session import TRANSPORTS
 from .view import SessionView
+from sensor.walk import tunnel_protocols
 
 # Core parts are built with their keys already in sorted order; only the groups
 # plugin fields touch are re-sorted, which keeps rendering cheap.
@@ -37,6 +38,18 @@ def _put(record: dict, touched: set[str], db: str, values: list, count: bool,
     target[key] = values
     if count:
         target[f"{key}-cnt" if ecs_cnt else f"{key}Cnt"] = len(values)
+
+
+def _put_outer(record: dict, outer) -> None:
+    """Arkime's outer fields (an OuterSeen), under Arkime's keys."""
+    for key, values in (("srcOuterIp", outer.src_ips), ("dstOuterIp", outer.dst_ips)):
+        if values:
+            record[key], record[f"{key}Cnt"] = sorted(values), len(values)
+    for key, values in (("srcOuterMac", outer.src_macs), ("dstOuterMac", outer.dst_macs)):
+        if values:
+            record[key], record[f"{key}-cnt"] = sorted(values), len(values)
+    if outer.vnis:
+        record["vni"], record["vniCnt"] = sorted(outer.vnis), len(outer.vnis)
 
 
 def render_spi(view: SessionView, registry: FieldRegistry,
@@ -77,7 +90,12 @@ def render_spi(view: SessionView, registry: FieldRegistry,
 
     protocols = registry.protocols
     transport = TRANSPORTS.get(view.ip_protocol)
-    protos = sorted(set(values.get(protocols.pos, ())) - {transport})
+    outer = getattr(view, "outer", None)
+    names = set(values.get(protocols.pos, ()))
+    if outer is not None:
+        names.update(tunnel_protocols(outer.tunnels))
+        _put_outer(record, outer)
+    protos = sorted(names - {transport})
     if transport:
         protos.insert(0, transport)
     touched: set[str] = set()

@@ -24,3 +24,4 @@ class SessionView(Protocol):
     first_payload: list[bytes]  # first <= 8 payload bytes per direction
     community_id: str  # "1:<base64>", "" when not IP
     tags: set[str]
+    outer: object | None  # sensor.flows.session.OuterSeen of a tunnelled session, else None

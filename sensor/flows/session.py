@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from sensor.flows.key import FlowKey
 from sensor.flows.reassembly import TcpReassembler
 from sensor.flows.state import EndReason, SessionState, StateTrigger, next_state
+from sensor.packet import Outer
 
 FIRST_PAYLOAD_BYTES = 8  # what srcPayload8/dstPayload8 keep
 
@@ -20,6 +21,33 @@ TCPFLAG_KEYS = ("syn", "syn-ack", "ack", "psh", "fin", "rst", "urg", "ece", "cwr
 
 def _zero_tcpflags() -> dict[str, int]:
     return dict.fromkeys(TCPFLAG_KEYS, 0)
+
+
+OUTER_PACKETS = 10  # Arkime takes the outer fields of a session's first 10 packets per direction
+
+
+@dataclass(slots=True)
+class OuterSeen:
+    """Arkime's outer fields of a tunnelled session: the tunnels it came out
+    of, and every outer address and network id of its first packets."""
+
+    tunnels: int = 0
+    src_ips: set[str] = field(default_factory=set)
+    dst_ips: set[str] = field(default_factory=set)
+    src_macs: set[str] = field(default_factory=set)
+    dst_macs: set[str] = field(default_factory=set)
+    vnis: set[int] = field(default_factory=set)
+
+    def add(self, outer: Outer) -> None:
+        self.tunnels |= outer.tunnels
+        if outer.src_ip:
+            self.src_ips.add(outer.src_ip)
+            self.dst_ips.add(outer.dst_ip)
+        if outer.src_mac:
+            self.src_macs.add(outer.src_mac)
+            self.dst_macs.add(outer.dst_mac)
+        if outer.vni:
+            self.vnis.add(outer.vni)
 
 
 @dataclass(slots=True, eq=False)
@@ -47,6 +75,7 @@ class Session:
     tcpflags: dict[str, int] = field(default_factory=_zero_tcpflags)
     first_payload: list[bytes] = field(default_factory=lambda: [b"", b""])
     tags: set[str] = field(default_factory=set)
+    outer: OuterSeen | None = None  # set when the session's packets came out of a tunnel
     # TCP only: one reassembler per direction, created with the session.
     streams: tuple[TcpReassembler, TcpReassembler] | None = None
     # Set when Arkime would mark the session for close: both FINs acknowledged

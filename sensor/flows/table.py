@@ -59,7 +59,7 @@ from itertools import count
 from sensor.flows.events import EndReason, FlowEvent, PayloadDelivered, SessionEnded, SessionStarted, StateChanged
 from sensor.flows.key import FlowKey, community_id
 from sensor.flows.reassembly import SEQ_MASK, TcpReassembler
-from sensor.flows.session import FIRST_PAYLOAD_BYTES, Session
+from sensor.flows.session import FIRST_PAYLOAD_BYTES, OUTER_PACKETS, OuterSeen, Session
 from sensor.flows.state import SessionState, StateTrigger
 from sensor.packet import (
     IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP,
@@ -251,6 +251,10 @@ class SessionTable:
         self.last_session = session
         direction = 0 if src_port == session.client_port and src_ip == session.client_ip else 1
         session.packets[direction] += 1
+        if packet.outer is not None and session.packets[direction] <= OUTER_PACKETS:
+            if session.outer is None:
+                session.outer = OuterSeen()
+            session.outer.add(packet.outer)
         session.bytes[direction] += packet.frame_len
         if packet.more_fragments:
             self._remember_fragment(packet, session)

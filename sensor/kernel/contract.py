@@ -57,6 +57,57 @@ class Stat(enum.IntEnum):
 
 STAT_COUNT = len(Stat)
 
+
+# The header walk (bpf/sensor.h, "The header walk"): depths, results, tunnel bits.
+WALK_STEPS = 8
+VLAN_MAX = 2
+MPLS_MAX = 8
+GTP_EXT_MAX = 4
+WALK_OFFSET_MAX = 2048
+IPV6_EXT_MAX = 8
+
+
+class WalkResult(enum.IntEnum):
+    FLOW = 0
+    LATER_FRAGMENT = 1
+    TRUNCATED = 2
+    NOT_IP = 3
+    EXT_LIMIT = 4
+    DEPTH_LIMIT = 5
+
+
+class Tunnel(enum.IntFlag):
+    NONE = 0
+    GRE = 1
+    PPPOE = 2
+    PPP = 4
+    MPLS = 8
+    GTP = 16
+    VXLAN = 32
+    VXLAN_GPE = 64
+    GENEVE = 128
+
+
+class UdpTunnel(enum.IntEnum):
+    NONE = 0
+    VXLAN = 1
+    VXLAN_GPE = 2
+    GENEVE = 3
+    GTP = 4
+
+
+class TcpFlag(enum.IntFlag):
+    """TCP_FLAG_* of bpf/sensor.h; AE is bit 0 of byte 12, here bit 8 as in sensor.packet."""
+    FIN = 0x01
+    SYN = 0x02
+    RST = 0x04
+    PSH = 0x08
+    ACK = 0x10
+    URG = 0x20
+    ECE = 0x40
+    CWR = 0x80
+    AE = 0x100
+
 # Order of flow_state.tcpflags, named as Arkime's tcpflags.* keys.
 TCPFLAG_NAMES = ("syn", "syn-ack", "ack", "psh", "fin", "rst", "urg", "ece", "cwr", "ae")
 TCPF_ZERO_LO, TCPF_ZERO_HI = 10, 11

@@ -15,8 +15,6 @@ PLUGIN = PLUGINS / "ssh.py"
 # Captures Arkime tagged `ssh` (protocol list of their .test files).
 CAPTURES = ["arkime_synthetic", "ssh2", "ssh2-moloch-crash", "tcp_handshake_synthetic", "v6",
             "gre-sample", "tcpdump-geneve"]
-# The sensor core does not decode these encapsulations yet: no session to compare.
-CORE_GAPS = {"gre-sample": "GRE", "tcpdump-geneve": "Geneve"}
 
 KEX = b"curve25519-sha256,diffie-hellman-group14-sha256"
 CLIENT_HASSH = "fccfa11c7d95c9b773dd0ba461c6a7ef"  # KEX;aes128-ctr;hmac-sha2-256;none
@@ -33,9 +31,6 @@ def _sessions(bodies):
 @pytest.mark.parametrize("capture", CAPTURES)
 def test_fields_match_arkime_on_its_captures(shared_testdata, capture):
     ours, expected = ours_and_expected(shared_testdata, capture, PLUGIN, _sessions)
-    if capture in CORE_GAPS:
-        assert not ours, f"the core now decodes {CORE_GAPS[capture]}: drop {capture} from CORE_GAPS"
-        pytest.skip(f"the core does not decode {CORE_GAPS[capture]} yet")
     assert ours == expected
 
 
