@@ -33,7 +33,7 @@ from typing import Any
 from sensor.errors import SensorError
 from sensor.flows.table import FlowTimeouts
 from sensor.kernel.contract import MAX_SNAPLEN
-from sensor.output import parse_output_spec
+from sensor.output import local_file
 from sensor.yamlload import YamlError, load_yaml
 
 BUNDLED_PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
@@ -154,10 +154,10 @@ def check_output(spec: str, where: str = "config") -> None:
     """An `-o` value that names a known format and a file that can be made or
     appended to (not a directory, a missing directory, or an unwritable place)."""
     try:
-        _, path = parse_output_spec(spec)
+        path = local_file(spec)
     except ValueError as e:
         raise ConfigError(f"{where}: outputs: {e}") from None
-    if path == "-":
+    if path is None or path == "-":
         return
     target = Path(path)
     if target.exists():

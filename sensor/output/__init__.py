@@ -15,6 +15,7 @@ from typing import Protocol
 
 from sensor.hooks import FinishedSession
 from sensor.output.jsonlines import JsonLinesWriter
+from sensor.output.redis_stream import RedisStreamSink, RedisTarget, parse_redis_target
 from sensor.output.sqlite import SqliteStore
 from sensor.output.sqlite_schema import StoreError
 
@@ -49,6 +50,7 @@ class SinkKind:
     usage: str  # e.g. "sqlite:PATH (session store)"
     extensions: tuple[str, ...] = ()
     check: Callable[[str], None] | None = None
+    local_file: Callable[[str], str | None] | None = None  # the file it writes here (default: the target)
 
 
 SINKS: dict[str, SinkKind] = {}
@@ -73,6 +75,26 @@ def _file_not_stdout(target: str) -> None:
 register_sink(SinkKind("sqlite", SqliteStore, "sqlite:PATH (session store)", (".db", ".sqlite", ".sqlite3"),
                        _file_not_stdout))
 register_sink(SinkKind("spi", JsonLinesWriter, "spi:PATH (Arkime SPI JSON lines, - for stdout)", (".jsonl", ".json")))
+def _redis_sink_kind(scheme: str, usage: str) -> SinkKind:
+    def target(text: str) -> RedisTarget:
+        return parse_redis_target(f"{scheme}:{text}")  # the target is what follows "SCHEME:"
+
+    def check(text: str) -> None:
+        target(text)
+
+    return SinkKind(scheme, lambda text: RedisStreamSink(target(text)), f"{usage} (Redis stream)", check=check,
+                    local_file=lambda text: target(text).spool)
+
+
+register_sink(_redis_sink_kind("redis", "redis://HOST:PORT/STREAM"))
+register_sink(_redis_sink_kind("unix", "unix:///PATH.sock?stream=NAME"))
+
+def local_file(spec: str) -> str | None:
+    """The file on this host that output `spec` writes (a Redis stream: its spool), for
+    checks before anything opens; "-" for stdout."""
+    scheme, target = parse_output_spec(spec)
+    kind = SINKS[scheme]
+    return kind.local_file(target) if kind.local_file is not None else target
 
 
 def usage() -> str:
@@ -96,8 +118,8 @@ def open_outputs(specs: Sequence[str]) -> list[Output]:
     created: list[Path] = []
     try:
         for spec in specs:
-            _, path = parse_output_spec(spec)
-            if path != "-" and not os.path.lexists(path):
+            path = local_file(spec)
+            if path is not None and path != "-" and not os.path.lexists(path):
                 created += [Path(path + suffix) for suffix in ("", "-wal", "-shm")]
             opened.append(open_output(spec))
     except (OSError, StoreError) as e:

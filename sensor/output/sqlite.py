@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import sqlite3
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sensor.arkime.session import TRANSPORTS
 from sensor.flows.state import Direction, SessionState
 from sensor.hooks import FinishedSession
-from sensor.models import Frame, ParsedMessage, new_id
+from sensor.models import Frame, new_id
 from sensor.output.sqlite_schema import StoreError, connect_reader, connect_writer
 
 DEFAULT_MAX_FRAMES = 1000
+DEFAULT_BATCH = 1000  # sessions per transaction
+DEFAULT_MAX_DELAY = 1.0  # seconds a queued session may wait for its commit
 DEFAULT_LIST_LIMIT = 100
 MAX_CANDIDATES = 10  # ids listed when a prefix is ambiguous
 
@@ -30,6 +35,15 @@ _SESSION_COLUMNS = ("id", "client_host", "client_port", "server_host", "server_p
                     "first_packet", "last_packet", "state", "end_reason", "packets", "bytes", "data_bytes",
                     "frame_count", "frames_dropped", "record")
 _SELECT_SESSIONS = f"SELECT {', '.join(_SESSION_COLUMNS)} FROM sessions"
+_SUMMARY_COLUMNS = tuple(c for c in _SESSION_COLUMNS if c not in ("id", "frame_count", "frames_dropped"))
+_INSERT = (f"INSERT INTO sessions ({', '.join(_SESSION_COLUMNS)}) "
+           f"VALUES ({', '.join('?' * len(_SESSION_COLUMNS))}) ON CONFLICT (id) DO UPDATE SET ")
+_UPSERT = _INSERT + ", ".join(f"{c} = excluded.{c}" for c in _SUMMARY_COLUMNS)
+_FRAME_COUNT, _FRAMES_DROPPED = _SESSION_COLUMNS.index("frame_count"), _SESSION_COLUMNS.index("frames_dropped")
+_EMPTY: dict = {}
+_CLOSED = SessionState.CLOSED.value
+_encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+_UPSERT_COUNTED = _UPSERT + ", frame_count = excluded.frame_count, frames_dropped = excluded.frames_dropped"
 
 
 class AmbiguousSessionId(StoreError):
@@ -46,24 +60,31 @@ class AmbiguousSessionId(StoreError):
 class SqliteStore:
     """Writer and reader of one store file.
 
-    Writing: each `write` is one session; sessions are committed in batches of
-    `batch_size` (1: every session is visible and safe as soon as it is written;
-    a killed sensor loses at most the uncommitted batch). Only the first
+    Writing: `write` queues one session; `flush` commits every queued session
+    in one transaction (a commit per session caps the store near 5k sessions/s,
+    one per batch lets it keep up with floods). A batch is flushed when it
+    reaches `batch_size` sessions or when a write finds the oldest queued one
+    older than `max_delay` seconds; a writer thread also calls `flush` when it
+    runs idle. A killed sensor loses at most the queued batch. Only the first
     `max_frames_per_session` frames of a session are kept, the rest are counted
     in `frames_dropped`. `readonly=True` opens an existing store for queries.
     The object may be handed between threads but used by one at a time.
     """
 
     def __init__(self, path: str | Path, max_frames_per_session: int = DEFAULT_MAX_FRAMES,
-                 batch_size: int = 1, *, readonly: bool = False) -> None:
-        if max_frames_per_session < 0 or batch_size < 1:
-            raise ValueError("max_frames_per_session must be >= 0 and batch_size >= 1")
+                 batch_size: int = DEFAULT_BATCH, max_delay: float = DEFAULT_MAX_DELAY, *,
+                 readonly: bool = False) -> None:
+        if max_frames_per_session < 0 or batch_size < 1 or max_delay < 0:
+            raise ValueError("max_frames_per_session and max_delay must be >= 0 and batch_size >= 1")
         self.path = str(path)
         self.max_frames_per_session = max_frames_per_session
         self.batch_size = batch_size
+        self.max_delay = max_delay
         self._conn = connect_reader(path) if readonly else connect_writer(path)
-        self._pending = 0
-        self.written = 0
+        self._batch: list[_QueuedSession] = []
+        self._batch_started = 0.0
+        self.written = 0  # sessions committed
+        self.failed = 0  # sessions lost to a failed commit
         self.frames_written = 0
         self.frames_dropped = 0
 
@@ -75,81 +96,96 @@ class SqliteStore:
 
     # -- writing ------------------------------------------------------------------
     def write(self, finished: FinishedSession) -> None:
-        """Store one finished session. Writing a session id again updates its
-        summary and appends its frames within the same per-session bound."""
+        """Queue one finished session (checked now, committed by `flush`). Writing a
+        session id again updates its summary and appends its frames within the
+        same per-session bound."""
         record, frames, messages = finished.record, finished.frames, finished.messages
         if messages and len(messages) != len(frames):
             raise ValueError(f"{len(messages)} messages for {len(frames)} frames: messages must align with frames")
-        row = session_row(record)
+        row = session_values(record)
+        frame_rows = [(f.id, row[0], _DIRECTION_CODES[f.direction], f.sequence_number, f.timestamp,
+                       bytes(f.raw_bytes), f.framer_name) for f in frames]
+        message_rows = [None if m is None else (
+            m.id, m.protocol_name, m.message_type, m.display_name,
+            json.dumps([f.to_dict() for f in m.fields], separators=(",", ":")), m.error) for m in messages]
+        if not self._batch:
+            self._batch_started = time.monotonic()
+        self._batch.append(_QueuedSession(row, record.get("protocol") or (), frame_rows, message_rows))
+        if len(self._batch) >= self.batch_size or time.monotonic() - self._batch_started >= self.max_delay:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit every queued session: visible to readers and durable. On failure the
+        batch is rolled back, counted in `failed`, and StoreError says why."""
+        batch, self._batch = self._batch, []
+        if not batch:
+            return
         conn = self._conn
-        if not conn.in_transaction:
-            conn.execute("BEGIN IMMEDIATE")
-        conn.execute("SAVEPOINT session")  # a failed session leaves the rest of the batch intact
         try:
-            kept, dropped = self._write_session(row, frames, messages)
-            conn.execute("RELEASE session")
-        except BaseException:
-            conn.execute("ROLLBACK TO session")
-            conn.execute("RELEASE session")
-            raise
-        self._pending += 1
-        self.written += 1
+            conn.execute("BEGIN IMMEDIATE")
+            kept = dropped = 0
+            plain: list[tuple] = []  # consecutive sessions without frames: one executemany
+            for queued in batch:
+                if not queued.frames:
+                    plain.append(queued.row)
+                    continue
+                self._upsert(plain)
+                plain = []
+                k, d = self._write_with_frames(queued)
+                kept, dropped = kept + k, dropped + d
+            self._upsert(plain)
+            conn.executemany("INSERT OR IGNORE INTO session_protocols (protocol, session_id) VALUES (?, ?)",
+                             [(protocol, q.row[0]) for q in batch for protocol in q.protocols])
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self.failed += len(batch)
+            raise StoreError(f"{self.path}: {len(batch)} session(s) not stored ({exc})") from exc
+        self.written += len(batch)
         self.frames_written += kept
         self.frames_dropped += dropped
-        if self._pending >= self.batch_size:
-            self.commit()
-
-    def commit(self) -> None:
-        """Make every written session visible to readers and durable."""
-        if self._conn.in_transaction:
-            self._conn.execute("COMMIT")
-        self._pending = 0
-
-    flush = commit
 
     def reopen(self) -> None:
         """Nothing to do: a store is not rotated like a log (SQLite keeps its file open)."""
 
     def close(self) -> None:
-        """Commit what is pending and release the file."""
+        """Commit what is queued and release the file."""
         if self._conn is None:
             return
-        self.commit()
-        self._conn.close()
-        self._conn = None
+        try:
+            self.flush()
+        finally:
+            self._conn.close()
+            self._conn = None
 
-    def _write_session(self, row: dict[str, Any], frames: Sequence[Frame],
-                       messages: Sequence[ParsedMessage | None]) -> tuple[int, int]:
+    def _upsert(self, rows: list[tuple]) -> None:
+        """Insert sessions without frames, or update the summary of ones stored before
+        (their stored frame counts stay)."""
+        if rows:
+            self._conn.executemany(_UPSERT, rows)
+
+    def _write_with_frames(self, queued: _QueuedSession) -> tuple[int, int]:
         conn = self._conn
-        sid = row["id"]
+        row = queued.row
+        sid = row[0]
         existing = conn.execute("SELECT frame_count, frames_dropped FROM sessions WHERE id = ?", (sid,)).fetchone()
         stored, dropped_before = existing if existing else (0, 0)
-        kept = list(frames[:max(0, self.max_frames_per_session - stored)])
-        dropped = len(frames) - len(kept)
-        row["frame_count"] = stored + len(kept)
-        row["frames_dropped"] = dropped_before + dropped
-        if existing:
-            assignments = ", ".join(f"{name} = :{name}" for name in _SESSION_COLUMNS[1:])
-            conn.execute(f"UPDATE sessions SET {assignments} WHERE id = :id", row)
-        else:
-            conn.execute(f"INSERT INTO sessions ({', '.join(_SESSION_COLUMNS)}) "
-                         f"VALUES ({', '.join(':' + name for name in _SESSION_COLUMNS)})", row)
-        conn.executemany("INSERT OR IGNORE INTO session_protocols (protocol, session_id) VALUES (?, ?)",
-                         [(protocol, sid) for protocol in json.loads(row["protocols"])])
+        kept = queued.frames[:max(0, self.max_frames_per_session - stored)]
+        dropped = len(queued.frames) - len(kept)
+        counted = list(row)
+        counted[_FRAME_COUNT], counted[_FRAMES_DROPPED] = stored + len(kept), dropped_before + dropped
+        conn.execute(_UPSERT_COUNTED, counted)
         if kept:
             # We hold the write lock, so numbering on from the largest frame_no is race-free.
             first_no = (conn.execute("SELECT max(frame_no) FROM frames").fetchone()[0] or 0) + 1
             conn.executemany(
                 "INSERT INTO frames (frame_no, id, session_id, direction, seq, timestamp, raw_bytes, framer) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(first_no + i, f.id, sid, _DIRECTION_CODES[f.direction], f.sequence_number, f.timestamp,
-                  bytes(f.raw_bytes), f.framer_name) for i, f in enumerate(kept)])
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(first_no + i, *f) for i, f in enumerate(kept)])
             conn.executemany(
                 "INSERT INTO messages (frame_no, id, protocol_name, message_type, display_name, fields, error) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(first_no + i, m.id, m.protocol_name, m.message_type, m.display_name,
-                  json.dumps([f.to_dict() for f in m.fields], separators=(",", ":")), m.error)
-                 for i, m in enumerate(messages[:len(kept)]) if m is not None])
+                [(first_no + i, *m) for i, m in enumerate(queued.messages[:len(kept)]) if m is not None])
         return len(kept), dropped
 
     # -- reading ------------------------------------------------------------------
@@ -230,31 +266,45 @@ class SqliteStore:
                 for mid, fid, protocol, mtype, fields, display, error in rows]
 
 
-def session_row(record: dict) -> dict[str, Any]:
-    """The sessions-table columns of an SPI record (frame counts are filled in by the writer)."""
-    meta = record.get("xdpsensor") or {}
-    source = record.get("source") or {}
-    destination = record.get("destination") or {}
-    network = record.get("network") or {}
+@dataclass(slots=True)
+class _QueuedSession:
+    """A written session waiting for its batch's commit: the sessions row, and its
+    frames and messages as table rows (frame numbers are given at commit)."""
+
+    row: tuple
+    protocols: Sequence[str]
+    frames: list[tuple]
+    messages: list[tuple | None]
+
+
+def session_values(record: dict) -> tuple:
+    """The sessions-table row of an SPI record, in `_SESSION_COLUMNS` order (frame
+    counts 0: the writer counts stored frames)."""
+    meta = record.get("xdpsensor") or _EMPTY
+    source = record.get("source") or _EMPTY
+    destination = record.get("destination") or _EMPTY
+    network = record.get("network") or _EMPTY
     ip_protocol = record.get("ipProtocol")
-    return {
-        "id": meta.get("sessionId") or new_id(),
-        "client_host": source.get("ip"),
-        "client_port": source.get("port"),
-        "server_host": destination.get("ip"),
-        "server_port": destination.get("port"),
-        "transport": TRANSPORTS.get(ip_protocol, str(ip_protocol)),
-        "protocols": json.dumps(record.get("protocol") or []),
-        "first_packet": record.get("firstPacket"),
-        "last_packet": record.get("lastPacket"),
+    return (
+        meta.get("sessionId") or new_id(),
+        source.get("ip"),
+        source.get("port"),
+        destination.get("ip"),
+        destination.get("port"),
+        TRANSPORTS.get(ip_protocol, str(ip_protocol)),
+        _encode(record.get("protocol") or []),
+        record.get("firstPacket"),
+        record.get("lastPacket"),
         # A stored session has ended; the sensor may record a finer final state.
-        "state": meta.get("state", SessionState.CLOSED.value),
-        "end_reason": meta.get("endReason"),
-        "packets": network.get("packets"),
-        "bytes": network.get("bytes"),
-        "data_bytes": record.get("totDataBytes"),
-        "record": json.dumps(record, separators=(",", ":")),
-    }
+        meta.get("state", _CLOSED),
+        meta.get("endReason"),
+        network.get("packets"),
+        network.get("bytes"),
+        record.get("totDataBytes"),
+        0,
+        0,
+        _encode(record),
+    )
 
 
 def session_dict(row: Sequence[Any]) -> dict[str, Any]:

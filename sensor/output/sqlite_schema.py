@@ -11,6 +11,7 @@ from pathlib import Path
 from sensor.errors import SensorError
 
 SCHEMA_VERSION = 1
+WRITER_CACHE_KIB = 64 * 1024
 
 # Times are Arkime's milliseconds since the epoch; directions are c2s/s2c.
 # `frame_no` orders a session's frames as they were captured, across both directions.
@@ -94,6 +95,7 @@ def connect_writer(path: str | Path) -> sqlite3.Connection:
             raise StoreError(f"{path}: SQLite refused WAL mode (got {mode!r}); put the store on a local filesystem")
         # In WAL mode NORMAL loses no committed transaction when the process dies (only on power loss).
         conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")  # the indexes' pages stay in memory in floods
         _check_or_create(conn, path)
 
     return _prepared(conn, path, prepare, "pass another -o/--db path")

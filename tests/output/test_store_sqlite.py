@@ -104,6 +104,7 @@ def test_frames_bounded_per_session_and_counted(tmp_path):
     db = tmp_path / "s.db"
     with SqliteStore(db, max_frames_per_session=3) as store:
         store.write(finished(spi_record(sid), frames, messages))
+        store.flush()  # counted when committed
         assert (store.frames_written, store.frames_dropped) == (3, 2)
     with reader(db) as store:
         session = store.get_session(sid)
