@@ -309,7 +309,8 @@ static __always_inline int prefix_selected(struct xdp_md *ctx, const struct pars
  * worker. The reader is woken only when this record takes the ring past
  * cfg->wakeup_bytes; below that it finds records when its bounded poll
  * interval ends, so a wakeup (and a Python loop turn) serves a batch, not a
- * record. An empty slot (its worker died) loses the record, counted. */
+ * record. An empty slot (its worker died) loses the record, counted, and
+ * bypasses the flow. */
 static __always_inline void emit(struct xdp_md *ctx, const struct sensor_config *cfg,
                                  const struct flow_key *key, __u8 side, __u8 client,
                                  __u8 reason, __u8 verdict, __u64 now)
@@ -322,6 +323,10 @@ static __always_inline void emit(struct xdp_md *ctx, const struct sensor_config 
     __u32 ring_index = cfg->rings > 1 ? hash % cfg->rings : 0;
     void *ring = rings.lookup(&ring_index);
     if (!ring) {
+        /* Its worker died: the flow stops coming up, and is still counted. */
+        struct flow_state *f = flows.lookup(key);
+        if (f)
+            f->verdict = VERDICT_BYPASSED;
         count(STAT_RING_GONE);
         return;
     }

@@ -66,6 +66,11 @@ class SensorAPI:
         self._lock = lock if lock is not None else nullcontext()
         self._decoder: DefinitionDecoder | None = None  # set by set_protocol_* without a binding
 
+    def follow(self, registry: SessionRegistry) -> None:
+        """Answer from `registry` from now on: the workers' session view when
+        the sensor runs worker processes (sensor.workers.view)."""
+        self._registry = registry
+
     @property
     def event_bus(self) -> EventBus:
         return self._registry.bus

@@ -14,7 +14,7 @@ from sensor.arkime.loader import LoadReport, load_paths
 from sensor.arkime.runtime import PluginRuntime
 from sensor.bindings import binding_rules, parse_bindings
 from sensor.capture.live import LiveCapture
-from sensor.config import SensorConfig, load_config
+from sensor.config import SensorConfig, load_config, workers_for
 from sensor.events import CaptureErrorEvent, EventBus
 from sensor.flows.table import SessionTable
 from sensor.hooks import FinishedSession
@@ -23,10 +23,12 @@ from sensor.kernel.rules import RuleSet
 from sensor.offline import ReplaySummary, replay
 from sensor.output import Output, open_outputs
 from sensor.output.writer import OutputWriter, SinkStats
-from sensor.pipeline import KernelFlows, Pipeline
+from sensor.pipeline import KernelFlows, Pipeline, PipelineStats
 from sensor.prefilter import PythonFlowTable
 from sensor.registry import SessionRegistry
-from sensor.runner import LiveLoop, RunSummary
+from sensor.runner import LiveLoop, RunSummary, WorkerLoop
+from sensor.workers.pool import WorkerDeath, WorkerPool, bypass_shard, live_pool
+from sensor.workers.view import WorkerSessions
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +65,11 @@ class Sensor:
         self._reported: dict[str, int] = {}  # losses already published, by what was lost
         self._pipeline: Pipeline | None = None
         self._kernel: KernelFlows | None = None
-        self._live: LiveLoop | None = None
+        self._live: LiveLoop | WorkerLoop | None = None
         self._program: SensorProgram | None = None
+        self._pool: WorkerPool | None = None
+        self._view: WorkerSessions | None = None
+        self._finished = 0      # records the workers finished
 
     # -- assembly ---------------------------------------------------------------
     def _rules(self) -> RuleSet:
@@ -79,9 +84,9 @@ class Sensor:
         rules.shapes()  # raises RuleError now rather than at attach
         return rules
 
-    def program_options(self) -> ProgramOptions:
+    def program_options(self, rings: int = 1) -> ProgramOptions:
         return ProgramOptions(snaplen=self.config.snaplen or DEFAULT_SNAPLEN,
-                              emit_undecided=self.config.emit_undecided)
+                              emit_undecided=self.config.emit_undecided, rings=rings)
 
     def _new_pipeline(self, kernel: KernelFlows | None) -> Pipeline:
         table = SessionTable(self.config.timeouts, max_sessions=self.config.max_sessions)
@@ -115,8 +120,39 @@ class Sensor:
 
     def _terminate(self, session_uid: str) -> bool:
         """End a live session now; a kernel-fed one is bypassed (counted, not sent)."""
+        if self._pool is not None:
+            owner = self._view.owner(session_uid)
+            return owner is not None and any(self._pool.ask(owner, "terminate", (session_uid,)))
         pipeline = self._pipeline
         return pipeline is not None and pipeline.terminate(session_uid)
+
+    # -- workers (sensor.workers): their sessions reach the outputs, the bus and the API here
+    def _worker_finished(self, worker: int, finished: FinishedSession) -> None:
+        finished.record["xdpsensor"]["worker"] = worker  # a copy made by the pipe: no one else holds it
+        self._finished += 1
+        self.writer.session_finished(finished)
+        self._report_losses()
+
+    def _worker_event(self, worker: int, event: object) -> None:
+        self._view.apply(worker, event)
+        self.bus.publish(event)
+
+    def _worker_died(self, death: WorkerDeath) -> None:
+        death.flows_bypassed = bypass_shard(self._program, death.index, len(self._pool.workers))
+        death.sessions_lost = self._view.lost(death.index)
+        log.error("%s", death.message())
+        self.bus.publish(CaptureErrorEvent(error=death.message(), kind="worker"))
+
+    def _start_workers(self, program: SensorProgram, count: int) -> WorkerPool:
+        """Fork `count` workers on `program`'s rings; the API follows their sessions from now on."""
+        pool = live_pool(self.config, program, count, on_finished=self._worker_finished,
+                         on_event=self._worker_event, on_death=self._worker_died)
+        self._view = WorkerSessions(self.bindings, self.bus, pool.ask,
+                                    max_frames_per_session=self.config.max_frames_per_session)
+        self.api.follow(self._view)
+        self._program, self._pool = program, pool
+        pool.start()
+        return pool
 
     # -- offline ----------------------------------------------------------------
     def read_pcap(self, paths: str | Path | Sequence[str | Path], prefilter: str = "auto",
@@ -157,15 +193,21 @@ class Sensor:
         """Attach to `interfaces` and run in a background thread; returns where and how it attached."""
         if self._live is not None:
             raise RuntimeError("this sensor is already running: stop() it first")
-        program = SensorProgram(self.program_options())
+        workers = workers_for(self.config, live=True)
+        program = SensorProgram(self.program_options(rings=workers))
         try:
             program.set_rules(self.rules)
-            pipeline = self._new_pipeline(program)
+            capture = LiveCapture(program, interfaces, netns, mode, force)
             self.writer.block_when_full = False  # capture never waits for an output
-            live = LiveLoop(LiveCapture(program, interfaces, netns, mode, force), pipeline, self._lock,
-                            on_ring_loss=self._ring_loss)
+            if workers > 1:
+                live = WorkerLoop(capture, self._start_workers(program, workers), on_ring_loss=self._ring_loss)
+            else:
+                live = LiveLoop(capture, self._new_pipeline(program), self._lock, on_ring_loss=self._ring_loss)
             where = live.start()
         except BaseException:
+            if self._pool is not None:
+                self._pool.stop()
+                self._pool = None
             program.close()
             raise
         self._program, self._live = program, live
@@ -180,7 +222,9 @@ class Sensor:
         """The kernel's counters while running."""
         return self._live.stats() if self._live is not None else None
 
-    def pipeline_stats(self):
+    def pipeline_stats(self) -> PipelineStats | None:
+        if self._pool is not None:
+            return PipelineStats(records=self._finished)
         return self._pipeline.stats if self._pipeline is not None else None
 
     def stop(self) -> RunSummary:
@@ -191,7 +235,7 @@ class Sensor:
             return self._live.stop()
         finally:
             self._program.close()
-            self._live = self._program = None
+            self._live = self._program = self._pool = None
             self._flush_outputs()
 
     def _flush_outputs(self) -> None:

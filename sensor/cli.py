@@ -113,6 +113,9 @@ def _sensor_options(command):
                      help="bytes copied per packet, 1-2048 (default: a full 1522-byte frame)"),
         click.option("--emit-undecided", is_flag=True,
                      help="also send first payloads of undecided flows (complete late-selected sessions, more load)"),
+        click.option("--workers", type=int, default=None,
+                     help="Python worker processes, flows shared by a symmetric hash (default: run, one per "
+                          "usable CPU up to 8; read, 1)"),
     ]
     for option in reversed(options):
         command = option(command)

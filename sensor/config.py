@@ -18,6 +18,8 @@ is attached, with the key that is wrong and what it should be.
     metrics: 127.0.0.1:9477            # Prometheus metrics address (as --metrics)
     status_interval: 60                # seconds between status lines in the log (0: none)
     plugin_time_budget: 2.0            # seconds a plugin callback may run (0: unbounded)
+    workers: 2                         # Python processes, one ring each (default: run, one per usable
+                                       # CPU up to 8; read, 1)
 
 Relative paths are relative to the file's directory."""
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 
 from sensor.errors import SensorError
 from sensor.flows.table import FlowTimeouts
-from sensor.kernel.contract import MAX_SNAPLEN
+from sensor.kernel.contract import MAX_SNAPLEN, RINGS_MAX
 from sensor.output import local_file
 from sensor.yamlload import YamlError, load_yaml
 
@@ -62,6 +64,7 @@ class SensorConfig:
     metrics: str | None = None
     status_interval: float = 60.0
     plugin_time_budget: float = 2.0
+    workers: int | None = None      # None: workers_for() decides
     base_dir: Path = field(default_factory=Path.cwd)
 
     def plugin_paths(self) -> list[Path]:
@@ -74,7 +77,7 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
     "plugins": list, "default_plugins": bool, "ports": list, "prefixes": list, "bindings": list,
     "outputs": list, "max_frames_per_session": int, "timeouts": dict, "max_sessions": int,
     "snaplen": int, "emit_undecided": bool, "user": (str, int), "group": (str, int), "metrics": (str, int),
-    "status_interval": (int, float), "plugin_time_budget": (int, float),
+    "status_interval": (int, float), "plugin_time_budget": (int, float), "workers": int,
 }
 
 
@@ -128,6 +131,17 @@ def config_from_dict(data: Any, base_dir: Path, where: str) -> SensorConfig:
     return cfg
 
 
+AUTO_WORKERS_MAX = 8
+
+
+def workers_for(cfg: SensorConfig, live: bool) -> int:
+    """The worker processes to run: the config's, else for live capture one
+    per CPU this process may use (up to AUTO_WORKERS_MAX), for files one."""
+    if cfg.workers is not None:
+        return cfg.workers
+    return min(len(os.sched_getaffinity(0)), AUTO_WORKERS_MAX) if live else 1
+
+
 def check_config(cfg: SensorConfig, where: str = "config") -> None:
     """Every value in range and every named thing usable, without creating or
     touching anything: call again after the command line changed `cfg`."""
@@ -135,6 +149,8 @@ def check_config(cfg: SensorConfig, where: str = "config") -> None:
         raise ConfigError(f"{where}: max_frames_per_session must be 0 or more")
     if cfg.max_sessions < 1:
         raise ConfigError(f"{where}: max_sessions must be at least 1")
+    if cfg.workers is not None and not 1 <= cfg.workers <= RINGS_MAX:
+        raise ConfigError(f"{where}: workers must be between 1 and {RINGS_MAX}, got {cfg.workers}")
     if cfg.snaplen is not None and not 1 <= cfg.snaplen <= MAX_SNAPLEN:
         raise ConfigError(f"{where}: snaplen must be between 1 and {MAX_SNAPLEN} bytes, got {cfg.snaplen}")
     for key in ("status_interval", "plugin_time_budget"):

@@ -121,6 +121,10 @@ class ParsedField:
     def _astuple(self) -> tuple[Any, ...]:
         return (self.name, self.value, self.raw_bytes, self.offset, self.size, self.display_hint, self.display_value, self.children)
 
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        # Pickled (to the parent, from a worker process) with its text rendered: a renderer is a closure.
+        return (ParsedField, self._astuple())
+
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
             return NotImplemented

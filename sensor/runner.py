@@ -19,6 +19,7 @@ from sensor.capture.live import LiveCapture
 from sensor.capture.ring import RingReader, record_fields
 from sensor.kernel.contract import Stat
 from sensor.pipeline import Pipeline
+from sensor.workers.pool import WorkerDeath, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +37,21 @@ class RunSummary:
     frames: int
     undecodable: int
     attachments: list[str] = field(default_factory=list)
+    workers: int = 1
+    deaths: list[WorkerDeath] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         k = self.kernel
+        by = f" in {self.workers} workers" if self.workers > 1 else ""
         return [
             f"ran {self.seconds:.1f}s: kernel saw {k[Stat.SEEN]} packets, parsed {k[Stat.PARSED]}, "
             f"flows {k[Stat.FLOW_NEW]} (selected {k[Stat.SELECTED]}, ignored {k[Stat.IGNORED]})",
             f"delivered {k[Stat.EMITTED]} packets to userspace, ring-buffer drops {k[Stat.RINGBUF_FULL]}, "
             f"bypassed packets {k[Stat.BYPASSED_PKTS]}, truncated {k[Stat.TRUNCATED]}, "
-            f"orphan fragments {k[Stat.FRAG_ORPHAN]}",
-            f"userspace decoded {self.frames - self.undecodable}/{self.frames} frames, wrote {self.records} session records",
-        ]
+            f"orphan fragments {k[Stat.FRAG_ORPHAN]}, lost with a dead worker {k[Stat.RING_GONE]}",
+            f"userspace{by} decoded {self.frames - self.undecodable}/{self.frames} frames, "
+            f"wrote {self.records} session records",
+        ] + [death.message() for death in self.deaths]
 
 
 class RingFeed:
@@ -129,10 +134,7 @@ class LiveLoop:
                 next_sweep = now + SWEEP_EVERY
 
     def _check_drops(self) -> None:
-        drops = self.capture.program.stats()[Stat.RINGBUF_FULL]
-        if drops > self._drops and self.on_ring_loss is not None:
-            self.on_ring_loss(drops - self._drops)
-        self._drops = drops
+        self._drops = _report_drops(self.capture.program, self._drops, self.on_ring_loss)
 
     def stats(self) -> dict[Stat, int]:
         return self.capture.program.stats()
@@ -151,6 +153,64 @@ class LiveLoop:
         stats = self.capture.program.stats()
         p = self.pipeline.stats
         return RunSummary(time.monotonic() - self._started, stats, p.records, p.frames, p.undecodable, self._where)
+
+
+class WorkerLoop:
+    """The parent's loop when workers read the rings: attach, start nothing
+    but a thread that sweeps idle kernel flows and reports ring loss; the
+    pool's workers feed their own pipelines."""
+
+    def __init__(self, capture: LiveCapture, pool: WorkerPool,
+                 on_ring_loss: Callable[[int], None] | None = None) -> None:
+        self.capture = capture
+        self.pool = pool
+        self.on_ring_loss = on_ring_loss
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = 0.0
+        self._where: list[str] = []
+        self._drops = 0
+
+    def start(self) -> list[str]:
+        """Attach everywhere (or raise having attached nothing); the workers already run."""
+        attachments = self.capture.start()
+        self._where = [f"{a.where} [{a.mode}, {a.method}]" for a in attachments]
+        self._started = time.monotonic()
+        self._thread = threading.Thread(target=self._loop, name="xdpsensor-kernel", daemon=True)
+        self._thread.start()
+        return self._where
+
+    def _loop(self) -> None:
+        next_sweep = time.monotonic() + SWEEP_EVERY
+        while not self._stopping.wait(EXPIRE_EVERY):
+            self._drops = _report_drops(self.capture.program, self._drops, self.on_ring_loss)
+            if time.monotonic() >= next_sweep:
+                self.capture.program.sweep_idle(KERNEL_IDLE)
+                next_sweep = time.monotonic() + SWEEP_EVERY
+
+    def stats(self) -> dict[Stat, int]:
+        return self.capture.program.stats()
+
+    def stop(self) -> RunSummary:
+        """Detach, then let every worker read the rest of its ring and flush its sessions."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.capture.stop()
+        totals = self.pool.stop()
+        self._drops = _report_drops(self.capture.program, self._drops, self.on_ring_loss)
+        return RunSummary(time.monotonic() - self._started, self.capture.program.stats(),
+                          sum(t.records for t in totals), sum(t.frames for t in totals),
+                          sum(t.undecodable for t in totals), self._where,
+                          workers=len(self.pool.workers), deaths=list(self.pool.deaths))
+
+
+def _report_drops(program, seen: int, on_ring_loss: Callable[[int], None] | None) -> int:
+    """Tell `on_ring_loss` about ring-full drops since `seen`; the new total."""
+    drops = program.stats()[Stat.RINGBUF_FULL]
+    if drops > seen and on_ring_loss is not None:
+        on_ring_loss(drops - seen)
+    return drops
 
 
 def status_line(stats: dict[Stat, int], records: int) -> str:

@@ -1,0 +1,155 @@
+"""One worker process: its own Sensor assembly (plugins, bindings, registry,
+pipeline) fed by one ring (live) or by the capture records the parent sends
+it (offline), with everything it finishes or publishes sent to the parent.
+
+Messages to the parent are lists of tuples, one list per send:
+("ready", pid), ("finished", FinishedSession), ("event", event),
+("reply", request_id, value), ("done", WorkerTotals).
+From the parent: ("stop",), ("ask", request_id, command, args),
+("records", [PcapRecord, ...]) offline."""
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+
+from sensor.config import SensorConfig
+from sensor.events import EVENT_NAMES
+from sensor.hooks import FinishedSession
+from sensor.kernel.program import SensorProgram
+from sensor.protocol import DefinitionDecoder
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerTotals:
+    """What a worker did, for the run summary."""
+    records: int = 0
+    frames: int = 0
+    undecodable: int = 0
+    sessions: int = 0
+    feed_errors: int = 0
+
+
+class Outbox:
+    """Messages for the parent, sent as one list per `flush` (a pipe write per
+    batch of packets, not per event). Filled from the capture thread and the
+    output writer's thread."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._pending: list[tuple] = []
+        self._lock = threading.Lock()
+
+    def put(self, message: tuple) -> None:
+        with self._lock:
+            self._pending.append(message)
+
+    def event(self, event: object) -> None:
+        self.put(("event", event))
+
+    def flush(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+            if batch:
+                self.conn.send(batch)
+
+
+class ForwardOutput:
+    """The worker's only output sink: finished sessions go to the parent's outputs."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    def write(self, finished: FinishedSession) -> None:
+        self.outbox.put(("finished", finished))
+
+    def flush(self) -> None:
+        pass
+
+    def reopen(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _detach_from_terminal() -> None:
+    """The parent stops the workers (in order, flushing); a Ctrl-C or a
+    service manager's SIGTERM to the whole group must not, and a worker must
+    not outlive its parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _worker_sensor(config: SensorConfig, outbox: Outbox):
+    from sensor.app import Sensor  # imported here: app imports this package
+    sensor = Sensor(dataclasses.replace(config, workers=1), outputs=[ForwardOutput(outbox)])
+    for name in EVENT_NAMES:
+        sensor.bus.subscribe(name, outbox.event)
+    return sensor
+
+
+def _answer(sensor, command: str, args: tuple):
+    if command == "terminate":
+        return sensor.api.terminate_session(*args)
+    if command == "swap_framer":
+        with sensor._lock:
+            return sensor.registry.swap_framer(*args)
+    if command == "set_decoder":
+        name, definition = args
+        with sensor._lock:
+            return sensor.registry.set_decoder(name, DefinitionDecoder(definition))
+    raise ValueError(f"unknown worker command {command!r}")
+
+
+def _totals(pipeline, feed_errors: int) -> WorkerTotals:
+    s = pipeline.stats
+    return WorkerTotals(s.records, s.frames, s.undecodable, s.sessions, feed_errors)
+
+
+def run_live_worker(index: int, config: SensorConfig, program: SensorProgram, conn: Connection) -> None:
+    """Body of live worker `index`: read ring `index` until the parent says stop."""
+    from sensor.capture.ring import RingReader
+    from sensor.runner import EXPIRE_EVERY, POLL_SECONDS, RingFeed
+    _detach_from_terminal()
+    outbox = Outbox(conn)
+    sensor = _worker_sensor(config, outbox)
+    pipeline = sensor._new_pipeline(program)
+    feed = RingFeed(RingReader(program.ring_fds[index], program.ring_size), pipeline,
+                    program.monotonic_offset, sensor._lock)
+    outbox.put(("ready", os.getpid()))
+    outbox.flush()
+    next_expire = time.monotonic() + EXPIRE_EVERY
+    stopping = False
+    while not stopping:
+        feed.ring.wait(POLL_SECONDS)
+        feed.drain()
+        if time.monotonic() >= next_expire:
+            with sensor._lock:
+                pipeline.expire(time.time())
+            next_expire = time.monotonic() + EXPIRE_EVERY
+        while conn.poll(0):
+            for message in conn.recv():
+                if message[0] == "stop":
+                    stopping = True
+                else:
+                    _, request, command, args = message
+                    outbox.put(("reply", request, _answer(sensor, command, args)))
+        outbox.flush()
+    feed.drain()       # the parent detached first: this is the last of the ring
+    with sensor._lock:
+        pipeline.close()
+    sensor.writer.flush()   # every finished session is in the outbox
+    outbox.put(("done", _totals(pipeline, feed.feed_errors)))
+    outbox.flush()
