@@ -324,7 +324,7 @@ static __always_inline void emit(struct xdp_md *ctx, const struct sensor_config 
     void *ring = rings.lookup(&ring_index);
     if (!ring) {
         /* Its worker died: the flow stops coming up, and is still counted. */
-        struct flow_state *f = flows.lookup(key);
+        struct flow_state *f = flows.lookup((struct flow_key *)key);
         if (f)
             f->verdict = VERDICT_BYPASSED;
         count(STAT_RING_GONE);
