@@ -207,7 +207,7 @@ class WorkerLoop:
 
 def _report_drops(program, seen: int, on_ring_loss: Callable[[int], None] | None) -> int:
     """Tell `on_ring_loss` about ring-full drops since `seen`; the new total."""
-    drops = program.stats()[Stat.RINGBUF_FULL]
+    drops = program.stat(Stat.RINGBUF_FULL)
     if drops > seen and on_ring_loss is not None:
         on_ring_loss(drops - seen)
     return drops

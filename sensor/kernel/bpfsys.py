@@ -16,6 +16,7 @@ _libc.syscall.restype = ct.c_long
 
 BPF_MAP_CREATE = 0
 BPF_PROG_TEST_RUN = 10
+BPF_PROG_GET_FD_BY_ID = 13
 BPF_OBJ_GET_INFO_BY_FD = 15
 BPF_LINK_CREATE = 28
 BPF_LINK_GET_FD_BY_ID = 30
@@ -102,6 +103,18 @@ def link_info(link_fd: int) -> LinkInfo:
     type_, id_, prog_id = struct.unpack_from("=III", info, 0)
     ifindex = struct.unpack_from("=I", info, 16)[0] if type_ == BPF_LINK_TYPE_XDP else 0
     return LinkInfo(type_, id_, prog_id, ifindex)
+
+
+def prog_run_totals(prog_id: int) -> tuple[int, int]:
+    """(run_time_ns, run_cnt) of a loaded program: the kernel counts them only
+    while sysctl kernel.bpf_stats_enabled is 1."""
+    fd = _bpf(BPF_PROG_GET_FD_BY_ID, _attr("=I", prog_id))
+    try:
+        info = (ct.c_ubyte * 256)()
+        _bpf(BPF_OBJ_GET_INFO_BY_FD, _attr("=IIQ", fd, ct.sizeof(info), ct.addressof(info)))
+        return struct.unpack_from("=QQ", info, 192)   # run_time_ns, run_cnt in struct bpf_prog_info
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)

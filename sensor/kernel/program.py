@@ -141,13 +141,13 @@ class SensorProgram:
 
     # -- counters and flows ------------------------------------------------------
     def stats(self) -> dict[Stat, int]:
+        return {stat: self.stat(stat) for stat in Stat}
+
+    def stat(self, stat: Stat) -> int:
+        """One counter, summed over the CPUs (the live loop's once-a-second check)."""
         values = (ct.c_uint64 * self._ncpus)()
-        totals = {}
-        for stat in Stat:
-            key = ct.c_uint32(stat)
-            _lib().bpf_lookup_elem(self._map_fd["stats"], ct.byref(key), ct.byref(values))
-            totals[stat] = sum(values)
-        return totals
+        _lib().bpf_lookup_elem(self._map_fd["stats"], ct.byref(ct.c_uint32(stat)), ct.byref(values))
+        return sum(values)
 
     def flow(self, key: FlowKey) -> FlowState | None:
         state = FlowState()

@@ -1,0 +1,124 @@
+"""Shared by the live benches: a lab of their own, fixed-rate UDP traffic
+from trafgen, the CPU a process tree used (/proc), and the XDP program's run
+time (bpf_stats). Root only; everything made here is removed on exit."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyroute2 import IPRoute
+
+from sensor import lab as lab_mod
+from sensor.kernel import bpfsys
+from sensor.kernel.attach import xdp_status
+from sensor.labtraffic import wait_attached
+from sensor.netns import in_netns
+
+SERVER_PORT = 9000
+FIRST_CLIENT_PORT = 40000
+PAYLOAD = 64
+
+
+@contextlib.contextmanager
+def bench_lab() -> Iterator[lab_mod.Lab]:
+    """A lab named after this process, with a UDP socket bound on the server
+    (no ICMP unreachable comes back) and bpf_stats on; all undone at the end."""
+    lab = lab_mod.up(lab_mod.Lab(f"b{os.getpid() % 100000}"))
+    stats_file = Path("/proc/sys/kernel/bpf_stats_enabled")
+    before = stats_file.read_text().strip()
+    try:
+        stats_file.write_text("1")
+        with in_netns(lab.server):
+            sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sink.bind((lab.server_ip, SERVER_PORT))
+        try:
+            yield lab
+        finally:
+            sink.close()
+    finally:
+        stats_file.write_text(before)
+        lab_mod.down(lab)
+
+
+def send_udp(lab: lab_mod.Lab, packets: int, rate: int, flows: int) -> float:
+    """`packets` UDP packets at `rate`/s from the client, round-robin over
+    `flows` client ports from FIRST_CLIENT_PORT to the server's SERVER_PORT;
+    returns the seconds it took."""
+    with in_netns(lab.sensor), IPRoute() as ipr:
+        mac = ipr.get_links(ipr.link_lookup(ifname="to-client")[0])[0].get_attr("IFLA_ADDRESS")
+    conf = (f"{{ eth(da={mac}), ipv4(saddr={lab.client_ip}, daddr={lab.server_ip}, ttl=64), "
+            f"udp(sp=dinc({FIRST_CLIENT_PORT}, {FIRST_CLIENT_PORT + flows - 1}), dp={SERVER_PORT}), "
+            f"fill('x', {PAYLOAD}) }}\n")
+    with tempfile.NamedTemporaryFile("w", suffix=".cfg") as cfg:
+        cfg.write(conf)
+        cfg.flush()
+        started = time.monotonic()
+        subprocess.run(["ip", "netns", "exec", lab.client, "trafgen", "--dev", "eth0", "--conf", cfg.name,
+                        "-n", str(packets), "-b", f"{rate}pps", "-P", "1", "-q"],
+                       check=True, capture_output=True, timeout=packets / rate * 3 + 30)
+        return time.monotonic() - started
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its live descendants, every thread, in ns
+    precision (/proc/PID/task/TID/schedstat; /proc/PID/stat counts ticks)."""
+    total = 0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for task in Path(f"/proc/{p}/task").iterdir():
+                total += int((task / "schedstat").read_text().split()[0])
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total / 1e9
+
+
+def xdp_totals(lab: lab_mod.Lab) -> tuple[int, int]:
+    """(run_time_ns, run_cnt) of the program on the lab's sensor interfaces."""
+    with in_netns(lab.sensor):
+        prog_id = xdp_status(lab_mod.SENSOR_IFACES[0]).prog_id
+    return bpfsys.prog_run_totals(prog_id)
+
+
+@dataclass(slots=True)
+class SensorRun:
+    cpu_seconds: float          # the sensor's processes, while the traffic ran (and drained)
+    xdp_ns: int                 # the program's run time over the same span
+    xdp_runs: int
+    seconds: float              # traffic time
+    records: list[dict]
+    summary: str
+
+
+def run_sensor(lab: lab_mod.Lab, packets: int, rate: int, flows: int, *args: str) -> SensorRun:
+    """`xdpsensor run` on the lab with `args`, measured while trafgen sends."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "sessions.jsonl"
+        cmd = [sys.executable, "-m", "sensor", "run", "--netns", lab.sensor, "-i", "to-client", "-i", "to-server",
+               "-o", f"spi:{out}", "--duration", "600", *args]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            if not wait_attached(lab, timeout=60):
+                raise RuntimeError("the sensor did not attach: " + proc.communicate(timeout=30)[1])
+            time.sleep(1.0)  # workers settle
+            cpu0, (xdp_ns0, runs0) = tree_cpu_seconds(proc.pid), xdp_totals(lab)
+            seconds = send_udp(lab, packets, rate, flows)
+            time.sleep(0.2)  # what is still in the ring: up to the 50 ms poll bound
+            cpu1, (xdp_ns1, runs1) = tree_cpu_seconds(proc.pid), xdp_totals(lab)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=120)
+        records = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    return SensorRun(cpu1 - cpu0, xdp_ns1 - xdp_ns0, runs1 - runs0, seconds, records, err)
