@@ -39,8 +39,9 @@ class Sensor:
     """Build from a config (dict, YAML path, SensorConfig or None); then
     `read_pcap(path)` (blocking) or `start(interfaces)` ... `stop()`.
     `sensor.api` is the ProtoPoke-style SensorAPI, `sensor.bus` the event bus.
-    The pipeline's listeners, in order: the session registry, the output
-    writer (sinks on their own threads), then the sensor's own error reports."""
+    The pipeline's listeners, in order: the session registry, outputs that
+    follow packets (pcap), the output writer (sinks on their own threads), then
+    the sensor's own error reports."""
 
     def __init__(self, config: SensorConfig | dict | str | Path | None = None,
                  outputs: Sequence[Output] | None = None) -> None:
@@ -94,8 +95,9 @@ class Sensor:
         # A session that neither a plugin nor a binding still wants stops crossing the ring.
         bypass = kernel is not None and (bool(self.load_report.loaded) or bool(self.bindings))
         self._reported.pop("listener", None)  # a new chain counts from 0
-        self._pipeline = Pipeline(self.runtime, table, [self.registry, self.writer, self], kernel=kernel,
-                                  bypass=bypass)
+        packet_outputs = [output for output in self.outputs if hasattr(output, "record_saving")]
+        self._pipeline = Pipeline(self.runtime, table, [self.registry, *packet_outputs, self.writer, self],
+                                  kernel=kernel, bypass=bypass)
         return self._pipeline
 
     def session_finished(self, finished: FinishedSession) -> None:

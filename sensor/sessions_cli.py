@@ -8,12 +8,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
 from sensor.flows.state import Direction
 from sensor.output import DEFAULT_DB
+from sensor.output.pcap_extract import PcapExtractError, extract
 from sensor.output.sqlite import DEFAULT_LIST_LIMIT, SqliteStore, canonical_address
 from sensor.output.sqlite_schema import StoreError
 from sensor.output.terminal import frame_header, hexdump, message_lines, session_details, session_table
@@ -204,3 +206,28 @@ def _load_decoder(path: str) -> DefinitionDecoder:
         return DefinitionDecoder(load_definition_file(path))
     except (ProtocolDefinitionError, FileNotFoundError) as exc:
         _fail(str(exc))
+
+
+@sessions.command("pcap")
+@_db
+@click.option("-o", "--output", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="pcap file to write (- for stdout)")
+@click.option("--pcap-dir", type=click.Path(file_okay=False),
+              help="where the pcap output's files are now (default: the directory the record names)")
+@_id
+def pcap_command(db: str, out_path: str, pcap_dir: str | None, session_id: str) -> None:
+    """A session's packets, read back from the pcap output (-o pcap:DIR) by the record's packetPos."""
+    with _store(db) as store:
+        session = store.get_session(_session_id(store, session_id))
+    record = session["record"]
+    try:
+        if out_path == "-":
+            count = extract(record, sys.stdout.buffer, pcap_dir)
+        else:
+            with open(out_path, "wb") as out:
+                count = extract(record, out, pcap_dir)
+    except PcapExtractError as exc:
+        if out_path != "-":
+            Path(out_path).unlink(missing_ok=True)
+        _fail(f"session {session['id']}: {exc}")
+    click.echo(f"{count} packet(s) of session {session['id']} written to {out_path}", err=True)

@@ -15,6 +15,8 @@ from typing import Protocol
 
 from sensor.hooks import FinishedSession
 from sensor.output.jsonlines import JsonLinesWriter
+from sensor.output.pcap import USAGE as PCAP_USAGE
+from sensor.output.pcap import PcapSink, check_pcap_target
 from sensor.output.redis_stream import RedisStreamSink, RedisTarget, parse_redis_target
 from sensor.output.sqlite import SqliteStore
 from sensor.output.sqlite_schema import StoreError
@@ -88,6 +90,8 @@ def _redis_sink_kind(scheme: str, usage: str) -> SinkKind:
 
 register_sink(_redis_sink_kind("redis", "redis://HOST:PORT/STREAM"))
 register_sink(_redis_sink_kind("unix", "unix:///PATH.sock?stream=NAME"))
+register_sink(SinkKind("pcap", PcapSink, f"{PCAP_USAGE} (the packets, rotating files)", check=check_pcap_target,
+                       local_file=lambda target: None))
 
 def local_file(spec: str) -> str | None:
     """The file on this host that output `spec` writes (a Redis stream: its spool), for
