@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-unit bench clean
+.PHONY: setup demo test test-unit bench vm-test bundle clean
 
 setup:
 	bash scripts/setup-host
@@ -19,5 +19,14 @@ test-unit: setup
 bench: setup
 	$(PY) -m bench
 
+# Not part of `test`: boots Debian's stock kernel in QEMU (30-40 min without KVM).
+vm-test:
+	bash scripts/setup-host --vm
+	bash scripts/vm-test
+
+# Wheels and .debs for `scripts/setup-host --offline bundle` on hosts with no network.
+bundle:
+	bash scripts/make-bundle bundle
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build bundle *.egg-info

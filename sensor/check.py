@@ -8,6 +8,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from sensor.kernel.features import XDP_LINK_SINCE, features, minimum_kernel, version_tuple
+
 
 @dataclass(frozen=True, slots=True)
 class Finding:
@@ -60,10 +62,10 @@ def _xdp_probe() -> list[Finding]:
                 att = attach(program.fd, "probe0", name, mode)
                 findings.append(Finding(f"XDP {mode} on veth", True, f"obtained {att.mode} via {att.method}"))
                 if mode == "native":
-                    findings.append(Finding("bpf_link", att.method == "link",
+                    findings.append(Finding(f"bpf_link for XDP (Linux {XDP_LINK_SINCE}+)", att.method == "link",
                                             "XDP links work: the program detaches when the sensor dies"
                                             if att.method == "link" else "unsupported: netlink fallback",
-                                            "" if att.method == "link" else "use a kernel >= 5.9"))
+                                            "" if att.method == "link" else f"use a kernel >= {XDP_LINK_SINCE}"))
                 detach(att)
             except AttachError as e:
                 findings.append(Finding(f"XDP {mode} on veth", False, str(e), "use --mode auto"))
@@ -74,16 +76,35 @@ def _xdp_probe() -> list[Finding]:
     return findings
 
 
+def _kernel() -> Finding:
+    """Informational: distributions backport, so the feature probes decide."""
+    release, needed = platform.release(), minimum_kernel()
+    older = version_tuple(release) < version_tuple(needed)
+    return Finding("kernel", True, f"{release} (the sensor needs Linux {needed}+"
+                   + ("; this one is older, so the feature probes below decide)" if older else ")"))
+
+
+def _feature_probes() -> list[Finding]:
+    """Each feature the program needs, probed with a tiny map or program."""
+    release = platform.release()
+    return [Finding(f"{f.name} (Linux {f.since}+)", ok, f"available, for {f.used_for}" if ok
+                    else f"missing on {release}, needed for {f.used_for}",
+                    f"use Linux >= {f.since} (Debian 12's 6.1 has every feature), or the VM in vagrant/")
+            for f in features() for ok in (f.probe(),)]
+
+
 def run_checks() -> list[Finding]:
     root = os.geteuid() == 0
     findings = [
-        Finding("kernel", True, platform.release()),
+        _kernel(),
         Finding("BTF", True, "/sys/kernel/btf/vmlinux " + ("present" if Path("/sys/kernel/btf/vmlinux").exists()
                                                            else "absent (bcc does not need it)")),
         _headers(),
         _bcc(),
         Finding("privileges", root, "root" if root else f"uid {os.geteuid()}", "run as root (sudo)"),
     ]
+    if root:
+        findings += _feature_probes()
     if all(f.ok for f in findings):
         findings += _xdp_probe()
     return findings

@@ -10,6 +10,7 @@ ingress. Everything lives in the lab's own namespaces: nothing is added to
 the root namespace, and the addresses exist only on these interfaces."""
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass
 
@@ -20,6 +21,14 @@ from sensor.netns import exists, in_netns
 
 DEFAULT_NAME = "xs"
 SENSOR_IFACES = ("to-client", "to-server")
+# Every wait in the lab is bounded. Under QEMU's emulation (`make vm-test` without KVM)
+# everything is ~20x slower; XDPSENSOR_SLOWDOWN stretches every bound by that factor.
+SLOWDOWN = float(os.environ.get("XDPSENSOR_SLOWDOWN", "1"))
+
+
+def patience(seconds: float) -> float:
+    """A bound on a wait in the lab, stretched on slow machines."""
+    return seconds * SLOWDOWN
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,14 +25,14 @@ from pyroute2 import IPRoute
 
 from sensor.capture.pcapfile import read_pcap, write_pcap
 from sensor.errors import SensorError
-from sensor.lab import Lab
+from sensor.lab import Lab, patience
 from sensor.netns import in_netns
 from sensor.packet import LINKTYPE_ETHERNET, PacketError, decode_frame
 
 # Locally administered unicast: no interface in the lab owns it.
 OTHER_HOST_MAC = "02:77:00:00:00:fe"
 REPLAY_PPS = 500        # small captures: well under a second, order kept, no burst drops
-REPLAY_TIMEOUT = 60.0   # seconds; a replay of a few hundred frames never needs more
+REPLAY_TIMEOUT = patience(60.0)   # seconds; a replay of a few hundred frames never needs more
 ETH_HEADER = 14
 ETHERTYPE_IPV4 = 0x0800
 # Where the checksum covering the pseudo-header sits in each L4 header.

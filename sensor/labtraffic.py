@@ -8,10 +8,10 @@ import threading
 import time
 
 from sensor.kernel.attach import xdp_status
-from sensor.lab import SENSOR_IFACES, Lab
+from sensor.lab import SENSOR_IFACES, Lab, patience
 from sensor.netns import in_netns
 
-TIMEOUT = 5.0
+TIMEOUT = patience(5.0)
 
 
 def _family(ip: str) -> int:
@@ -96,7 +96,7 @@ def tcp_exchange(lab: Lab, port: int, request: bytes, response: bytes, v6: bool 
 
 def wait_attached(lab: Lab, timeout: float = 30.0, attached: bool = True) -> bool:
     """Wait until both sensor interfaces have (or no longer have) an XDP program."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + patience(timeout)
     while time.monotonic() < deadline:
         with in_netns(lab.sensor):
             states = [bool(xdp_status(name).prog_id) for name in SENSOR_IFACES]

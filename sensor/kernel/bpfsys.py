@@ -1,5 +1,6 @@
 """Raw bpf(2) commands that bcc does not expose: XDP bpf_link create/detach,
-BPF_PROG_TEST_RUN, link enumeration, and ring buffer maps made at run time. Each packs `union bpf_attr` by hand
+BPF_PROG_TEST_RUN, link enumeration, ring buffer maps made at run time, and the
+tiny map and program loads that probe kernel features. Each packs `union bpf_attr` by hand
 (offsets from include/uapi/linux/bpf.h) and calls the syscall via ctypes."""
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ _libc = ct.CDLL(None, use_errno=True)
 _libc.syscall.restype = ct.c_long
 
 BPF_MAP_CREATE = 0
+BPF_PROG_LOAD = 5
 BPF_PROG_TEST_RUN = 10
 BPF_PROG_GET_FD_BY_ID = 13
 BPF_OBJ_GET_INFO_BY_FD = 15
@@ -25,6 +27,7 @@ BPF_LINK_DETACH = 34
 BPF_XDP = 37
 BPF_LINK_TYPE_XDP = 6
 BPF_MAP_TYPE_RINGBUF = 27
+BPF_PROG_TYPE_XDP = 6
 
 XDP_FLAGS_SKB_MODE = 1 << 1
 XDP_FLAGS_DRV_MODE = 1 << 2
@@ -137,3 +140,27 @@ def prog_test_run(prog_fd: int, data: bytes, repeat: int = 1) -> TestRun:
     retval, _, size_out = struct.unpack_from("=III", attr, 4)
     duration = struct.unpack_from("=I", attr, 36)[0]
     return TestRun(retval, data_out.raw[:size_out], duration)
+
+
+def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, inner_map_fd: int = 0) -> int:
+    """Create a map (a map of maps takes a template inner map); returns its fd (the caller closes it)."""
+    return _bpf(BPF_MAP_CREATE, _attr("=IIIIII", map_type, key_size, value_size, max_entries, 0, inner_map_fd))
+
+
+def prog_load(prog_type: int, insns: bytes, log_size: int = 65536) -> tuple[int, str]:
+    """Load raw instructions (GPL licence, verifier log on); returns (fd, log),
+    fd -1 when the verifier refused (the log says why)."""
+    code = ct.create_string_buffer(insns, len(insns))
+    license_ = ct.create_string_buffer(b"GPL")
+    log = ct.create_string_buffer(log_size)
+    attr = _attr("=IIQQIIQ", prog_type, len(insns) // 8, ct.addressof(code), ct.addressof(license_),
+                 1, log_size, ct.addressof(log))
+    try:
+        fd = _bpf(BPF_PROG_LOAD, attr)
+    except BpfError as e:
+        if e.errno == errno.ENOSPC:  # the log overflowed: the load failed all the same
+            return -1, log.value.decode(errors="replace")
+        if e.errno not in (errno.EINVAL, errno.EACCES, errno.E2BIG):
+            raise
+        fd = -1
+    return fd, log.value.decode(errors="replace")

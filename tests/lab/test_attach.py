@@ -8,6 +8,7 @@ import pytest
 
 from sensor.kernel.attach import attach, detach, xdp_status
 from sensor.kernel.program import SensorProgram
+from sensor.lab import patience
 from sensor.netns import in_netns
 
 pytestmark = pytest.mark.lab
@@ -40,7 +41,7 @@ def test_force_replaces_a_foreign_program(lab, tmp_path):
         result = subprocess.run(
             [sys.executable, "-m", "sensor", "run", "--netns", lab.sensor, "-i", "to-client", "--force",
              "--port", "udp:5353", "--duration", "1", "-o", str(tmp_path / "f.jsonl")],
-            capture_output=True, text=True, timeout=60)
+            capture_output=True, text=True, timeout=patience(60))
         assert result.returncode == 0, result.stderr
         # The foreign program was removed, ours detached itself on exit: the hook is free.
         assert foreign_id != 0 and prog_id(lab) == 0

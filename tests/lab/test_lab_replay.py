@@ -15,6 +15,7 @@ import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
+from sensor.lab import patience
 from sensor.labreplay import prepare, replay, rewrite_frame
 from sensor.labtraffic import wait_attached
 from sensor.offline import read_records
@@ -113,7 +114,7 @@ def run_sensor_during_replay(lab, lab_pcap: Path, out: Path) -> tuple[int, str]:
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=patience(30))
     assert proc.returncode == 0, err
     return sent, err
 

@@ -34,7 +34,7 @@ def start_sensor(lab, out: Path, *args: str) -> subprocess.Popen:
 
 def stop_sensor(proc: subprocess.Popen, sig: int = signal.SIGINT) -> str:
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=lab_mod.patience(30))
     assert proc.returncode == 0, err
     return err
 
@@ -124,7 +124,7 @@ def test_ipv6_flows_are_selected_too(lab, tmp_path):
 def test_sigkill_leaves_no_xdp_program_attached(lab, tmp_path):
     proc = start_sensor(lab, tmp_path / "k.jsonl", "--port", "udp:5353")
     proc.kill()
-    proc.wait(timeout=10)
+    proc.wait(timeout=lab_mod.patience(10))
     assert wait_attached(lab, timeout=10, attached=False)
 
 
@@ -134,7 +134,7 @@ def test_a_second_sensor_on_the_same_interface_refuses(lab, tmp_path):
         second = subprocess.run(
             [sys.executable, "-m", "sensor", "run", "--netns", lab.sensor, "-i", "to-client",
              "--port", "udp:5353", "--duration", "5", "-o", str(tmp_path / "b.jsonl")],
-            capture_output=True, text=True, timeout=60)
+            capture_output=True, text=True, timeout=lab_mod.patience(60))
         assert second.returncode == 2
         assert "already has an XDP program" in second.stderr and "--force" in second.stderr
     finally:
@@ -148,7 +148,8 @@ def test_a_second_sensor_on_the_same_interface_refuses(lab, tmp_path):
 ])
 def test_bad_interface_netns_or_rule_gives_a_clear_error(args, message, tmp_path):
     result = subprocess.run([sys.executable, "-m", "sensor", "run", *args, "--duration", "1",
-                             "-o", str(tmp_path / "x.jsonl")], capture_output=True, text=True, timeout=60)
+                             "-o", str(tmp_path / "x.jsonl")],
+                            capture_output=True, text=True, timeout=lab_mod.patience(60))
     assert result.returncode == 2
     assert message in result.stderr
 

@@ -8,6 +8,7 @@ import pytest
 
 from sensor import Direction, Sensor, SessionState
 from sensor.config import BUNDLED_PROTOCOLS
+from sensor.lab import patience
 from sensor.labtraffic import tcp_exchange, udp_exchange
 
 pytestmark = pytest.mark.lab
@@ -37,7 +38,7 @@ def test_sensor_api_and_events_on_live_traffic(lab):
     try:
         assert tcp_exchange(lab, 502, READ_REQUEST, READ_REPLY) == READ_REPLY
         assert udp_exchange(lab, 9999, [b"nobody wants this"], b"ok") == 1
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + patience(5)
         while time.monotonic() < deadline and not any(s.frame_count == 2 for s in sensor.api.list_sessions()):
             time.sleep(0.1)
     finally:
