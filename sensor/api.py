@@ -8,7 +8,14 @@ with the fixes ProtoPoke's spec recommends:
   unknown binding raises ``KeyError``. A swap keeps the bytes the old framer
   had not framed yet and continues the sequence numbers; UDP sessions are
   always raw and never counted.
-- ``terminate_session`` is synchronous (nothing to await in a passive sensor).
+- ``terminate_session`` works from sync and async code alike: called where
+  no asyncio loop runs (sync handlers, scripts) it returns the bool at once;
+  called from a coroutine (async handlers, ProtoPoke code) it returns an
+  awaitable of that bool, as ProtoPoke's ``async def`` does, and the
+  termination happens whether or not it is awaited. From any handler, live
+  or offline: a session ended from inside its own packet's handlers ends
+  once that packet is through. The flow is bypassed in the kernel and its
+  later packets start no new session: it is reported once.
 - ``decode_frame`` never raises.
 - Events: ``on_session_opened`` fires at a session's first packet (a TCP
   session in CONNECTING), and ``on_session_closed`` follows
@@ -21,8 +28,9 @@ accepted wherever ProtoPoke takes it and means a binding's name.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +68,10 @@ class SensorAPI:
     """
 
     def __init__(self, registry: SessionRegistry, terminate: Callable[[str], bool] | None = None,
-                 lock: AbstractContextManager | None = None) -> None:
+                 lock: threading.RLock | None = None) -> None:
         self._registry = registry
         self._terminate = terminate
-        self._lock = lock if lock is not None else nullcontext()
+        self._lock = lock if lock is not None else threading.RLock()
         self._decoder: DefinitionDecoder | None = None  # set by set_protocol_* without a binding
 
     def follow(self, registry: SessionRegistry) -> None:
@@ -118,9 +126,25 @@ class SensorAPI:
             return session.frames
         return session.frames_for_direction(Direction(direction))
 
-    def terminate_session(self, session_id: str) -> bool:
+    def terminate_session(self, session_id: str) -> bool | Awaitable[bool]:
         """End a live session now: the runner's callback bypasses it, the registry finalises it
-        (frames flushed, CLOSED, closed event). False if unknown, already closed or refused."""
+        (frames flushed, CLOSED, closed event). False if unknown, already closed or refused.
+        Inside a running asyncio loop the bool comes as an awaitable (see the module's notes)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return self._terminate_now(session_id)
+        result = loop.create_future()
+        if self._lock.acquire(blocking=False):  # free, or this thread holds it (a handler inside a packet)
+            try:
+                result.set_result(self._terminate_now(session_id))
+            finally:
+                self._lock.release()
+            return result
+        # The capture thread is inside a packet: wait for the lock off the loop, never blocking it.
+        return asyncio.ensure_future(asyncio.to_thread(self._terminate_now, session_id))
+
+    def _terminate_now(self, session_id: str) -> bool:
         with self._lock:
             session = self._registry.get(session_id)
             if session is None or not session.is_active():

@@ -181,8 +181,7 @@ class Sensor:
         try:
             pipeline = self._new_pipeline(flow_filter)
             self.writer.block_when_full = True  # a file waits for the outputs; nothing is dropped
-            with self._lock:
-                summary = replay(paths, pipeline, flow_filter, on_progress, stop)
+            summary = replay(paths, pipeline, flow_filter, on_progress, stop, self._lock)
         finally:
             if program is not None:
                 program.close()

@@ -357,7 +357,7 @@ def _capture_filter(pipeline: Pipeline, frame_filter: CaptureFilter | FlowTable 
 def replay(pcaps: Iterable[str | Path], pipeline: Pipeline,
            frame_filter: CaptureFilter | FlowTable | SensorProgram | None,
            on_progress: Callable[[int, int], None] | None = None,
-           stop: threading.Event | None = None) -> ReplaySummary:
+           stop: threading.Event | None = None, lock: threading.RLock | None = None) -> ReplaySummary:
     """Feed the captures to `pipeline`, every frame (frame_filter None) or
     what the filter emits (a SensorProgram, a PythonFlowTable, or either in
     a CaptureFilter), then end every session. The pipeline must have been
@@ -365,8 +365,11 @@ def replay(pcaps: Iterable[str | Path], pipeline: Pipeline,
     Idle sessions expire on capture time. `on_progress(bytes_done,
     bytes_total)` follows the files. A file that cannot be read to its end
     is noted in `broken` and the next one read; `stop` set ends the reading
-    early. Either way every session read so far is flushed."""
+    early. Either way every session read so far is flushed. `lock` is held
+    for each record and released between records, so API calls from other
+    threads see whole packets and wait no longer than one."""
     capture_filter = _capture_filter(pipeline, frame_filter)
+    lock = lock if lock is not None else threading.RLock()
     paths = [Path(p) for p in pcaps]
     total = sum(p.stat().st_size for p in paths)
     summary = ReplaySummary()
@@ -381,18 +384,19 @@ def replay(pcaps: Iterable[str | Path], pipeline: Pipeline,
                 for index, rec in enumerate(iter_records(stream)):
                     summary.frames += 1
                     summary.linktypes.add(rec.linktype)
-                    if capture_filter is None:
-                        pipeline.feed(rec.data, rec.timestamp, linktype=rec.linktype, wire_len=rec.wire_len)
-                        summary.delivered += 1
-                    else:
-                        record = capture_filter.process(rec)
-                        if record is not None:
-                            pipeline.feed(rec.data, rec.timestamp, kernel_key=record.header.key,
-                                          linktype=rec.linktype, wire_len=rec.wire_len)
+                    with lock:
+                        if capture_filter is None:
+                            pipeline.feed(rec.data, rec.timestamp, linktype=rec.linktype, wire_len=rec.wire_len)
                             summary.delivered += 1
-                    if rec.timestamp >= next_expire:  # idle timeouts run on capture time
-                        pipeline.expire(rec.timestamp)
-                        next_expire = rec.timestamp + EXPIRE_EVERY
+                        else:
+                            record = capture_filter.process(rec)
+                            if record is not None:
+                                pipeline.feed(rec.data, rec.timestamp, kernel_key=record.header.key,
+                                              linktype=rec.linktype, wire_len=rec.wire_len)
+                                summary.delivered += 1
+                        if rec.timestamp >= next_expire:  # idle timeouts run on capture time
+                            pipeline.expire(rec.timestamp)
+                            next_expire = rec.timestamp + EXPIRE_EVERY
                     if index % PROGRESS_EVERY == 0:
                         if on_progress is not None:
                             on_progress(done + stream.tell(), total)
@@ -408,7 +412,8 @@ def replay(pcaps: Iterable[str | Path], pipeline: Pipeline,
         done += path.stat().st_size
         if on_progress is not None:
             on_progress(done, total)
-    pipeline.close()
+    with lock:
+        pipeline.close()
     summary.seconds = time.monotonic() - started
     stats = pipeline.stats
     summary.undecodable, summary.sessions, summary.records = stats.undecodable, stats.sessions, stats.records

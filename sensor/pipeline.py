@@ -91,9 +91,21 @@ class Pipeline:
         self._pending_key: FlowKey | None = None
         self._delivered: dict[bytes, int] = {}
         self._deferred: dict[str, tuple[Session, SessionEnding]] = {}  # by sessionId: ended, not saved yet
+        self._feeding = False                # inside feed: listeners and handlers may call terminate
+        self._terminating: list[Session] = []  # ... which then waits for the packet to be done
 
     def feed(self, frame: bytes, timestamp: float, kernel_key: FlowKey | None = None,
              linktype: int = LINKTYPE_ETHERNET, wire_len: int | None = None) -> None:
+        self._feeding = True
+        try:
+            self._feed(frame, timestamp, kernel_key, linktype, wire_len)
+        finally:
+            self._feeding = False
+            if self._terminating:
+                self._terminate_requested()
+
+    def _feed(self, frame: bytes, timestamp: float, kernel_key: FlowKey | None,
+              linktype: int, wire_len: int | None) -> None:
         self.stats.frames += 1
         try:
             packet = decode_frame(frame, timestamp, linktype, wire_len)
@@ -164,11 +176,23 @@ class Pipeline:
         """End a live session now; a kernel-fed one is bypassed first, so the
         kernel keeps counting it without sending it up."""
         session = next((s for s in self.table if s.uid == uid), None)
-        if session is None:
-            return False
+        if session is None or session in self._terminating:
+            return session is not None
+        if self._feeding:
+            # A listener or event handler inside this packet: end the session once the packet is done
+            # with it, not under the plugin and listener calls still to come.
+            self._terminating.append(session)
+            return True
         self._bypass(session)
         self._handle(self.table.terminate(session))
         return True
+
+    def _terminate_requested(self) -> None:
+        pending, self._terminating = self._terminating, []
+        for session in pending:
+            if session.closed_at is None:  # the packet itself may have ended it
+                self._bypass(session)
+                self._handle(self.table.terminate(session))
 
     def _bypass(self, session: Session) -> None:
         key = self._kernel_keys.get(session.id)

@@ -181,9 +181,12 @@ class SessionTable:
         self.evicted = 0
         self.orphan_fragments = 0
         self.last_session: Session | None = None  # the session of the last packet processed (None: none)
+        self.muted_packets = 0  # packets of terminated flows, swallowed
         # Least recently seen first: eviction pops from the front, expiry scans from it.
         self._sessions: OrderedDict[FlowKey, Session] = OrderedDict()
         self._fragments: OrderedDict[_FragmentKey, Session] = OrderedDict()
+        # Terminated flows -> (last packet time, idle timeout): their later packets start no session.
+        self._muted: OrderedDict[FlowKey, tuple[float, float]] = OrderedDict()
         self._ids = count(1)
         self._clock = float("-inf")  # time of the previous packet: Arkime's lastPacketSecs
         self._min_timeout = min(timeouts.tcp, timeouts.tcp_closing, timeouts.udp,
@@ -227,6 +230,9 @@ class SessionTable:
             key = (packet.ip_protocol, vlan if self.vlan_in_key else (), dst_ip, dst_port, src_ip, src_port)
         ts = packet.timestamp
         flags = packet.tcp_flags
+        if self._muted and key in self._muted and self._still_muted(key, ts, flags):
+            self.last_session = None
+            return events
         sessions = self._sessions
         session = sessions.get(key)
         clock = self._clock
@@ -330,8 +336,24 @@ class SessionTable:
         return [self._end(s, s.closing_reason or "timeout", self._deadline(s)) for s in due]
 
     def terminate(self, session: Session) -> SessionEnded:
-        """End one open session now (an API caller's decision)."""
+        """End one open session now (an API caller's decision). The flow's
+        later packets are swallowed (counted in `muted_packets`) until it has
+        been idle for its timeout or a new connection reuses its ports, so it
+        is reported once, not again as a mid-stream session."""
+        self._muted[session.key] = (session.last_ts, self.timeouts.idle(session))
+        if len(self._muted) > self.max_sessions:
+            self._muted.popitem(last=False)
         return self._end(session, "terminated", session.last_ts)
+
+    def _still_muted(self, key: FlowKey, ts: float, flags: int) -> bool:
+        last, idle = self._muted[key]
+        if ts > last + idle or flags & _SYN_ACK == TCP_SYN:
+            del self._muted[key]
+            return False
+        self._muted[key] = (max(last, ts), idle)
+        self._muted.move_to_end(key)
+        self.muted_packets += 1
+        return True
 
     def close_all(self) -> list[SessionEnded]:
         """End every session (shutdown, end of capture), least recently seen first."""

@@ -59,3 +59,43 @@ def test_sensor_api_and_events_on_live_traffic(lab):
     mine = [name for name, sid in recorder.events if sid == session.id]
     assert mine == ["on_session_opened", "on_frame_captured", "on_frame_captured", "on_session_closed"]
     assert summary.records >= 1
+
+
+class Collect:
+    """An output that keeps the records."""
+
+    def __init__(self) -> None:
+        self.records: list[dict] = []
+
+    def write(self, finished) -> None:
+        self.records.append(finished.record)
+
+    def flush(self) -> None:
+        pass
+
+    def reopen(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_sync_handler_terminates_a_live_session_once(lab):
+    out = Collect()
+    sensor = Sensor(BUNDLED_PROTOCOLS / "bindings.yaml", outputs=[out])
+    results: list[bool] = []
+    sensor.api.on_frame_captured(lambda event: results.append(sensor.api.terminate_session(event.session.id)))
+    sensor.start(["to-client", "to-server"], netns=lab.sensor)
+    try:
+        assert tcp_exchange(lab, 502, READ_REQUEST, READ_REPLY) == READ_REPLY
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not out.records:
+            time.sleep(0.1)
+    finally:
+        sensor.stop()
+        sensor.close()
+    assert results[0] is True  # the reply's frame, if it came up before the bypass, finds it closed
+    assert results[1:] in ([], [False])
+    (record,) = [r for r in out.records if r["destination"]["port"] == 502]
+    assert record["xdpsensor"]["endReason"] == "terminated" and "xdp-bypassed" in record["tags"]
+    assert record["client"]["bytes"] == len(READ_REQUEST)
