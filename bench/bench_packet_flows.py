@@ -110,8 +110,8 @@ arkime.register_port_classifier("bench", 443, arkime.PORT_TCP_DST, classify)
 """
 
 
-def run_pipeline(capture: list[tuple[float, bytes]]) -> None:
-    runtime = PluginRuntime()
+def run_pipeline(capture: list[tuple[float, bytes]], time_budget: float = 0.0) -> None:
+    runtime = PluginRuntime(time_budget=time_budget)
     with tempfile.TemporaryDirectory() as tmp:
         plugin = Path(tmp) / "bench.py"
         plugin.write_text(TRIVIAL_PLUGIN)
@@ -128,6 +128,11 @@ def run_pipeline(capture: list[tuple[float, bytes]]) -> None:
     if not records or any(r.get("protocol") != ["bench", "tcp"] and r.get("protocol") != ["tcp", "bench"]
                           for r in records):
         raise RuntimeError("the bench plugin did not classify every session")
+    runtime.close()
+
+
+def run_pipeline_budgeted(capture: list[tuple[float, bytes]]) -> None:
+    run_pipeline(capture, time_budget=2.0)
 
 
 def rate(job: Callable[[list[tuple[float, bytes]]], None], capture: list[tuple[float, bytes]],
@@ -147,7 +152,9 @@ def main() -> None:
     rows = [("baseline: one struct unpack per frame", baseline),
             ("decode_frame", rate(run_decode, capture, args.repeat)),
             ("decode_frame + SessionTable (reassembly)", rate(run_decode_and_table, capture, args.repeat)),
-            ("pipeline: + trivial classifier/parser", rate(run_pipeline, capture, args.repeat))]
+            ("pipeline: + trivial classifier/parser", rate(run_pipeline, capture, args.repeat)),
+            ("same, plugin time budget on (2 s)", rate(run_pipeline_budgeted, capture, args.repeat)),
+            ("pipeline again (noise check)", rate(run_pipeline, capture, args.repeat))]
     for label, per_second in rows:
         print(f"{label:<44} {per_second:>12,.0f} pkt/s  {baseline / per_second:5.1f}x baseline cost")
 

@@ -48,7 +48,7 @@ class Sensor:
         self.config = config if isinstance(config, SensorConfig) else load_config(config)
         cfg = self.config
         self.bus = EventBus()
-        self.runtime = PluginRuntime()
+        self.runtime = PluginRuntime(time_budget=cfg.plugin_time_budget)
         self.load_report: LoadReport = load_paths(self.runtime, cfg.plugin_paths())
         for error in self.load_report.errors:
             self.bus.publish(CaptureErrorEvent(error=f"plugin {error}", kind="plugin"))
@@ -252,6 +252,7 @@ class Sensor:
         """Write what is queued, close the outputs, then the event bus (after stop / read)."""
         self.writer.close()
         self._report_losses()
+        self.runtime.close()
         self.bus.close()
 
     def __enter__(self) -> Sensor:

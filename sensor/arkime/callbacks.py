@@ -6,7 +6,13 @@ import traceback
 from collections import Counter
 from typing import Any, Callable
 
+from .budget import PluginTimeout
+
 log = logging.getLogger("sensor.arkime.plugins")
+
+# What a plugin callback may raise and the sensor survives: sys.exit() and KeyboardInterrupt inside a
+# plugin are the plugin's failure, not a request to stop the sensor (which uses signals of its own).
+PLUGIN_FAILURES = (Exception, SystemExit, KeyboardInterrupt, PluginTimeout)
 
 
 def callback_origin(exc: BaseException, cb: Callable[..., Any] | None) -> tuple[str, int]:
@@ -37,6 +43,10 @@ class CallbackErrors:
         self.total += 1
         self.counts[f"{kind}:{name}"] += 1
         path, line = callback_origin(exc, cb)
+        if isinstance(exc, PluginTimeout):
+            log.error("arkime %s callback %r ran past its time budget at %s:%d: interrupted, session bypassed\n%s",
+                      kind, name, path, line, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+            return
         log.error("arkime %s callback %r failed at %s:%d: %s: %s\n%s", kind, name, path, line,
                   type(exc).__name__, exc,
                   "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))

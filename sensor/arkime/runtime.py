@@ -10,7 +10,8 @@ import logging
 from types import ModuleType
 from typing import Any, Callable
 
-from .callbacks import CallbackErrors
+from .budget import CallbackBudget, PluginTimeout
+from .callbacks import PLUGIN_FAILURES, CallbackErrors
 from .classify import TCP, UDP, Classifier, ClassifierTables, OffloadRules
 from .errors import ArkimeHandleError
 from .fields import FieldRegistry
@@ -31,8 +32,11 @@ class PluginRuntime:
     """Plugin registrations plus the live sessions' plugin state."""
 
     def __init__(self, *, config_prefix: str = "/opt/arkime",
-                 disabled_fields: frozenset[str] = frozenset()) -> None:
+                 disabled_fields: frozenset[str] = frozenset(), time_budget: float = 0.0) -> None:
+        """`time_budget`: seconds one delivery or save may spend in plugin code before the
+        callback is interrupted and its session bypassed (0: no budget; see budget.py)."""
         self.fields = FieldRegistry(disabled_fields)
+        self.budget = CallbackBudget(time_budget) if time_budget > 0 else None
         self.classifiers = ClassifierTables()
         self.pre_save_hooks: list[Callback] = []
         self.save_hooks: list[Callback] = []
@@ -141,7 +145,7 @@ class PluginRuntime:
         """`payload` for a caller that holds the live session's state (`state(handle)`)
         and passes a valid `which`: the pipeline, once per chunk, skips the checks."""
         n = len(data)
-        if not n:
+        if not n or st.silenced:
             return
         if type(data) is not bytes:
             data = bytes(data)
@@ -153,6 +157,7 @@ class PluginRuntime:
                 self._classify(st, which, data, n, sctp_ppid)
             parsers = st.parsers  # parsers registered meanwhile are appended and run too
             handle = st.handle
+            budget = self.budget
             dead = False
             for i, p in enumerate(parsers):  # the parsers run here, not in a method: once per chunk
                 if p is None:
@@ -160,9 +165,12 @@ class PluginRuntime:
                 if p.buf is None:
                     mv = memoryview(data)
                     try:
-                        rc = p.cb(handle, mv, n, which)
-                    except Exception as exc:  # counts as -1: the parser is unregistered
-                        self.errors.report("parser", _cb_name(p.cb), p.cb, exc)
+                        if budget is None:  # _guarded inlined: this runs for every chunk
+                            rc = p.cb(handle, mv, n, which)
+                        else:
+                            rc = self._guarded(st, "parser", _cb_name(p.cb), p.cb, handle, mv, n, which)
+                    except PLUGIN_FAILURES as exc:  # counts as -1: the parser is unregistered
+                        self._failed(st, "parser", _cb_name(p.cb), p.cb, exc)
                         rc = -1
                     finally:
                         try:
@@ -170,7 +178,9 @@ class PluginRuntime:
                         except BufferError:  # the plugin kept a derived buffer; the bytes are immutable
                             pass
                 else:
-                    rc = self._run_buffered(handle, p, which, data)
+                    rc = self._run_buffered(st, p, which, data)
+                if st.silenced:
+                    break
                 if not isinstance(rc, int) or rc == 0:
                     continue
                 if rc == -1:
@@ -182,7 +192,7 @@ class PluginRuntime:
                     st.consumed[which] += rc
                     if rc >= n:
                         break
-            if dead:
+            if dead and not st.silenced:
                 st.parsers = [p for p in parsers if p is not None]
         finally:
             self.dispatching = prev
@@ -196,7 +206,7 @@ class PluginRuntime:
         """False when no parser is left and no classifier can still fire, so the
         kernel may stop sending this flow (it keeps counting it)."""
         st = self.state(handle)
-        if st.ending:
+        if st.ending or st.silenced:
             return False
         if st.parsers:
             return True
@@ -238,6 +248,11 @@ class PluginRuntime:
             return None
         return self._finish(st)
 
+    def close(self) -> None:
+        """Stop the time budget's watchdog."""
+        if self.budget is not None:
+            self.budget.close()
+
     def drain_deferred(self, force: bool = False) -> list[dict]:
         """Records whose final save was deferred by incref and has now happened.
 
@@ -271,12 +286,37 @@ class PluginRuntime:
         prev, self.dispatching = self.dispatching, True
         try:
             for cb in hooks:
-                try:
-                    cb(st.handle, final)
-                except Exception as exc:  # a plugin bug must not stop the sensor
-                    self.errors.report(kind, getattr(cb, "__name__", repr(cb)), cb, exc)
+                self._guarded(st, kind, getattr(cb, "__name__", repr(cb)), cb, st.handle, final)
         finally:
             self.dispatching = prev
+
+    def _guarded(self, st: PluginSession, kind: str, name: str, cb: Callback, *args: Any) -> Any:
+        """cb(*args) with its failure reported (and -1 returned), within the time budget if any.
+        The budget's exception can land in the callback or in the first `leave` only, both
+        inside the outer `try`; by the second `leave` nothing can be pending any more."""
+        budget = self.budget
+        try:
+            try:
+                if budget is not None:
+                    budget.enter()
+                return cb(*args)
+            finally:
+                if budget is not None:
+                    budget.leave()
+        except PLUGIN_FAILURES as exc:  # a plugin bug must not stop the sensor
+            if budget is not None:
+                budget.leave()
+            self._failed(st, kind, name, cb, exc)
+            return -1
+
+    def _failed(self, st: PluginSession, kind: str, name: str, cb: Callback | None, exc: BaseException) -> None:
+        """Report a callback failure; one that ran out of time also silences its session
+        (no more classifiers or parsers), so the pipeline bypasses the flow."""
+        self.errors.report(kind, name, cb, exc)
+        if isinstance(exc, PluginTimeout) and not st.silenced:
+            st.silenced = True
+            st.parsers = []
+            st.view.tags.add("plugin-timeout")
 
     def _classify(self, st: PluginSession, which: int, data: bytes, n: int,
                   ppid: int | None) -> None:
@@ -288,13 +328,13 @@ class PluginRuntime:
         for c in table.select(data, v.client_port, v.server_port, _bytes_allowed(v), ppid):
             mv = memoryview(data)
             try:
-                c.cb(handle, mv, n, which)
-            except Exception as exc:
-                self.errors.report("classify", c.name, c.cb, exc)
+                self._guarded(st, "classify", c.name, c.cb, handle, mv, n, which)
             finally:
                 _release(mv)
+            if st.silenced:
+                return
 
-    def _run_buffered(self, handle: int, p: Parser, which: int, data: bytes) -> int:
+    def _run_buffered(self, st: PluginSession, p: Parser, which: int, data: bytes) -> int:
         """Accumulate into the parser's buffer and show it the whole buffer.
 
         Only -1 (or an exception) matters in the return: buffered parsers manage
@@ -308,10 +348,7 @@ class PluginRuntime:
         base = memoryview(buf)
         mv = base.toreadonly()
         try:
-            rc = p.cb(handle, pb.handle, mv, which)
-        except Exception as exc:
-            self.errors.report("parser_buf", _cb_name(p.cb), p.cb, exc)
-            rc = -1
+            rc = self._guarded(st, "parser_buf", _cb_name(p.cb), p.cb, st.handle, pb.handle, mv, which)
         finally:
             _release(mv)
             _release(base)

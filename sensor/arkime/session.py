@@ -83,6 +83,7 @@ class PluginSession:
     consumed: list[int] = field(default_factory=lambda: [0, 0])
     refcount: int = 0
     ending: bool = False  # final save requested, waiting for refcount to reach 0
+    silenced: bool = False  # a callback ran out of time: no plugin sees this session again
     extra: dict[str, Any] = field(default_factory=dict)  # merged into the record (the host's own keys)
 
     def live_parsers(self) -> int:

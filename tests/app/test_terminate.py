@@ -8,6 +8,7 @@ import os
 
 import pytest
 from capturelib import Capture
+from sinks import RecordSink
 
 from sensor import Sensor
 from sensor.api import SensorAPI
@@ -25,24 +26,6 @@ REQUEST = bytes.fromhex("000100000006010300000002")
 REPLY = bytes.fromhex("000100000007010304002a0007")
 PLC = ("10.0.0.2", 502)
 
-
-class Collect:
-    """An output that keeps the records."""
-
-    def __init__(self) -> None:
-        self.records: list[dict] = []
-
-    def write(self, finished) -> None:
-        self.records.append(finished.record)
-
-    def flush(self) -> None:
-        pass
-
-    def reopen(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def modbus_capture(tmp_path, polls: int = 4):
@@ -97,7 +80,7 @@ PREFILTERS = ["none", "python"] + (["kernel"] if os.geteuid() == 0 else [])
 
 def read_terminating(tmp_path, prefilter: str, handler_kind: str) -> tuple[list[dict], list]:
     """Read the Modbus capture; a handler terminates the first client's session at its first frame."""
-    out = Collect()
+    out = RecordSink()
     sensor = Sensor(BUNDLED_PROTOCOLS / "bindings.yaml", outputs=[out])
     results: list = []
     first_client = []

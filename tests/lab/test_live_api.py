@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from sinks import RecordSink
 
 from sensor import Direction, Sensor, SessionState
 from sensor.config import BUNDLED_PROTOCOLS
@@ -61,27 +62,9 @@ def test_sensor_api_and_events_on_live_traffic(lab):
     assert summary.records >= 1
 
 
-class Collect:
-    """An output that keeps the records."""
-
-    def __init__(self) -> None:
-        self.records: list[dict] = []
-
-    def write(self, finished) -> None:
-        self.records.append(finished.record)
-
-    def flush(self) -> None:
-        pass
-
-    def reopen(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
 
 def test_a_sync_handler_terminates_a_live_session_once(lab):
-    out = Collect()
+    out = RecordSink()
     sensor = Sensor(BUNDLED_PROTOCOLS / "bindings.yaml", outputs=[out])
     results: list[bool] = []
     sensor.api.on_frame_captured(lambda event: results.append(sensor.api.terminate_session(event.session.id)))
