@@ -86,8 +86,7 @@ class Sensor:
         return rules
 
     def program_options(self, rings: int = 1) -> ProgramOptions:
-        return ProgramOptions(snaplen=self.config.snaplen or DEFAULT_SNAPLEN,
-                              emit_undecided=self.config.emit_undecided, rings=rings)
+        return program_options(self.config, rings)
 
     def _new_pipeline(self, kernel: KernelFlows | None) -> Pipeline:
         table = SessionTable(self.config.timeouts, max_sessions=self.config.max_sessions)
@@ -190,15 +189,18 @@ class Sensor:
 
     # -- live -------------------------------------------------------------------
     def start(self, interfaces: Sequence[str], netns: str | None = None, mode: str = "auto",
-              force: bool = False) -> list[str]:
-        """Attach to `interfaces` and run in a background thread; returns where and how it attached."""
+              force: bool = False, capture: LiveCapture | None = None) -> list[str]:
+        """Attach to `interfaces` and run in a background thread; returns where and how it attached.
+        `capture`: one `attach_program` made earlier (as root, before this Sensor loaded its
+        plugins as an unprivileged user); it then replaces the other arguments."""
         if self._live is not None:
             raise RuntimeError("this sensor is already running: stop() it first")
         workers = workers_for(self.config, live=True)
-        program = SensorProgram(self.program_options(rings=workers))
+        if capture is None:
+            capture = LiveCapture(SensorProgram(self.program_options(rings=workers)), interfaces, netns, mode, force)
+        program = capture.program
         try:
             program.set_rules(self.rules)
-            capture = LiveCapture(program, interfaces, netns, mode, force)
             self.writer.block_when_full = False  # capture never waits for an output
             if workers > 1:
                 live = WorkerLoop(capture, self._start_workers(program, workers), on_ring_loss=self._ring_loss)
@@ -262,3 +264,21 @@ class Sensor:
         if self._live is not None:
             self.stop()
         self.close()
+
+
+def program_options(cfg: SensorConfig, rings: int = 1) -> ProgramOptions:
+    return ProgramOptions(snaplen=cfg.snaplen or DEFAULT_SNAPLEN, emit_undecided=cfg.emit_undecided, rings=rings)
+
+
+def attach_program(cfg: SensorConfig, interfaces: Sequence[str], netns: str | None = None, mode: str = "auto",
+                   force: bool = False) -> LiveCapture:
+    """The privileged half of a live start: the program loaded and attached, selecting nothing
+    until `Sensor.start(capture=...)` writes its rules (which needs no privilege)."""
+    program = SensorProgram(program_options(cfg, rings=workers_for(cfg, live=True)))
+    capture = LiveCapture(program, interfaces, netns, mode, force)
+    try:
+        capture.start()
+    except BaseException:
+        program.close()
+        raise
+    return capture

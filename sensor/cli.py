@@ -144,10 +144,10 @@ def _load_config(config_path, plugins, no_default_plugins, ports, prefixes, outp
     return cfg
 
 
-def _open_sensor(cfg: SensorConfig) -> Sensor:
+def _open_sensor(cfg: SensorConfig, outputs: list | None = None) -> Sensor:
     """The Sensor of a checked config: plugins, bindings and rules, then the outputs opened."""
     from sensor.app import Sensor
-    sensor = Sensor(cfg)
+    sensor = Sensor(cfg, outputs=outputs)
     for error in sensor.load_report.errors:
         click.echo(f"xdpsensor: plugin {error}", err=True)
     click.echo(f"xdpsensor: loaded {len(sensor.load_report.loaded)} plugin file(s); "
@@ -155,6 +155,28 @@ def _open_sensor(cfg: SensorConfig) -> Sensor:
     if not sensor.rules.ports and not sensor.rules.prefixes and not sensor.rules.select_all:
         click.echo("xdpsensor: no plugin, --port or --prefix rule: no flow will be selected", err=True)
     return sensor
+
+
+def _open_sensor_as_user(cfg: SensorConfig, interfaces, netns, mode, force):
+    """As root: load and attach the program, open the outputs; then switch to the configured user
+    for good, and only then load the plugins (their code never runs as root)."""
+    from sensor.app import attach_program
+    from sensor.config import resolve_user
+    from sensor.output import open_outputs, parse_output_spec
+    from sensor.privileges import capabilities, drop_privileges, hand_over, identity
+    who = identity(*resolve_user(cfg.user, cfg.group))
+    capture = attach_program(cfg, interfaces, netns, mode, force)
+    try:
+        outputs = open_outputs(cfg.outputs)
+        hand_over([parse_output_spec(spec)[1] for spec in cfg.outputs], who)
+        drop_privileges(who)
+        click.echo(f"xdpsensor: running as {who.name} (uid {who.uid}, gid {who.gid}), "
+                   f"capabilities {capabilities()['CapEff']:#x}", err=True)
+        return capture, _open_sensor(cfg, outputs)
+    except BaseException:
+        capture.stop()
+        capture.program.close()
+        raise
 
 
 def _stop_on_signals(stop: threading.Event) -> dict:
@@ -175,29 +197,40 @@ def _restore_signals(previous: dict) -> None:
 @click.option("--duration", type=float, default=None, help="stop after this many seconds")
 @click.option("--mode", type=click.Choice(["auto", "native", "generic"]), default="auto", show_default=True)
 @click.option("--force", is_flag=True, help="replace an XDP program already on the interface")
+@click.option("--user", default=None, help="after attaching, run as this user (no capability kept; config: user)")
+@click.option("--group", default=None, help="and this group (default: the user's own; config: group)")
 @_sensor_options
-def run(interfaces, netns, duration, mode, force, **options) -> None:
+def run(interfaces, netns, duration, mode, force, user, group, **options) -> None:
     """Attach to interfaces and write one record per selected session."""
     import time
 
     from sensor.preflight import check_live
     from sensor.runner import status_line
 
-    cfg = _load_config(**options)
+    cfg = _load_config(**options, user=user, group=group)
     check_live(interfaces, netns, force)
-    sensor = _open_sensor(cfg)
+    capture = None
+    if cfg.user is None:
+        sensor = _open_sensor(cfg)
+    else:
+        capture, sensor = _open_sensor_as_user(cfg, interfaces, netns, mode, force)
     stop = threading.Event()
     previous = _stop_on_signals(stop)
     try:
-        where = sensor.start(interfaces, netns, mode, force)
+        where = sensor.start(interfaces, netns, mode, force, capture=capture)
+    except BaseException:
+        _restore_signals(previous)
+        sensor.close()
+        raise
+    try:
         click.echo(f"attached: {', '.join(where)}", err=True)
         started = time.monotonic()
         show = sys.stderr.isatty()
         while not stop.wait(0.2) and (duration is None or time.monotonic() - started < duration):
             if show:
                 click.echo("\r" + status_line(sensor.live_stats(), sensor.pipeline_stats().records), err=True, nl=False)
-        summary = sensor.stop()
     finally:
+        summary = sensor.stop()  # every session flushed, whatever ended the loop
         _restore_signals(previous)
         sensor.close()
     if show:

@@ -161,7 +161,11 @@ def check_config(cfg: SensorConfig, where: str = "config") -> None:
     if cfg.group is not None and cfg.user is None:
         raise ConfigError(f"{where}: group {cfg.group!r} given without a user; give user too")
     if cfg.user is not None:
-        resolve_user(cfg.user, cfg.group, where)
+        uid, gid = resolve_user(cfg.user, cfg.group, where)
+        for path in cfg.plugin_paths() + _binding_files(cfg):
+            if not readable_by(path, uid, gid):
+                raise ConfigError(f"{where}: {path} is not readable by user {cfg.user}, who loads the plugins, "
+                                  "framers and definitions after the switch; move it or change its permissions")
     if cfg.metrics is not None:
         parse_address(cfg.metrics, where)
 
@@ -209,6 +213,36 @@ def resolve_user(user: str, group: str | None, where: str = "config") -> tuple[i
     except KeyError:
         raise ConfigError(f"{where}: group {group!r} does not exist") from None
     return entry.pw_uid, gid
+
+
+def _binding_files(cfg: SensorConfig) -> list[Path]:
+    return [cfg.base_dir / str(b[key]) for b in cfg.bindings if isinstance(b, dict)
+            for key in ("custom_framer_path", "protocol_definition") if b.get(key)]
+
+
+def readable_by(path: Path, uid: int, gid: int) -> bool:
+    """Whether `uid` (primary group `gid` and its other groups) can read `path` (a directory:
+    list and enter it), every directory above it included, by the mode bits."""
+    try:
+        name = pwd.getpwuid(uid).pw_name
+        groups = set(os.getgrouplist(name, gid))
+    except KeyError:
+        groups = {gid}
+    if uid == 0:
+        return True
+
+    def allowed(target: Path, want: int) -> bool:
+        st = target.stat()
+        shift = 6 if st.st_uid == uid else 3 if st.st_gid in groups else 0
+        return (st.st_mode >> shift) & want == want
+
+    target = path.absolute()
+    try:
+        if not all(allowed(parent, 1) for parent in target.parents):
+            return False
+        return allowed(target, 5 if target.is_dir() else 4)
+    except OSError:
+        return False
 
 
 def parse_address(value: str, where: str = "config") -> tuple[str, int]:

@@ -26,7 +26,9 @@ class LiveCapture:
         return RingReader(self.program.ring_fds[index], self.program.ring_size)
 
     def start(self) -> list[Attachment]:
-        """Attach to every interface, all or none."""
+        """Attach to every interface, all or none (once: a started capture stays as it is)."""
+        if self.attachments:
+            return self.attachments
         try:
             for ifname in self.interfaces:
                 self.attachments.append(attach(self.program.fd, ifname, self.netns, self.mode, self.force))

@@ -1,4 +1,5 @@
 """The YAML config: every mistake named with its key before anything runs."""
+import os
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,12 @@ def test_service_keys_resolve(tmp_path):
     assert parse_address("9100") == ("127.0.0.1", 9100)
     assert parse_address("[::1]:9100") == ("::1", 9100)
     assert parse_address("0.0.0.0:80") == ("0.0.0.0", 80)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a file another user cannot read")
+def test_a_plugin_the_user_cannot_read_is_refused_at_load(tmp_path):
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "p.py").write_text("")
+    with pytest.raises(ConfigError, match="not readable by user nobody"):
+        load_config(write(tmp_path, f"user: nobody\nplugins: [{private / 'p.py'}]\n"))
