@@ -123,7 +123,11 @@ class Sensor:
         """End a live session now; a kernel-fed one is bypassed (counted, not sent)."""
         if self._pool is not None:
             owner = self._view.owner(session_uid)
-            return owner is not None and any(self._pool.ask(owner, "terminate", (session_uid,)))
+            if owner is None:
+                return False
+            if self._pool.dispatching():  # a sync handler of a worker's event: its answer would come here
+                return self._pool.tell(owner, "terminate", (session_uid,))
+            return any(self._pool.ask(owner, "terminate", (session_uid,)))
         pipeline = self._pipeline
         return pipeline is not None and pipeline.terminate(session_uid)
 

@@ -135,6 +135,15 @@ class WorkerPool:
             worker.conn.close()
 
     # -- requests ----------------------------------------------------------------------------
+    def tell(self, index: int, command: str, args: tuple) -> bool:
+        """Have a worker run `command` without waiting for its answer: what a handler of the
+        workers' own events must do (it runs on the thread that would receive the answer)."""
+        return self.send(index, ("ask", None, command, args))
+
+    def dispatching(self) -> bool:
+        """Whether the caller is the thread that hands on the workers' messages."""
+        return threading.current_thread() is self._thread
+
     def ask(self, index: int | None, command: str, args: tuple) -> list:
         """Ask one worker (or every live one) to run `command`; their answers."""
         targets = range(len(self.workers)) if index is None else [index]
@@ -171,7 +180,7 @@ class WorkerPool:
                 self.on_finished(worker.index, message[1])
             elif kind == "event":
                 self.on_event(worker.index, message[1])
-            elif kind == "reply":
+            elif kind == "reply" and message[1] is not None:  # None: a `tell`, nobody waits
                 with self._replied:
                     self._replies.setdefault(message[1], []).append(message[2])
                     self._replied.notify_all()
