@@ -74,7 +74,7 @@ def test_a_sync_handler_terminates_a_live_session_once(lab, workers):
     sensor.start(["to-client", "to-server"], netns=lab.sensor)
     try:
         assert tcp_exchange(lab, 502, READ_REQUEST, READ_REPLY) == READ_REPLY
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + patience(5)
         while time.monotonic() < deadline and not out.records:
             time.sleep(0.1)
     finally:
