@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from sensor import gcpolicy
 from sensor.bindings import Binding
 from sensor.events import EventBus, Handler
 from sensor.flows.state import Direction
@@ -205,4 +206,6 @@ class SensorAPI:
         return (decoder or PASSTHROUGH).decode(frame)
 
     def decode_session_frames(self, session_id: str, direction: Direction | str | None = None) -> list[ParsedMessage]:
-        return [self.decode_frame(frame) for frame in self.get_frames(session_id, direction)]
+        """Every kept frame decoded again, with the cyclic GC paused (see sensor.gcpolicy)."""
+        with gcpolicy.paused():
+            return [self.decode_frame(frame) for frame in self.get_frames(session_id, direction)]

@@ -81,10 +81,12 @@ class ParsedField:
 
     ``display_value`` may be given as a renderer instead of a string: it is then
     called with ``value`` on first read, so decoding does not format strings
-    that nobody shows. Reading it always gives the string.
+    that nobody shows. Reading it always gives the string. ``children`` of a
+    leaf is made on first read too: an empty list per field would be a third
+    of the objects a decoded message holds, each one rescanned by the cyclic GC.
     """
 
-    __slots__ = ("name", "value", "raw_bytes", "offset", "size", "display_hint", "_display_value", "children")
+    __slots__ = ("name", "value", "raw_bytes", "offset", "size", "display_hint", "_display_value", "_children")
     __match_args__ = ("name", "value", "raw_bytes", "offset", "size", "display_hint", "display_value", "children")
 
     def __init__(
@@ -105,7 +107,7 @@ class ParsedField:
         self.size = size
         self.display_hint = display_hint
         self._display_value = display_value
-        self.children: list[ParsedField] = [] if children is None else children
+        self._children = children
 
     @property
     def display_value(self) -> str:
@@ -117,6 +119,17 @@ class ParsedField:
     @display_value.setter
     def display_value(self, text: str) -> None:
         self._display_value = text
+
+    @property
+    def children(self) -> list[ParsedField]:
+        children = self._children
+        if children is None:
+            children = self._children = []
+        return children
+
+    @children.setter
+    def children(self, children: list[ParsedField]) -> None:
+        self._children = children
 
     def _astuple(self) -> tuple[Any, ...]:
         return (self.name, self.value, self.raw_bytes, self.offset, self.size, self.display_hint, self.display_value, self.children)

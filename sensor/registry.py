@@ -33,6 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sensor import gcpolicy
 from sensor.bindings import Binding
 from sensor.events import (
     EventBus,
@@ -339,7 +340,8 @@ class SessionRegistry:
             for tracked in self._open.values():
                 session = tracked.session
                 if session.binding is binding and not tracked.terminated:
-                    session.messages = [decoder.decode(frame) for frame in session.frames]
+                    with gcpolicy.paused():
+                        session.messages = [decoder.decode(frame) for frame in session.frames]
                     redecoded += 1
             return redecoded
 

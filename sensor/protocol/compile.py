@@ -138,7 +138,7 @@ class _Compiler:
             for (rel, size, name, hint, render, store, bits), value in zip(places, unpack_from(data, offset)):
                 start = offset + rel
                 raw = data[start : start + size]
-                children = _bit_fields(bits, value, raw, start, size) if bits else []
+                children = _bit_fields(bits, value, raw, start, size) if bits else None
                 out.append(ParsedField(name, value, raw, start, size, hint, render, children))
                 if store:
                     ctx[name] = value if type(value) is int else _number(name, value)
@@ -156,7 +156,7 @@ class _Compiler:
                 raise truncated(name, size, offset, len(data))
             value = unpack_from(data, offset)[0]
             raw = data[offset:end]
-            children = _bit_fields(bits, value, raw, offset, size) if bits else []
+            children = _bit_fields(bits, value, raw, offset, size) if bits else None
             out.append(ParsedField(name, value, raw, offset, size, hint, render, children))
             if store:
                 ctx[name] = value if type(value) is int else _number(name, value)
@@ -251,7 +251,7 @@ class _Compiler:
                         shown = show_value
                     else:
                         value, shown = raw, show_bytes
-                entries.append(ParsedField(entry_name, value, data[offset:value_end], offset, value_end - offset, hint, shown, []))
+                entries.append(ParsedField(entry_name, value, data[offset:value_end], offset, value_end - offset, hint, shown))
                 offset = value_end
             out.append(
                 ParsedField(name, entries, data[start:offset], start, offset - start, "auto", f"({len(entries)} TLV entries)", entries)
@@ -278,18 +278,18 @@ def _bit_fields(bits: tuple[tuple[int, str], ...], value: int, raw: bytes, offse
     fields = []
     for bit, name in bits:
         flag = (value >> bit) & 1
-        fields.append(ParsedField(name, flag, raw, offset, size, "decimal", str, []))
+        fields.append(ParsedField(name, flag, raw, offset, size, "decimal", str))
     return fields
 
 
 def _bytes_builder(item: FieldDefinition) -> Build:
     name, hint = item.name, display.hint_or(item.display, "hex")
-    return lambda value, raw, offset: ParsedField(name, raw, raw, offset, len(raw), hint, display.hex_preview, [])
+    return lambda value, raw, offset: ParsedField(name, raw, raw, offset, len(raw), hint, display.hex_preview)
 
 
 def _padding_builder(item: FieldDefinition) -> Build:
     name = item.name
-    return lambda value, raw, offset: ParsedField(name, None, raw, offset, len(raw), "hex", f"({len(raw)} padding bytes)", [])
+    return lambda value, raw, offset: ParsedField(name, None, raw, offset, len(raw), "hex", f"({len(raw)} padding bytes)")
 
 
 def _sized_step(item: FieldDefinition, builder: Callable[[FieldDefinition], Build]) -> Step:
@@ -329,7 +329,7 @@ def _string_step(item: FieldDefinition) -> Step:
             value = raw.decode(encoding, "replace")
         except (UnicodeError, LookupError):
             value = display.decode_text(raw, encoding)
-        out.append(ParsedField(name, value, raw, offset, size, hint, repr(value) if "\x00" in value else value, []))
+        out.append(ParsedField(name, value, raw, offset, size, hint, repr(value) if "\x00" in value else value))
         return end
 
     return step
@@ -348,7 +348,7 @@ def _null_terminated_step(item: FieldDefinition) -> Step:
         # ProtoPoke counts the byte at the stop position when it is a NUL, even just past the maximum.
         size = end - offset + (1 if end < len(data) and data[end] == 0 else 0)
         value = display.decode_text(data[offset:end], encoding)
-        out.append(ParsedField(name, value, data[offset : offset + size], offset, size, hint, display.text_display(value), []))
+        out.append(ParsedField(name, value, data[offset : offset + size], offset, size, hint, display.text_display(value)))
         return offset + size
 
     return step

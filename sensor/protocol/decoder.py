@@ -55,7 +55,7 @@ class DefinitionDecoder:
 
     def _unknown(self, frame: Frame) -> ParsedMessage:
         data = frame.raw_bytes
-        raw = ParsedField("raw", data, data, 0, len(data), "hex", full_hex(data), [])
+        raw = ParsedField("raw", data, data, 0, len(data), "hex", full_hex(data))
         return ParsedMessage(
             frame,
             self.protocol_name,

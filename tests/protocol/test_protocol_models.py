@@ -61,3 +61,11 @@ def test_display_value_given_as_a_renderer_reads_like_a_string():
     assert lazy.display_value == "0x10"
     assert lazy.to_dict()["display_value"] == "0x10"
     assert lazy == eager
+
+
+def test_a_leaf_field_makes_its_children_list_once_on_first_read():
+    leaf = ParsedField("n", 1, b"\x01", 0, 1)
+    leaf.children.append(ParsedField("bit", 1, b"\x01", 0, 1))
+    assert [child.name for child in leaf.children] == ["bit"]  # the same list each read
+    assert ParsedField("n", 1, b"\x01", 0, 1) == ParsedField("n", 1, b"\x01", 0, 1, children=[])
+    assert ParsedField("n", 1, b"\x01", 0, 1).to_dict()["children"] == []
