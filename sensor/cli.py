@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from sensor import gcpolicy
 from sensor import lab as lab_mod
 from sensor.errors import SensorError
 from sensor.sessions_cli import sessions
@@ -154,6 +155,7 @@ def _open_sensor(cfg: SensorConfig, outputs: list | None = None) -> Sensor:
                f"output to {', '.join(cfg.outputs)}", err=True)
     if not sensor.rules.ports and not sensor.rules.prefixes and not sensor.rules.select_all:
         click.echo("xdpsensor: no plugin, --port or --prefix rule: no flow will be selected", err=True)
+    gcpolicy.freeze_startup()  # what loading made lives as long as the process: out of every later GC pass
     return sensor
 
 
