@@ -27,7 +27,8 @@ from sensor.pipeline import KernelFlows, Pipeline, PipelineStats
 from sensor.prefilter import PythonFlowTable
 from sensor.registry import SessionRegistry
 from sensor.runner import LiveLoop, RunSummary, WorkerLoop
-from sensor.workers.pool import WorkerDeath, WorkerPool, bypass_shard, live_pool
+from sensor.workers.pool import WorkerDeath, WorkerPool, bypass_shard, live_pool, offline_pool
+from sensor.workers.shard import read_sharded
 from sensor.workers.view import WorkerSessions
 
 log = logging.getLogger(__name__)
@@ -143,19 +144,19 @@ class Sensor:
         self.bus.publish(event)
 
     def _worker_died(self, death: WorkerDeath) -> None:
-        death.flows_bypassed = bypass_shard(self._program, death.index, len(self._pool.workers))
+        if self._live is not None:
+            death.flows_bypassed = bypass_shard(self._program, death.index, len(self._pool.workers))
         death.sessions_lost = self._view.lost(death.index)
         log.error("%s", death.message())
         self.bus.publish(CaptureErrorEvent(error=death.message(), kind="worker"))
 
-    def _start_workers(self, program: SensorProgram, count: int) -> WorkerPool:
-        """Fork `count` workers on `program`'s rings; the API follows their sessions from now on."""
-        pool = live_pool(self.config, program, count, on_finished=self._worker_finished,
-                         on_event=self._worker_event, on_death=self._worker_died)
+    def _start_workers(self, pool: WorkerPool) -> WorkerPool:
+        """Start `pool`'s workers, reporting to this sensor; the API follows their sessions from now on."""
+        pool.on_finished, pool.on_event, pool.on_death = self._worker_finished, self._worker_event, self._worker_died
         self._view = WorkerSessions(self.bindings, self.bus, pool.ask,
                                     max_frames_per_session=self.config.max_frames_per_session)
         self.api.follow(self._view)
-        self._program, self._pool = program, pool
+        self._pool = pool
         pool.start()
         return pool
 
@@ -174,22 +175,40 @@ class Sensor:
             paths = [paths]
         if prefilter == "auto":
             prefilter = "kernel" if os.geteuid() == 0 else "python"
-        program = flow_filter = None
+        self.writer.block_when_full = True  # a file waits for the outputs; nothing is dropped
+        workers = workers_for(self.config, live=False)
+        if workers > 1:
+            summary = self._read_with_workers([Path(p) for p in paths], prefilter, workers, on_progress, stop)
+        else:
+            program, flow_filter = self.flow_filter(prefilter)
+            try:
+                pipeline = self._new_pipeline(flow_filter)
+                summary = replay(paths, pipeline, flow_filter, on_progress, stop, self._lock)
+            finally:
+                if program is not None:
+                    program.close()
+        self._flush_outputs()
+        return summary
+
+    def flow_filter(self, prefilter: str) -> tuple[SensorProgram | None, SensorProgram | PythonFlowTable | None]:
+        """(the program to close, the filter) for a `read_pcap` prefilter other than auto."""
         if prefilter == "kernel":
             program = SensorProgram(self.program_options())
             program.set_rules(self.rules)
-            flow_filter = program
-        elif prefilter == "python":
-            flow_filter = PythonFlowTable(self.rules, self.program_options())
+            return program, program
+        if prefilter == "python":
+            return None, PythonFlowTable(self.rules, self.program_options())
+        return None, None
+
+    def _read_with_workers(self, paths: list[Path], prefilter: str, count: int,
+                           on_progress: Callable[[int, int], None] | None,
+                           stop: threading.Event | None) -> ReplaySummary:
+        """Deal the records to `count` workers by flow hash (sensor.workers.shard)."""
+        pool = self._start_workers(offline_pool(self.config, prefilter, count))
         try:
-            pipeline = self._new_pipeline(flow_filter)
-            self.writer.block_when_full = True  # a file waits for the outputs; nothing is dropped
-            summary = replay(paths, pipeline, flow_filter, on_progress, stop, self._lock)
+            return read_sharded(paths, pool, on_progress, stop)
         finally:
-            if program is not None:
-                program.close()
-        self._flush_outputs()
-        return summary
+            self._pool = None
 
     # -- live -------------------------------------------------------------------
     def start(self, interfaces: Sequence[str], netns: str | None = None, mode: str = "auto",
@@ -207,7 +226,9 @@ class Sensor:
             program.set_rules(self.rules)
             self.writer.block_when_full = False  # capture never waits for an output
             if workers > 1:
-                live = WorkerLoop(capture, self._start_workers(program, workers), on_ring_loss=self._ring_loss)
+                self._program = program
+                pool = self._start_workers(live_pool(self.config, program, workers))
+                live = WorkerLoop(capture, pool, on_ring_loss=self._ring_loss)
             else:
                 live = LiveLoop(capture, self._new_pipeline(program), self._lock, on_ring_loss=self._ring_loss)
             where = live.start()

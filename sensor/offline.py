@@ -21,7 +21,7 @@ import time
 from array import array
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -206,18 +206,19 @@ class TestRunTable:
 
 class CaptureFilter:
     """A pre-filter fed capture records: Ethernet frames for the program,
-    Arkime's byte counts, idle flows swept on capture time. Give it to the
-    Pipeline as `kernel` and to `replay` as `frame_filter`."""
+    Arkime's byte counts, idle flows swept on capture time (unless `sweeps`
+    is False: a worker that sees some of the records is told when to sweep).
+    Give it to the Pipeline as `kernel` and to `replay` as `frame_filter`."""
 
     monotonic_offset: float | None = 0.0   # flow times are capture times
 
-    def __init__(self, table: FlowTable | SensorProgram) -> None:
+    def __init__(self, table: FlowTable | SensorProgram, sweeps: bool = True) -> None:
         self.table: FlowTable = TestRunTable(table) if isinstance(table, SensorProgram) else table
         self.kind = "kernel" if isinstance(self.table, TestRunTable) else "python"
         self.unfilterable = 0   # frames the program cannot be given (link type, too short)
         self._extra: dict[bytes, list[int]] = {}   # flow -> per side: wire bytes minus program bytes
         self._frags: OrderedDict[tuple, bytes] = OrderedDict()
-        self._next_sweep: int | None = None
+        self._sweeps = CaptureEvery(SWEEP_EVERY_NS, first_runs=False) if sweeps else None
 
     def process(self, rec: PcapRecord) -> Record | None:
         """Run one capture record through the filter; the record the program
@@ -227,11 +228,8 @@ class CaptureFilter:
             self.unfilterable += 1
             return None
         ts_ns = round(rec.timestamp * 1e9)
-        if self._next_sweep is None:
-            self._next_sweep = ts_ns + SWEEP_EVERY_NS
-        elif ts_ns >= self._next_sweep:
+        if self._sweeps is not None and self._sweeps.due(ts_ns):
             self.sweep(ts_ns)
-            self._next_sweep = ts_ns + SWEEP_EVERY_NS
         record = self.table.process(frame, ts_ns)
         extra = rec.wire_len - len(frame)
         if extra:
@@ -304,6 +302,17 @@ class ReplaySummary:
     linktypes: set[int] = field(default_factory=set)
     interrupted: bool = False   # stopped before the end; what was read is flushed
 
+    def add(self, part: ReplaySummary) -> None:
+        """Add what a worker did with its share of the records (the reading is counted here)."""
+        self.prefilter = part.prefilter
+        self.delivered += part.delivered
+        self.unfilterable += part.unfilterable
+        self.undecodable += part.undecodable
+        self.sessions += part.sessions
+        self.records += part.records
+        for stat, count in part.filter_stats.items():
+            self.filter_stats[stat] = self.filter_stats.get(stat, 0) + count
+
     @property
     def frames_per_second(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
@@ -340,8 +349,8 @@ class ReplaySummary:
         return out
 
 
-def _capture_filter(pipeline: Pipeline, frame_filter: CaptureFilter | FlowTable | SensorProgram | None
-                    ) -> CaptureFilter | None:
+def capture_filter(pipeline: Pipeline, frame_filter: CaptureFilter | FlowTable | SensorProgram | None,
+                   sweeps: bool = True) -> CaptureFilter | None:
     """The filter as replay drives it, and the pipeline's `kernel` pointed at
     it: the pipeline must read counts and times through the capture view."""
     if frame_filter is None:
@@ -349,9 +358,103 @@ def _capture_filter(pipeline: Pipeline, frame_filter: CaptureFilter | FlowTable 
     if pipeline.kernel is not frame_filter:
         raise ValueError("build the Pipeline with kernel=frame_filter: its flow counts replace the "
                          "session's, and bypass verdicts must reach it")
-    capture_filter = frame_filter if isinstance(frame_filter, CaptureFilter) else CaptureFilter(frame_filter)
+    capture_filter = frame_filter if isinstance(frame_filter, CaptureFilter) else CaptureFilter(frame_filter, sweeps)
     pipeline.kernel = capture_filter
     return capture_filter
+
+
+def read_captures(paths: Sequence[Path], summary: ReplaySummary,
+                  on_progress: Callable[[int, int], None] | None = None,
+                  stop: threading.Event | None = None) -> Iterator[PcapRecord]:
+    """The records of the capture files in order, counted in `summary`
+    (frames, link types). A file that cannot be read to its end is noted in
+    `broken` and the next one read; `stop` set ends the reading early.
+    `on_progress(bytes_done, bytes_total)` follows the files."""
+    total = sum(p.stat().st_size for p in paths)
+    done = 0
+    for path in paths:
+        if stop is not None and stop.is_set():
+            summary.interrupted = True
+            return
+        try:
+            with open(path, "rb") as stream:
+                for index, rec in enumerate(iter_records(stream)):
+                    summary.frames += 1
+                    summary.linktypes.add(rec.linktype)
+                    yield rec
+                    if index % PROGRESS_EVERY == 0:
+                        if on_progress is not None:
+                            on_progress(done + stream.tell(), total)
+                        if stop is not None and stop.is_set():
+                            summary.interrupted = True
+                            return
+        except PcapError as e:
+            summary.broken.append(f"{path}: {e}")
+        except OSError as e:
+            summary.broken.append(f"{path}: {e.strerror or e}")
+        done += path.stat().st_size
+        if on_progress is not None:
+            on_progress(done, total)
+
+
+class CaptureEvery:
+    """A housekeeping step run on capture time: at the first record at least
+    `period` after the last run (the first record runs it, or starts the
+    count when `first_runs` is False)."""
+
+    def __init__(self, period: float, first_runs: bool = True) -> None:
+        self.period = period
+        self._next = 0 if first_runs else None
+
+    def due(self, now: float) -> bool:
+        if self._next is None:
+            self._next = now + self.period
+            return False
+        if now < self._next:
+            return False
+        self._next = now + self.period
+        return True
+
+
+class RecordFeed:
+    """Capture records into a pipeline one at a time, through the filter when
+    there is one. With a `clock`, idle sessions expire on the records' capture
+    time; without one (a worker, which sees only some records) the caller
+    expires them on the time of all records."""
+
+    def __init__(self, pipeline: Pipeline, capture_filter: CaptureFilter | None, summary: ReplaySummary,
+                 clock: CaptureEvery | None = None) -> None:
+        self.pipeline = pipeline
+        self.capture_filter = capture_filter
+        self.summary = summary
+        self.clock = clock
+
+    def feed(self, rec: PcapRecord) -> None:
+        pipeline = self.pipeline
+        if self.capture_filter is None:
+            pipeline.feed(rec.data, rec.timestamp, linktype=rec.linktype, wire_len=rec.wire_len)
+            self.summary.delivered += 1
+        else:
+            record = self.capture_filter.process(rec)
+            if record is not None:
+                pipeline.feed(rec.data, rec.timestamp, kernel_key=record.header.key,
+                              linktype=rec.linktype, wire_len=rec.wire_len)
+                self.summary.delivered += 1
+        if self.clock is not None and self.clock.due(rec.timestamp):
+            pipeline.expire(rec.timestamp)
+
+    def finish(self, started: float) -> ReplaySummary:
+        """End every session; the summary, timed from `started` (time.monotonic())."""
+        self.pipeline.close()
+        summary = self.summary
+        summary.seconds = time.monotonic() - started
+        stats = self.pipeline.stats
+        summary.undecodable, summary.sessions, summary.records = stats.undecodable, stats.sessions, stats.records
+        if self.capture_filter is not None:
+            summary.prefilter = self.capture_filter.kind
+            summary.unfilterable = self.capture_filter.unfilterable
+            summary.filter_stats = self.capture_filter.stats()
+        return summary
 
 
 def replay(pcaps: Iterable[str | Path], pipeline: Pipeline,
@@ -368,60 +471,15 @@ def replay(pcaps: Iterable[str | Path], pipeline: Pipeline,
     early. Either way every session read so far is flushed. `lock` is held
     for each record and released between records, so API calls from other
     threads see whole packets and wait no longer than one."""
-    capture_filter = _capture_filter(pipeline, frame_filter)
     lock = lock if lock is not None else threading.RLock()
-    paths = [Path(p) for p in pcaps]
-    total = sum(p.stat().st_size for p in paths)
     summary = ReplaySummary()
     started = time.monotonic()
-    done, next_expire = 0, 0.0
-    for path in paths:
-        if stop is not None and stop.is_set():
-            summary.interrupted = True
-            break
-        try:
-            with open(path, "rb") as stream:
-                for index, rec in enumerate(iter_records(stream)):
-                    summary.frames += 1
-                    summary.linktypes.add(rec.linktype)
-                    with lock:
-                        if capture_filter is None:
-                            pipeline.feed(rec.data, rec.timestamp, linktype=rec.linktype, wire_len=rec.wire_len)
-                            summary.delivered += 1
-                        else:
-                            record = capture_filter.process(rec)
-                            if record is not None:
-                                pipeline.feed(rec.data, rec.timestamp, kernel_key=record.header.key,
-                                              linktype=rec.linktype, wire_len=rec.wire_len)
-                                summary.delivered += 1
-                        if rec.timestamp >= next_expire:  # idle timeouts run on capture time
-                            pipeline.expire(rec.timestamp)
-                            next_expire = rec.timestamp + EXPIRE_EVERY
-                    if index % PROGRESS_EVERY == 0:
-                        if on_progress is not None:
-                            on_progress(done + stream.tell(), total)
-                        if stop is not None and stop.is_set():
-                            summary.interrupted = True
-                            break
-        except PcapError as e:
-            summary.broken.append(f"{path}: {e}")
-        except OSError as e:
-            summary.broken.append(f"{path}: {e.strerror or e}")
-        if summary.interrupted:
-            break
-        done += path.stat().st_size
-        if on_progress is not None:
-            on_progress(done, total)
+    feed = RecordFeed(pipeline, capture_filter(pipeline, frame_filter), summary, CaptureEvery(EXPIRE_EVERY))
+    for rec in read_captures([Path(p) for p in pcaps], summary, on_progress, stop):
+        with lock:
+            feed.feed(rec)
     with lock:
-        pipeline.close()
-    summary.seconds = time.monotonic() - started
-    stats = pipeline.stats
-    summary.undecodable, summary.sessions, summary.records = stats.undecodable, stats.sessions, stats.records
-    if capture_filter is not None:
-        summary.prefilter = capture_filter.kind
-        summary.unfilterable = capture_filter.unfilterable
-        summary.filter_stats = capture_filter.stats()
-    return summary
+        return feed.finish(started)
 
 
 def read_records(pcaps: Iterable[str | Path], plugins: Iterable[str | Path] = (),

@@ -63,16 +63,17 @@ class _Worker:
 
 
 class WorkerPool:
-    """K workers. Callbacks run on the pool's own thread: `on_finished(worker,
+    """K workers running `target(index, *args, conn)`. Set the callbacks before
+    `start`; they run on the pool's own thread: `on_finished(worker,
     FinishedSession)`, `on_event(worker, event)`, `on_death(WorkerDeath)`."""
 
-    def __init__(self, count: int, target: Callable, args: tuple,
-                 on_finished: Callable[[int, FinishedSession], None],
-                 on_event: Callable[[int, object], None],
-                 on_death: Callable[[WorkerDeath], None]) -> None:
+    on_finished: Callable[[int, FinishedSession], None]
+    on_event: Callable[[int, object], None]
+    on_death: Callable[[WorkerDeath], None]
+
+    def __init__(self, count: int, target: Callable, args: tuple) -> None:
         self.count = count
         self._target, self._args = target, args
-        self.on_finished, self.on_event, self.on_death = on_finished, on_event, on_death
         self.workers: list[_Worker] = []
         self.deaths: list[WorkerDeath] = []
         self._requests = itertools.count()
@@ -210,7 +211,13 @@ def bypass_shard(program: SensorProgram, index: int, count: int) -> int:
     return bypassed
 
 
-def live_pool(config: SensorConfig, program: SensorProgram, count: int, **callbacks) -> WorkerPool:
-    """A pool of live workers, one per ring of `program`."""
+def live_pool(config: SensorConfig, program: SensorProgram, count: int) -> WorkerPool:
+    """Live workers, one per ring of `program`."""
     from sensor.workers.worker import run_live_worker
-    return WorkerPool(count, run_live_worker, (config, program), **callbacks)
+    return WorkerPool(count, run_live_worker, (config, program))
+
+
+def offline_pool(config: SensorConfig, prefilter: str, count: int) -> WorkerPool:
+    """Workers for capture records, each with its own `prefilter` (kernel, python or none)."""
+    from sensor.workers.worker import run_offline_worker
+    return WorkerPool(count, run_offline_worker, (config, prefilter))

@@ -4,9 +4,10 @@ it (offline), with everything it finishes or publishes sent to the parent.
 
 Messages to the parent are lists of tuples, one list per send:
 ("ready", pid), ("finished", FinishedSession), ("event", event),
-("reply", request_id, value), ("done", WorkerTotals).
-From the parent: ("stop",), ("ask", request_id, command, args),
-("records", [PcapRecord, ...]) offline."""
+("reply", request_id, value), ("done", WorkerTotals or, offline, ReplaySummary).
+From the parent: ("stop",), ("ask", request_id, command, args); offline
+also ("records", [PcapRecord, ...]), ("expire", capture_seconds) and
+("sweep", capture_ns)."""
 from __future__ import annotations
 
 import ctypes
@@ -152,4 +153,45 @@ def run_live_worker(index: int, config: SensorConfig, program: SensorProgram, co
         pipeline.close()
     sensor.writer.flush()   # every finished session is in the outbox
     outbox.put(("done", _totals(pipeline, feed.feed_errors)))
+    outbox.flush()
+
+
+def run_offline_worker(index: int, config: SensorConfig, prefilter: str, conn: Connection) -> None:
+    """Body of offline worker `index`: its share of the capture records, through
+    its own pre-filter and pipeline, until the parent says stop."""
+    from sensor.offline import RecordFeed, ReplaySummary, capture_filter
+    _detach_from_terminal()
+    outbox = Outbox(conn)
+    sensor = _worker_sensor(config, outbox)
+    program, flow_filter = sensor.flow_filter(prefilter)
+    pipeline = sensor._new_pipeline(flow_filter)
+    started = time.monotonic()
+    feed = RecordFeed(pipeline, capture_filter(pipeline, flow_filter, sweeps=False), ReplaySummary())
+    outbox.put(("ready", os.getpid()))
+    outbox.flush()
+    stopping = False
+    while not stopping:
+        for message in conn.recv():
+            if message[0] == "records":
+                with sensor._lock:
+                    for rec in message[1]:
+                        feed.feed(rec)
+            elif message[0] == "expire":
+                with sensor._lock:
+                    pipeline.expire(message[1])
+            elif message[0] == "sweep":
+                if feed.capture_filter is not None:
+                    feed.capture_filter.sweep(message[1])
+            elif message[0] == "stop":
+                stopping = True
+            else:
+                _, request, command, args = message
+                outbox.put(("reply", request, _answer(sensor, command, args)))
+        outbox.flush()
+    with sensor._lock:
+        summary = feed.finish(started)
+    if program is not None:
+        program.close()
+    sensor.writer.flush()
+    outbox.put(("done", summary))
     outbox.flush()

@@ -121,12 +121,14 @@ def test_kernel_prefilter_gives_the_python_prefilter_records(pcap):
     assert records("kernel") == records("python")
 
 
-def test_read_command_writes_the_store_and_sessions_reads_it(pcap, tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_read_command_writes_the_store_and_sessions_reads_it(pcap, tmp_path, workers):
     db = tmp_path / "s.db"
     config = tmp_path / "sensor.yaml"
     config.write_text(json.dumps(bindings_config()))  # JSON is YAML
     runner = CliRunner()
-    result = runner.invoke(main, ["read", str(pcap), "-c", str(config), "--prefilter", "python", "-o", str(db)])
+    result = runner.invoke(main, ["read", str(pcap), "-c", str(config), "--prefilter", "python", "-o", str(db),
+                                  "--workers", workers])
     assert result.exit_code == 0, result.output
     store = SqliteStore(str(db), readonly=True)
     try:

@@ -1,0 +1,103 @@
+"""`read --workers K`: capture records dealt to K worker processes by the
+kernel's own symmetric flow hash (prefilter.flow_hash, the Python twin of
+flow_hash() in bpf/sensor.bpf.c), so a flow goes to the same worker index as
+it would live and both its directions meet. Each worker runs its own
+pre-filter and pipeline on its share; the parent reads the files, deals the
+records and owns the outputs.
+
+Later IP fragments carry no ports: they follow their first fragment's worker
+(remembered as the kernel does); other frames without a flow go to worker 0."""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+import threading
+
+from sensor.capture.pcapfile import PcapRecord
+from sensor.offline import EXPIRE_EVERY, SWEEP_EVERY_NS, CaptureEvery, ReplaySummary, program_frame, read_captures
+from sensor.packet import LINKTYPE_ETHERNET
+from sensor.prefilter import FRAG_ENTRIES, ParsedFrame, flow_hash, parse_frame
+from sensor.workers.pool import WorkerPool
+
+BATCH = 512             # records per message to a worker
+MEMO_MAX = 1 << 16      # remembered (addresses, ports) -> worker
+
+
+class Sharder:
+    """The worker of each capture record. Plain IPv4 frames are looked up by
+    their raw addresses and ports, so the full parse (and the hash) runs once
+    per flow direction, not per packet."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._memo: dict[bytes, int] = {}
+        self._frags: OrderedDict[tuple, int] = OrderedDict()
+
+    def __call__(self, rec: PcapRecord) -> int:
+        data = rec.data
+        if rec.linktype == LINKTYPE_ETHERNET and data[12:14] == b"\x08\x00" and data[14:15] == b"\x45" \
+                and not (data[20] & 0x3F or data[21]):   # IPv4, no options, not a fragment
+            raw = data[23:24] + data[26:38]              # protocol, addresses, ports
+            shard = self._memo.get(raw)
+            if shard is None:
+                if len(self._memo) >= MEMO_MAX:
+                    self._memo.clear()
+                shard = self._memo[raw] = self._parsed(rec)
+            return shard
+        return self._parsed(rec)
+
+    def _parsed(self, rec: PcapRecord) -> int:
+        frame = program_frame(rec.linktype, rec.data)
+        p = parse_frame(frame) if frame is not None else None
+        if not isinstance(p, ParsedFrame):
+            return 0
+        if p.key is None:
+            return self._frags.get(p.frag_key, 0)
+        shard = flow_hash(p.key) % self.count
+        if p.first_fragment:
+            self._frags[p.frag_key] = shard
+            if len(self._frags) > FRAG_ENTRIES:
+                self._frags.popitem(last=False)
+        return shard
+
+
+def read_sharded(paths: Sequence[Path], pool: WorkerPool, on_progress: Callable[[int, int], None] | None = None,
+                 stop: threading.Event | None = None) -> ReplaySummary:
+    """Deal the captures' records to the pool's (started) workers, stop them,
+    and add up what they did."""
+    summary = ReplaySummary()
+    started = time.monotonic()
+    shard = Sharder(pool.count)
+    batches: list[list[PcapRecord]] = [[] for _ in range(pool.count)]
+    expiry, sweeps = CaptureEvery(EXPIRE_EVERY), CaptureEvery(SWEEP_EVERY_NS, first_runs=False)
+
+    def send(index: int) -> None:
+        if batches[index]:
+            pool.send(index, ("records", batches[index]))
+            batches[index] = []
+
+    def everyone(message: tuple) -> None:
+        for index in range(pool.count):
+            send(index)
+            pool.send(index, message)
+
+    # Housekeeping runs on the time of all records, at the points one process would run it.
+    for rec in read_captures(paths, summary, on_progress, stop):
+        if program_frame(rec.linktype, rec.data) is not None:   # what the pre-filter's sweep clock sees
+            ts_ns = round(rec.timestamp * 1e9)
+            if sweeps.due(ts_ns):
+                everyone(("sweep", ts_ns))
+        index = shard(rec)
+        batches[index].append(rec)
+        if len(batches[index]) >= BATCH:
+            send(index)
+        if expiry.due(rec.timestamp):
+            everyone(("expire", rec.timestamp))
+    for index in range(pool.count):
+        send(index)
+    for part in pool.stop():
+        summary.add(part)
+    summary.seconds = time.monotonic() - started
+    return summary
