@@ -7,6 +7,7 @@ import threading
 import pytest
 from capturelib import Capture
 from output_inputs import finished, spi_record
+from sinks import GatedSink, RaisingSink
 
 from sensor.app import Sensor
 from sensor.output import SINKS, SinkKind, SqliteStore, open_output, parse_output_spec, register_sink
@@ -18,35 +19,6 @@ SESSIONS = 40
 
 def sid(i: int) -> str:
     return f"00000000-0000-4000-8000-{i:012d}"
-
-
-class GatedSink:
-    """Blocks inside its first write until released: the slowest output there is."""
-
-    def __init__(self) -> None:
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        self.written: list[str] = []
-        self.closed = False
-
-    def write(self, item) -> None:
-        self.entered.set()
-        self.release.wait()
-        self.written.append(item.session_id)
-
-    def flush(self) -> None:
-        pass
-
-    def reopen(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class RaisingSink(GatedSink):
-    def write(self, item) -> None:
-        raise OSError("disk on fire")
 
 
 def test_a_slow_and_a_failing_sink_cost_only_themselves(tmp_path):
