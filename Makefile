@@ -16,8 +16,10 @@ test: setup
 test-unit: setup
 	$(PY) -m pytest -q -m "not kernel and not lab"
 
+# ProtoPoke (not on PyPI) is the baseline of the API decode bench: a checkout beside this one, if any.
+PROTOPOKE_SRC ?= $(abspath ../ProtoPoke)
 bench: setup
-	$(PY) -m bench
+	PROTOPOKE_SRC=$(PROTOPOKE_SRC) $(PY) -m bench
 
 # Not part of `test`: boots Debian's stock kernel in QEMU (30-40 min without KVM).
 vm-test:
