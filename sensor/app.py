@@ -97,7 +97,8 @@ class Sensor:
         self._reported.pop("listener", None)  # a new chain counts from 0
         packet_outputs = [output for output in self.outputs if hasattr(output, "record_saving")]
         self._pipeline = Pipeline(self.runtime, table, [self.registry, *packet_outputs, self.writer, self],
-                                  kernel=kernel, bypass=bypass)
+                                  kernel=kernel, bypass=bypass, save_every=self.config.save_every,
+                                  max_packets=self.config.max_packets)
         return self._pipeline
 
     def session_finished(self, finished: FinishedSession) -> None:

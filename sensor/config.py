@@ -36,6 +36,7 @@ from sensor.errors import SensorError
 from sensor.flows.table import FlowTimeouts
 from sensor.kernel.contract import MAX_SNAPLEN, RINGS_MAX
 from sensor.output import local_file
+from sensor.pipeline import MAX_PACKETS, SAVE_EVERY
 from sensor.yamlload import YamlError, load_yaml
 
 BUNDLED_PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
@@ -65,6 +66,8 @@ class SensorConfig:
     status_interval: float = 60.0
     plugin_time_budget: float = 2.0
     workers: int | None = None      # None: workers_for() decides
+    save_every: float = SAVE_EVERY  # seconds between mid-session records of a long TCP session (0: off)
+    max_packets: int = MAX_PACKETS  # packets after which a session gets a mid-session record
     base_dir: Path = field(default_factory=Path.cwd)
 
     def plugin_paths(self) -> list[Path]:
@@ -78,6 +81,7 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
     "outputs": list, "max_frames_per_session": int, "timeouts": dict, "max_sessions": int,
     "snaplen": int, "emit_undecided": bool, "user": (str, int), "group": (str, int), "metrics": (str, int),
     "status_interval": (int, float), "plugin_time_budget": (int, float), "workers": int,
+    "save_every": (int, float), "max_packets": int,
 }
 
 
@@ -153,7 +157,9 @@ def check_config(cfg: SensorConfig, where: str = "config") -> None:
         raise ConfigError(f"{where}: workers must be between 1 and {RINGS_MAX}, got {cfg.workers}")
     if cfg.snaplen is not None and not 1 <= cfg.snaplen <= MAX_SNAPLEN:
         raise ConfigError(f"{where}: snaplen must be between 1 and {MAX_SNAPLEN} bytes, got {cfg.snaplen}")
-    for key in ("status_interval", "plugin_time_budget"):
+    if cfg.max_packets < 1:
+        raise ConfigError(f"{where}: max_packets must be at least 1 (Arkime's maxPackets; default {MAX_PACKETS})")
+    for key in ("status_interval", "plugin_time_budget", "save_every"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"{where}: {key} must be 0 (off) or a positive number of seconds")
     for spec in cfg.outputs:

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from sensor.flows.session import Session
 from sensor.models import Frame, ParsedMessage
+from sensor.packet import Packet
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,9 @@ class Listener(Protocol):
     def session_opened(self, session: Session) -> None:
         """A session's first packet was seen."""
 
-    def packet(self, session: Session, frame: bytes, timestamp: float, wire_len: int, linktype: int) -> None:
-        """A packet of `session` reached userspace, after the session table accounted it: the
-        frame as captured, its packet time (epoch s), its length on the wire, its pcap LINKTYPE."""
+    def packet(self, session: Session, packet: Packet, frame: bytes, linktype: int) -> None:
+        """A packet of `session` reached userspace, after the session table accounted it: decoded
+        (its time, wire length, addresses, TTL), the frame as captured and its pcap LINKTYPE."""
 
     def payload(self, session: Session, direction: int, data: bytes, protocols: frozenset[str]) -> None:
         """Reassembled bytes of one direction (0 = client to server); `protocols` claimed so far."""
@@ -124,8 +125,8 @@ class ListenerChain:
     def session_opened(self, session: Session) -> None:
         self._each("session_opened", session)
 
-    def packet(self, session: Session, frame: bytes, timestamp: float, wire_len: int, linktype: int) -> None:
-        self._each("packet", session, frame, timestamp, wire_len, linktype)
+    def packet(self, session: Session, packet: Packet, frame: bytes, linktype: int) -> None:
+        self._each("packet", session, packet, frame, linktype)
 
     def payload(self, session: Session, direction: int, data: bytes, protocols: frozenset[str]) -> None:
         self._each("payload", session, direction, data, protocols)

@@ -20,9 +20,13 @@ from sensor.flows.session import Session
 from sensor.flows.table import FlowOrigin, SessionTable
 from sensor.hooks import FinishedSession, ListenerChain, SessionEnding
 from sensor.kernel.contract import TCPF_ZERO_HI, TCPF_ZERO_LO, TCPFLAG_NAMES, FlowKey, FlowState, Verdict, key_endpoints
-from sensor.packet import LINKTYPE_ETHERNET, PacketError, decode_frame
+from sensor.packet import IPPROTO_TCP, LINKTYPE_ETHERNET, PacketError, decode_frame
 
 log = logging.getLogger(__name__)
+
+SAVE_EVERY = 480.0  # seconds between mid-session records of a TCP session (Arkime's tcpSaveTimeout)
+MAX_PACKETS = 10000  # packets after which a session gets a mid-session record (Arkime's maxPackets)
+SAVE_SCAN_EVERY = 10.0  # seconds between looks for TCP sessions due a time-based record
 
 
 class KernelFlows(Protocol):
@@ -79,8 +83,11 @@ class Pipeline:
     get every finished session as one frozen FinishedSession."""
 
     def __init__(self, runtime: PluginRuntime, table: SessionTable, listeners: Sequence[object] = (),
-                 kernel: KernelFlows | None = None, bypass: bool = False) -> None:
+                 kernel: KernelFlows | None = None, bypass: bool = False,
+                 save_every: float = SAVE_EVERY, max_packets: int = MAX_PACKETS) -> None:
         self.runtime = runtime
+        self.save_every = save_every  # 0: no time-based mid-session records
+        self.max_packets = max_packets
         self.hooks = ListenerChain(listeners)
         self.table = table
         self.kernel = kernel
@@ -93,6 +100,12 @@ class Pipeline:
         self._deferred: dict[str, tuple[Session, SessionEnding]] = {}  # by sessionId: ended, not saved yet
         self._feeding = False                # inside feed: listeners and handlers may call terminate
         self._terminating: list[Session] = []  # ... which then waits for the packet to be done
+        # Long sessions, by Session.id: records saved so far, next time-based save, and the
+        # kernel's whole-flow counts already reported (they are subtracted from later records).
+        self._mid_saves: dict[int, int] = {}
+        self._save_at: dict[int, float] = {}
+        self._saved_counts: dict[int, tuple[list[int], list[int], list[int], dict[str, int]]] = {}
+        self._next_save_scan = 0.0
 
     def feed(self, frame: bytes, timestamp: float, kernel_key: FlowKey | None = None,
              linktype: int = LINKTYPE_ETHERNET, wire_len: int | None = None) -> None:
@@ -133,10 +146,14 @@ class Pipeline:
                     self._bypass(session)
             else:
                 self._handle(event)
-        if hooks.wants_packets:
-            session = self.table.last_session
-            if session is not None:
-                hooks.packet(session, frame, timestamp, packet.frame_len, linktype)
+        session = self.table.last_session
+        if session is not None:
+            if hooks.wants_packets:
+                hooks.packet(session, packet, frame, linktype)
+            if session.packets[0] + session.packets[1] >= self.max_packets or (
+                    self.save_every and packet.ip_protocol == IPPROTO_TCP
+                    and timestamp >= self._save_at.get(session.id, session.first_ts + self.save_every)):
+                self.save_mid(session, timestamp)
 
     def _origin(self, key: FlowKey) -> FlowOrigin | None:
         """The kernel's view of a flow's start: it holds back the handshake of a
@@ -151,6 +168,13 @@ class Pipeline:
         for event in self.table.expire(now):
             self._handle(event)
         self._finish_deferred(force=False)
+        if self.save_every and now >= self._next_save_scan:
+            # A session's own packets trigger its time-based records (as Arkime's do, after the
+            # packet); a bypassed one sends none up, so it is looked for here.
+            self._next_save_scan = now + min(self.save_every, SAVE_SCAN_EVERY)
+            for session in [s for s in self.table if s.ip_protocol == IPPROTO_TCP and "xdp-bypassed" in s.tags
+                            and now >= self._save_at.get(s.id, s.first_ts + self.save_every)]:
+                self.save_mid(session, now)
 
     def close(self) -> None:
         """End every session (shutdown / end of capture) and finish deferred saves."""
@@ -209,6 +233,7 @@ class Pipeline:
             state = self.kernel.flow(key)
             if state is not None:
                 overlay_kernel_counts(session, key, state, self.kernel.monotonic_offset)
+                self._subtract_saved(session)
             if reason not in ("shutdown", "terminated"):
                 # The next connection on this 5-tuple starts as a fresh flow.
                 self.kernel.delete_flow(key)
@@ -218,7 +243,12 @@ class Pipeline:
         ours = {"endReason": reason, "sessionId": session.uid}
         if delivered is not None:
             ours["delivered"] = delivered
-        record = self.runtime.session_ended(handle, extra={"xdpsensor": ours})
+        extra = {"xdpsensor": ours}
+        self._save_at.pop(session.id, None)
+        self._saved_counts.pop(session.id, None)
+        if self._mid_saves.pop(session.id, 0):
+            extra["rootId"] = session.uid
+        record = self.runtime.session_ended(handle, extra=extra)
         if record is None:  # a plugin holds the save (incref): the record comes out of drain_deferred
             self._deferred[session.uid] = (session, ending)
         else:
@@ -228,6 +258,47 @@ class Pipeline:
         for record in self.runtime.drain_deferred(force=force):
             session, ending = self._deferred.pop(record["xdpsensor"]["sessionId"])
             self._finish(session, record, ending)
+
+    def save_mid(self, session: Session, now: float) -> None:
+        """A mid-session record, as Arkime's `arkime_session_mid_save`: the session so far,
+        then its packet, byte and TCP flag counters start again. Records of a session with
+        mid-session saves are linked by `rootId` (the session's id, which its final record
+        keeps); the k-th mid-session record's id is `ID-k`."""
+        state = self._plugin_states.get(session.id)
+        if state is None:
+            return
+        key = self._kernel_keys.get(session.id)
+        kernel_state = self.kernel.flow(key) if key is not None and self.kernel is not None else None
+        if kernel_state is not None:
+            overlay_kernel_counts(session, key, kernel_state, self.kernel.monotonic_offset)
+            totals = (list(session.packets), list(session.bytes), list(session.databytes), dict(session.tcpflags))
+            self._subtract_saved(session)
+            self._saved_counts[session.id] = totals
+        count = self._mid_saves[session.id] = self._mid_saves.get(session.id, 0) + 1
+        record = self.runtime.session_ended(state.handle, final=False)
+        record["rootId"] = session.uid
+        record["xdpsensor"] = {"sessionId": f"{session.uid}-{count}", "midSave": count,
+                               "state": session.state.value}
+        self._finish(session, record, SessionEnding())
+        for counts in (session.packets, session.bytes, session.databytes):
+            counts[:] = (0, 0)
+        for name in session.tcpflags:
+            session.tcpflags[name] = 0
+        self._save_at[session.id] = now + self.save_every
+
+    def _subtract_saved(self, session: Session) -> None:
+        """Turn the kernel's whole-flow counts into those since the last mid-session record."""
+        saved = self._saved_counts.get(session.id)
+        if saved is None:
+            return
+        # The kernel's data bytes replace ours only once the flow is bypassed (overlay_kernel_counts).
+        overlaid = (session.packets, session.bytes, session.databytes if "xdp-bypassed" in session.tags else None)
+        for counts, before in zip(overlaid, saved):
+            if counts is not None:
+                counts[0] -= before[0]
+                counts[1] -= before[1]
+        for name, before in saved[3].items():
+            session.tcpflags[name] -= before
 
     def emit(self, record: dict) -> None:
         """Hand a record built outside the session table (a kernel-only flow) to the listeners."""

@@ -42,8 +42,8 @@ class Recorder:
     def session_opened(self, session) -> None:
         self.calls.append(("session_opened", session.uid))
 
-    def packet(self, session, frame, timestamp, wire_len, linktype) -> None:
-        self.calls.append(("packet", session.uid, frame, timestamp, wire_len, linktype))
+    def packet(self, session, packet, frame, linktype) -> None:
+        self.calls.append(("packet", session.uid, frame, packet.timestamp, packet.frame_len, linktype))
 
     def payload(self, session, direction, data, protocols) -> None:
         self.calls.append(("payload", session.uid, direction, data))

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Protocol
 
 from sensor.hooks import FinishedSession
+from sensor.output.arkime_bulk import USAGE as ARKIME_USAGE
+from sensor.output.arkime_bulk import ArkimeBulkWriter, parse_arkime_target
 from sensor.output.jsonlines import JsonLinesWriter
 from sensor.output.pcap import USAGE as PCAP_USAGE
 from sensor.output.pcap import PcapSink, check_pcap_target
@@ -90,6 +92,9 @@ def _redis_sink_kind(scheme: str, usage: str) -> SinkKind:
 
 register_sink(_redis_sink_kind("redis", "redis://HOST:PORT/STREAM"))
 register_sink(_redis_sink_kind("unix", "unix:///PATH.sock?stream=NAME"))
+register_sink(SinkKind("arkime", ArkimeBulkWriter, ARKIME_USAGE, (".ndjson",),
+                       check=lambda target: parse_arkime_target(target) and None,
+                       local_file=lambda target: parse_arkime_target(target)[0]))
 register_sink(SinkKind("pcap", PcapSink, f"{PCAP_USAGE} (the packets, rotating files)", check=check_pcap_target,
                        local_file=lambda target: None))
 

@@ -36,6 +36,7 @@ from urllib.parse import parse_qs
 from sensor.errors import SensorError
 from sensor.flows.session import Session
 from sensor.hooks import FinishedSession
+from sensor.packet import Packet
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,8 @@ class PcapSink:
         self.unwritten_packets = 0
 
     # -- listener hooks ---------------------------------------------------------
-    def packet(self, session: Session, frame: bytes, timestamp: float, wire_len: int, linktype: int) -> None:
+    def packet(self, session: Session, packet: Packet, frame: bytes, linktype: int) -> None:
+        timestamp = packet.timestamp
         f = self._file
         size = RECORD_HEADER + len(frame)
         if f is None or f.linktype != linktype or f.size + size > self.target.max_bytes \
@@ -164,7 +166,7 @@ class PcapSink:
         seconds = int(timestamp)
         micros = min(999_999, round((timestamp - seconds) * 1_000_000))
         pos = f.size
-        f.buffer.append(_RECORD_HEADER.pack(seconds, micros, len(frame), wire_len))
+        f.buffer.append(_RECORD_HEADER.pack(seconds, micros, len(frame), packet.frame_len))
         f.buffer.append(frame)
         f.size += size
         f.ends.append(f.size)

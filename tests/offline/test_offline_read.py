@@ -216,10 +216,11 @@ KERNEL_PORTS = ("tcp:80", "tcp:443", "udp:53", "tcp:53", "tcp:5555", "tcp:9200",
 
 
 def comparable(records: list[dict]) -> list[str]:
-    """Records as sorted JSON, without the per-run session uuid."""
+    """Records as sorted JSON, without the per-run session uuid (and the rootId made of it)."""
     out = []
     for record in records:
         record = dict(record, xdpsensor={k: v for k, v in record["xdpsensor"].items() if k != "sessionId"})
+        record.pop("rootId", None)
         out.append(json.dumps(record, sort_keys=True, default=str))
     return sorted(out)
 

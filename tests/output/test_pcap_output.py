@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 from sensor.capture.pcapfile import read_pcap
 from sensor.cli import main
 from sensor.output.pcap import PcapSink, parse_pcap_target
+from sensor.packet import Packet
 from sensor.output.pcap_extract import PcapExtractError, extract
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,13 +113,18 @@ def frame(i: int) -> bytes:
     return bytes([i % 256]) * (60 + i % 40)
 
 
+def decoded(timestamp: float, wire_len: int) -> Packet:
+    """What the pcap output reads of a decoded packet: its time and wire length."""
+    return Packet(timestamp, wire_len, (), 4, "10.0.0.1", "10.0.0.2", 17, 64)
+
+
 def test_rotation_by_age_and_link_type_numbers_files_in_order(tmp_path):
     sink = PcapSink(parse_pcap_target(f"{tmp_path}?node=age&max_age=10"))
     a, b = _Flow(1), _Flow(2)
-    sink.packet(a, frame(0), 1000.0, 60, 1)
-    sink.packet(b, frame(1), 1005.0, 61, 1)
-    sink.packet(a, frame(2), 1010.5, 62, 1)  # 10.5 s after the file's first packet: a new file
-    sink.packet(a, frame(3), 1011.0, 63, 101)  # raw IP: a file of its own
+    sink.packet(a, decoded(1000.0, 60), frame(0), 1)
+    sink.packet(b, decoded(1005.0, 61), frame(1), 1)
+    sink.packet(a, decoded(1010.5, 62), frame(2), 1)  # 10.5 s after the file's first packet: a new file
+    sink.packet(a, decoded(1011.0, 63), frame(3), 101)  # raw IP: a file of its own
     record_a, record_b = {}, {}
     sink.record_saving(a, record_a)
     sink.record_saving(b, record_b)
@@ -133,7 +139,7 @@ def test_rotation_by_age_and_link_type_numbers_files_in_order(tmp_path):
             extract(record_a, out)
     # A new sink in the same directory numbers on.
     again = PcapSink(parse_pcap_target(f"{tmp_path}?node=age"))
-    again.packet(a, frame(4), 2000.0, 64, 1)
+    again.packet(a, decoded(2000.0, 64), frame(4), 1)
     again.close()
     assert any(p.name.endswith("-00000004.pcap") for p in tmp_path.iterdir())
 
@@ -141,10 +147,10 @@ def test_rotation_by_age_and_link_type_numbers_files_in_order(tmp_path):
 def test_mid_session_records_list_only_their_own_packets(tmp_path):
     sink = PcapSink(parse_pcap_target(f"{tmp_path}?node=m"))
     a = _Flow(7)
-    sink.packet(a, frame(0), 1.0, 60, 1)
+    sink.packet(a, decoded(1.0, 60), frame(0), 1)
     first: dict = {}
     sink.record_saving(a, first)
-    sink.packet(a, frame(1), 2.0, 61, 1)
+    sink.packet(a, decoded(2.0, 61), frame(1), 1)
     second: dict = {}
     sink.record_saving(a, second)
     sink.close()
