@@ -32,6 +32,8 @@
 #define ETH_P_8021AD_ 0x88A8
 #define IP_MF_ 0x2000
 #define IP_OFFMASK_ 0x1FFF
+#define IPPROTO_ICMPV6_ 58
+#define IPPROTO_SCTP_ 132
 
 struct record_buf {
     struct sensor_record hdr;
@@ -54,15 +56,21 @@ BPF_ARRAY_OF_MAPS(rings, "events", SENSOR_RINGS_MAX);
 /* What the parser learnt about one frame. */
 struct parsed {
     struct flow_key key;        /* not yet canonical: the sender is LO */
+    __u16 vlan[2];              /* outer, inner VLAN id (0 = none) */
     __u32 l4_off;
     __u32 payload_off;
     __u32 payload_len;
     __u32 frag_id;
+    __u32 tcp_seq;              /* host byte order */
+    __u32 tcp_ack;
     __u8 tcp_flags;
     __u8 tcp_ae;
     __u16 tcp_window;
     __u8 is_later_fragment;     /* no L4 header: offset > 0 */
     __u8 is_first_fragment;     /* offset 0 with more fragments */
+    __u8 has_icmp;              /* ICMP/ICMPv6 with type and code */
+    __u8 icmp_type;
+    __u8 icmp_code;
 };
 
 static __always_inline void count(__u32 idx)
@@ -82,6 +90,10 @@ static __always_inline void *at(void *data, void *data_end, __u32 off, __u32 siz
     return p;
 }
 
+/* Every IP protocol is a flow, keyed as Arkime keys it: TCP, UDP and SCTP
+ * by ports, everything else (ICMP, ESP, GRE, OSPF, ...) by addresses alone.
+ * The payload is what follows the L4 header, or the IP header when there
+ * is none (ICMP's whole message, as Arkime counts it). */
 static __always_inline int parse_l4(void *data, void *data_end, struct parsed *p, __u32 l4_end)
 {
     if (p->key.proto == IPPROTO_TCP) {
@@ -97,6 +109,8 @@ static __always_inline int parse_l4(void *data, void *data_end, struct parsed *p
         p->tcp_flags = *flags;
         p->tcp_ae = *((__u8 *)th + 12) & 1;
         p->tcp_window = th->window;
+        p->tcp_seq = bpf_ntohl(th->seq);
+        p->tcp_ack = bpf_ntohl(th->ack_seq);
         p->payload_off = p->l4_off + doff;
     } else if (p->key.proto == IPPROTO_UDP) {
         struct udphdr *uh = at(data, data_end, p->l4_off, sizeof(*uh));
@@ -105,8 +119,23 @@ static __always_inline int parse_l4(void *data, void *data_end, struct parsed *p
         p->key.port[0] = uh->source;
         p->key.port[1] = uh->dest;
         p->payload_off = p->l4_off + sizeof(*uh);
+    } else if (p->key.proto == IPPROTO_SCTP_) {
+        __u16 *sh = at(data, data_end, p->l4_off, 12);     /* common header: ports, tag, checksum */
+        if (!sh)
+            return -1;
+        p->key.port[0] = sh[0];
+        p->key.port[1] = sh[1];
+        p->payload_off = p->l4_off + 12;
     } else {
-        return -2;
+        if (p->key.proto == IPPROTO_ICMP || p->key.proto == IPPROTO_ICMPV6_) {
+            __u8 *ic = at(data, data_end, p->l4_off, 2);
+            if (ic) {
+                p->has_icmp = 1;
+                p->icmp_type = ic[0];
+                p->icmp_code = ic[1];
+            }
+        }
+        p->payload_off = p->l4_off;
     }
     p->payload_len = l4_end > p->payload_off ? l4_end - p->payload_off : 0;
     return 0;
@@ -126,14 +155,16 @@ static __always_inline int parse_ipv4(void *data, void *data_end, __u32 off, str
     __builtin_memcpy(p->key.addr + 16, &ip->daddr, 4);
     __u16 frag = bpf_ntohs(ip->frag_off);
     p->frag_id = ip->id;
+    __u16 tot_len = bpf_ntohs(ip->tot_len);
     if (frag & IP_OFFMASK_) {
         p->is_later_fragment = 1;
+        p->payload_len = tot_len > ihl ? tot_len - ihl : 0;
         return 0;
     }
     p->is_first_fragment = (frag & IP_MF_) != 0;
     p->l4_off = off + ihl;
     /* Ethernet pads short frames: the IP length, not the frame, ends L4. */
-    __u32 l4_end = off + bpf_ntohs(ip->tot_len);
+    __u32 l4_end = off + tot_len;
     return parse_l4(data, data_end, p, l4_end);
 }
 
@@ -167,6 +198,7 @@ static __always_inline int parse_ipv6(void *data, void *data_end, __u32 off, str
             if (frag & 0xfff8) {
                 p->key.proto = ext[0];
                 p->is_later_fragment = 1;
+                p->payload_len = l4_end > off + 8 ? l4_end - off - 8 : 0;
                 return 0;
             }
             p->is_first_fragment = (frag & 1) != 0;
@@ -203,7 +235,7 @@ static __always_inline int parse_frame(void *data, void *data_end, struct parsed
         __u16 *tag = at(data, data_end, off, 4);
         if (!tag)
             return -1;
-        p->key.vlan[i] = bpf_ntohs(tag[0]) & 0x0fff;
+        p->vlan[i] = bpf_ntohs(tag[0]) & 0x0fff;
         proto = tag[1];
         off += 4;
     }
@@ -260,9 +292,19 @@ static __always_inline __u32 flow_hash(const struct flow_key *k)
  * receiver is, otherwise the first packet's sender. */
 static __always_inline __u8 client_side(const struct parsed *p, __u8 side)
 {
-    if (p->key.proto == IPPROTO_TCP && (p->tcp_flags & 0x12) == 0x12)
+    if (p->key.proto == IPPROTO_TCP && (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == (TCP_FLAG_SYN | TCP_FLAG_ACK))
         return side ^ 1;
     return side;
+}
+
+static __always_inline int has_ports(__u8 proto)
+{
+    return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP_;
+}
+
+static __always_inline int proto_selected(const struct sensor_config *cfg, __u8 proto)
+{
+    return (cfg->select_proto[(proto >> 5) & 7] >> (proto & 31)) & 1;
 }
 
 static __always_inline int port_selected(const struct flow_key *k, __u8 client)
@@ -358,33 +400,150 @@ static __always_inline void emit(struct xdp_md *ctx, const struct sensor_config 
         count(STAT_RINGBUF_FULL);
 }
 
+/* Arkime's counting (tcp.c): a SYN counts syn or syn-ack and nothing else
+ * of SYN/ACK/PSH/FIN/RST, a RST counts rst alone, otherwise fin, psh and
+ * `ack` for packets whose only such flag is ACK; urg/ece/cwr/ae always. */
 static __always_inline void count_tcp_flags(struct flow_state *f, const struct parsed *p, __u8 side)
 {
     __u8 fl = p->tcp_flags;
-    if (fl & 0x02) {
-        if (fl & 0x10)
+    if (fl & TCP_FLAG_SYN) {
+        if (fl & TCP_FLAG_ACK)
             __sync_fetch_and_add(&f->tcpflags[TCPF_SYN_ACK], 1);
         else
             __sync_fetch_and_add(&f->tcpflags[TCPF_SYN], 1);
-    }
-    if ((fl & 0x1f) == 0x10)
-        __sync_fetch_and_add(&f->tcpflags[TCPF_ACK], 1);
-    if (fl & 0x08)
-        __sync_fetch_and_add(&f->tcpflags[TCPF_PSH], 1);
-    if (fl & 0x01)
-        __sync_fetch_and_add(&f->tcpflags[TCPF_FIN], 1);
-    if (fl & 0x04)
+    } else if (fl & TCP_FLAG_RST) {
         __sync_fetch_and_add(&f->tcpflags[TCPF_RST], 1);
-    if (fl & 0x20)
+    } else {
+        if ((fl & (TCP_FLAG_FIN | TCP_FLAG_SYN | TCP_FLAG_RST | TCP_FLAG_PSH | TCP_FLAG_ACK)) == TCP_FLAG_ACK)
+            __sync_fetch_and_add(&f->tcpflags[TCPF_ACK], 1);
+        if (fl & TCP_FLAG_PSH)
+            __sync_fetch_and_add(&f->tcpflags[TCPF_PSH], 1);
+        if (fl & TCP_FLAG_FIN)
+            __sync_fetch_and_add(&f->tcpflags[TCPF_FIN], 1);
+    }
+    if (fl & TCP_FLAG_URG)
         __sync_fetch_and_add(&f->tcpflags[TCPF_URG], 1);
-    if (fl & 0x40)
+    if (fl & TCP_FLAG_ECE)
         __sync_fetch_and_add(&f->tcpflags[TCPF_ECE], 1);
-    if (fl & 0x80)
+    if (fl & TCP_FLAG_CWR)
         __sync_fetch_and_add(&f->tcpflags[TCPF_CWR], 1);
     if (p->tcp_ae)
         __sync_fetch_and_add(&f->tcpflags[TCPF_AE], 1);
     if (p->tcp_window == 0 && !(fl & 0x04))
         __sync_fetch_and_add(&f->tcpflags[side == SIDE_LO ? TCPF_ZERO_LO : TCPF_ZERO_HI], 1);
+}
+
+/* Keep up to 8 bytes at `off` as the side's first payload bytes
+ * (srcPayload8/dstPayload8), after those it already has. */
+static __always_inline void keep_payload8(struct xdp_md *ctx, struct flow_state *f, __u8 side,
+                                          __u32 off, __u32 avail)
+{
+    __u8 have = f->payload8_len[side & 1];
+    if (have >= 8 || avail == 0)
+        return;
+    __u32 want = 8 - have;
+    if (want > avail)
+        want = avail;
+    want = ((want - 1) & 7) + 1;    /* bound for the verifier: [1, 8] */
+    __u8 tmp[8] = {};
+    if (bpf_xdp_load_bytes(ctx, off & 0xffff, tmp, want) < 0)
+        return;
+    __u32 base = (side & 1) * 8 + have;
+#pragma unroll
+    for (__u32 i = 0; i < 8; i++) {
+        if (i < want)
+            f->payload8[(base + i) & 15] = tmp[i];
+    }
+    f->payload8_len[side & 1] = have + want;
+}
+
+/* TCP as Arkime accounts it: databytes and the first payload bytes count
+ * in-order stream bytes only, and only once a SYN or SYN-ACK told where a
+ * stream starts (a SYN-ACK's ack starts the client's, a side whose start
+ * was missed starts at its first packet after the handshake); FIN and RST
+ * are remembered for the close. */
+static __always_inline void track_tcp(struct xdp_md *ctx, struct flow_state *f, const struct parsed *p,
+                                      __u8 side)
+{
+    __u8 fl = p->tcp_flags;
+    __u8 known = side == SIDE_LO ? FLOW_SEQ_LO : FLOW_SEQ_HI;
+    if (fl & TCP_FLAG_SYN) {
+        __u8 add = known | FLOW_HANDSHAKE;
+        f->seq_next[side & 1] = p->tcp_seq + 1;
+        if (fl & TCP_FLAG_ACK) {
+            f->seq_next[(side ^ 1) & 1] = p->tcp_ack;
+            add |= FLOW_SEQ_LO | FLOW_SEQ_HI;
+        }
+        f->flags |= add;
+        return;
+    }
+    if (fl & TCP_FLAG_RST) {
+        f->flags |= FLOW_RST;
+        return;
+    }
+    if (fl & TCP_FLAG_FIN)
+        f->flags |= side == SIDE_LO ? FLOW_FIN_LO : FLOW_FIN_HI;
+    if (!(f->flags & known)) {
+        if (!(f->flags & FLOW_HANDSHAKE))
+            return;     /* picked up mid-stream: Arkime counts no data */
+        f->seq_next[side & 1] = p->tcp_seq;
+        f->flags |= known;
+    }
+    __u32 behind = f->seq_next[side & 1] - p->tcp_seq;   /* bytes of the segment already counted */
+    if ((__s32)behind < 0 || behind >= p->payload_len)
+        return;     /* after a gap, or nothing new */
+    __u32 fresh = p->payload_len - behind;
+    f->seq_next[side & 1] = p->tcp_seq + p->payload_len;
+    __sync_fetch_and_add(&f->databytes[side & 1], fresh);
+    keep_payload8(ctx, f, side, p->payload_off + behind, fresh);
+}
+
+/* SCTP's first payload bytes: those of a message that begins in the
+ * packet's first chunk (a DATA chunk with the B flag, after its 16-byte header). */
+static __always_inline void sctp_payload8(struct xdp_md *ctx, struct flow_state *f, const struct parsed *p,
+                                          __u8 side)
+{
+    __u8 chunk[4];
+    if (bpf_xdp_load_bytes(ctx, p->payload_off & 0xffff, chunk, 4) < 0 || chunk[0] != 0 || !(chunk[1] & 0x02))
+        return;
+    __u32 len = (chunk[2] << 8) | chunk[3];
+    if (len > p->payload_len)
+        len = p->payload_len;
+    if (len > 16)
+        keep_payload8(ctx, f, side, p->payload_off + 16, len - 16);
+}
+
+/* What a packet of any protocol but TCP adds: all its payload, the first
+ * bytes of a side's first payload, a side's first ICMP type and code. */
+static __always_inline void track_other(struct xdp_md *ctx, struct flow_state *f, const struct parsed *p,
+                                        __u8 side)
+{
+    __sync_fetch_and_add(&f->databytes[side & 1], p->payload_len);
+    if (p->has_icmp) {
+        __u8 bit = side == SIDE_LO ? FLOW_ICMP_LO : FLOW_ICMP_HI;
+        if (!(f->flags & bit)) {
+            f->icmp[(side & 1) * 2] = p->icmp_type;
+            f->icmp[(side & 1) * 2 + 1] = p->icmp_code;
+            f->flags |= bit;
+        }
+    }
+    if (f->payload8_len[side & 1] || !p->payload_len)
+        return;
+    if (p->key.proto == IPPROTO_UDP)
+        keep_payload8(ctx, f, side, p->payload_off, p->payload_len);
+    else if (p->key.proto == IPPROTO_SCTP_)
+        sctp_payload8(ctx, f, p, side);
+}
+
+/* Remember a VLAN id in the first free of the flow's two slots. */
+static __always_inline void note_vlan(struct flow_state *f, __u16 id)
+{
+    if (!id || f->vlan[0] == id || f->vlan[1] == id)
+        return;
+    if (!f->vlan[0])
+        f->vlan[0] = id;
+    else if (!f->vlan[1])
+        f->vlan[1] = id;
 }
 
 static __always_inline int same_addr(const __u8 *a, const __u8 *b)
@@ -416,6 +575,8 @@ static __always_inline void handle_later_fragment(struct xdp_md *ctx, const stru
     __u32 len = ctx->data_end - ctx->data;
     __sync_fetch_and_add(&f->packets[side], 1);
     __sync_fetch_and_add(&f->bytes[side], len);
+    if (k.proto != IPPROTO_TCP)
+        __sync_fetch_and_add(&f->databytes[side], p->payload_len);
     __u64 now = bpf_ktime_get_ns();
     f->last_ns = now;
     if (f->verdict == VERDICT_SELECTED) {
@@ -450,23 +611,18 @@ int xdp_sensor(struct xdp_md *ctx)
         count(STAT_NOT_IP);
         return XDP_PASS;
     }
-    if (rc == -2) {
-        count(STAT_OTHER_L4);
-        return XDP_PASS;
-    }
     if (rc < 0) {
         if (rc == -1)
             count(STAT_TRUNCATED);
         return XDP_PASS;
     }
     if (p.is_later_fragment) {
-        if (p.key.proto == IPPROTO_TCP || p.key.proto == IPPROTO_UDP)
-            handle_later_fragment(ctx, cfg, &p);
-        else
-            count(STAT_OTHER_L4);
+        handle_later_fragment(ctx, cfg, &p);
         return XDP_PASS;
     }
     count(STAT_PARSED);
+    if (p.key.proto != IPPROTO_TCP && p.key.proto != IPPROTO_UDP)
+        count(STAT_OTHER_L4);
 
     __u8 side = canonicalize(&p.key);
     __u64 now = bpf_ktime_get_ns();
@@ -477,12 +633,11 @@ int xdp_sensor(struct xdp_md *ctx)
         struct flow_state fresh = {};
         fresh.first_ns = now;
         fresh.client = client_side(&p, side);
-        __u32 all_bit = p.key.proto == IPPROTO_TCP ? SELECT_ALL_TCP : SELECT_ALL_UDP;
-        if (cfg->select_all & all_bit) {
+        if (proto_selected(cfg, p.key.proto)) {
             fresh.verdict = VERDICT_SELECTED;
             fresh.reason = REASON_ALL;
             count(STAT_SELECTED);
-        } else if (port_selected(&p.key, fresh.client)) {
+        } else if (has_ports(p.key.proto) && port_selected(&p.key, fresh.client)) {
             fresh.verdict = VERDICT_SELECTED;
             fresh.reason = REASON_PORT;
             count(STAT_SELECTED);
@@ -499,10 +654,19 @@ int xdp_sensor(struct xdp_md *ctx)
 
     __sync_fetch_and_add(&f->packets[side], 1);
     __sync_fetch_and_add(&f->bytes[side], len);
-    __sync_fetch_and_add(&f->databytes[side], p.payload_len);
     f->last_ns = now;
-    if (p.key.proto == IPPROTO_TCP)
+    if (p.key.proto == IPPROTO_TCP) {
         count_tcp_flags(f, &p, side);
+        track_tcp(ctx, f, &p, side);
+    } else {
+        track_other(ctx, f, &p, side);
+    }
+    if (p.is_first_fragment)
+        remember_first_fragment(&p, &p.key, side);
+    if (p.vlan[0]) {
+        note_vlan(f, p.vlan[0]);
+        note_vlan(f, p.vlan[1]);
+    }
 
     __u8 verdict = f->verdict;
     __u8 reason = f->reason;
@@ -533,8 +697,6 @@ int xdp_sensor(struct xdp_md *ctx)
     }
 
     if (verdict == VERDICT_SELECTED) {
-        if (p.is_first_fragment)
-            remember_first_fragment(&p, &p.key, side);
         __sync_fetch_and_add(&f->emitted, 1);
         emit(ctx, cfg, &p.key, side, f->client, reason, verdict, now);
     } else if (verdict == VERDICT_BYPASSED) {

@@ -35,6 +35,18 @@ enum sensor_side {
     SIDE_HI = 1,
 };
 
+/* Bits of flow_state.flags. */
+enum sensor_flow_flag {
+    FLOW_FIN_LO = 1,        /* the LO side sent a FIN */
+    FLOW_FIN_HI = 2,
+    FLOW_RST = 4,           /* a RST was seen */
+    FLOW_SEQ_LO = 8,        /* TCP: seq_next[SIDE_LO] holds the LO stream's next byte */
+    FLOW_SEQ_HI = 16,
+    FLOW_HANDSHAKE = 32,    /* TCP: a SYN or SYN-ACK was seen (Arkime counts data only then) */
+    FLOW_ICMP_LO = 64,      /* icmp[0..1] hold the LO side's first ICMP type and code */
+    FLOW_ICMP_HI = 128,
+};
+
 /* Client side as learnt from the first packet (Arkime's rule). */
 enum sensor_client {
     CLIENT_LO = 0,
@@ -61,9 +73,9 @@ enum sensor_tcpflag {
 /* Counter indexes in the per-CPU `stats` array. */
 enum sensor_stat {
     STAT_SEEN = 0,          /* every frame the program ran on */
-    STAT_PARSED,            /* frames with an IPv4/IPv6 TCP or UDP header */
+    STAT_PARSED,            /* IPv4/IPv6 frames counted on a flow (any IP protocol) */
     STAT_NOT_IP,            /* not IPv4/IPv6 (ARP, LLDP, ...) */
-    STAT_OTHER_L4,          /* IP but neither TCP nor UDP */
+    STAT_OTHER_L4,          /* frames of IP protocols other than TCP/UDP (also PARSED) */
     STAT_TRUNCATED,         /* a header ran past the end of the frame */
     STAT_IPV6_EXT_LIMIT,    /* more than SENSOR_IPV6_EXT_MAX extension headers */
     STAT_FLOW_NEW,          /* flows created */
@@ -81,12 +93,13 @@ enum sensor_stat {
 
 /* Canonical flow key: the endpoint with the lower (address, port) is LO, so
  * both directions of a flow find the same entry. Addresses are 16 bytes;
- * IPv4 uses the first 4 and zeroes the rest. Ports in network byte order. */
+ * IPv4 uses the first 4 and zeroes the rest. Ports in network byte order.
+ * VLAN ids are not part of it (Arkime's rule): a flow a SPAN port shows on
+ * two VLANs is one flow, and flow_state.vlan lists them. */
 struct flow_key {
     __u8 addr[32];          /* LO address at 0, HI at 16 (bcc mis-sizes 2-D arrays) */
-    __u16 port[2];
-    __u16 vlan[2];          /* outer, inner VLAN id (0 = none) */
-    __u8 proto;             /* IPPROTO_TCP / IPPROTO_UDP */
+    __u16 port[2];          /* TCP, UDP, SCTP; 0 for other protocols (Arkime keys them by addresses) */
+    __u8 proto;             /* the IP protocol (IPv6: after the extension headers) */
     __u8 family;            /* 4 or 6 */
     __u8 pad[2];
 };
@@ -95,18 +108,24 @@ struct flow_key {
 struct flow_state {
     __u64 packets[2];
     __u64 bytes[2];         /* frame bytes, Arkime's source.bytes */
-    __u64 databytes[2];     /* L4 payload bytes (not reassembled) */
+    __u64 databytes[2];     /* Arkime's: TCP in-order bytes of streams whose start is known; else L4 payload */
     __u64 first_ns;         /* bpf_ktime_get_ns() of the first packet */
     __u64 last_ns;
     __u32 tcpflags[TCPF_MAX];
     __u32 emitted;          /* records emitted for this flow */
+    __u32 seq_next[2];      /* TCP: next in-order sequence number per side (FLOW_SEQ_*) */
+    __u8 payload8[16];      /* first payload bytes per side at [side * 8] (srcPayload8) */
+    __u8 payload8_len[2];
+    __u8 icmp[4];           /* ICMP: type, code of each side's first message at [side * 2] */
+    __u16 vlan[2];          /* the first two distinct VLAN ids seen (0 = none) */
     __u16 undecided_payloads; /* payload packets seen while UNDECIDED */
     __u8 verdict;           /* enum sensor_verdict */
     __u8 reason;            /* enum sensor_reason of the selection */
     __u8 client;            /* enum sensor_client */
     __u8 payload_seen;      /* bit per side: first payload seen */
     __u8 late_select;       /* selected on a payload after the other side's first payload passed */
-    __u8 pad;
+    __u8 flags;             /* enum sensor_flow_flag */
+    __u8 pad[2];
 };
 
 /* Port rules: (proto, port, role) -> nonzero. role 0 = client port, 1 = server port. */
@@ -134,15 +153,12 @@ struct prefix_key {
     __u8 bytes[SENSOR_PREFIX_MAX]; /* masked; zero past len */
 };
 
-#define SELECT_ALL_TCP 1
-#define SELECT_ALL_UDP 2
-
 /* Tunables, one entry in `config`. */
 struct sensor_config {
     __u32 snaplen;          /* bytes copied per record, <= SENSOR_MAX_SNAPLEN */
     __u32 max_undecided_payloads; /* payload packets before an undecided flow is IGNORED */
     __u32 emit_undecided;   /* 1: also emit first payloads of undecided flows */
-    __u32 select_all;       /* SELECT_ALL_TCP | SELECT_ALL_UDP: every flow of the protocol */
+    __u32 select_proto[8];  /* bit per IP protocol: select every flow of it (--proto, match-all classifiers) */
     __u32 rings;            /* rings in use, 1..SENSOR_RINGS_MAX: a flow's records go to ring flow_hash % rings */
     __u32 wakeup_bytes;     /* wake a ring's reader when a record takes the ring past this fill */
 };

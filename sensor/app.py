@@ -79,7 +79,7 @@ class Sensor:
         rules = RuleSet()
         offload = self.runtime.offload_rules()
         rules.add_offload(offload.ports, offload.prefixes, offload.match_all)
-        rules.add_specs(self.config.ports, self.config.prefixes)
+        rules.add_specs(self.config.ports, self.config.prefixes, self.config.protos)
         ports, prefixes = binding_rules(self.bindings)
         rules.ports.update(ports)
         rules.prefixes.update(prefixes)
@@ -98,7 +98,7 @@ class Sensor:
         packet_outputs = [output for output in self.outputs if hasattr(output, "record_saving")]
         self._pipeline = Pipeline(self.runtime, table, [self.registry, *packet_outputs, self.writer, self],
                                   kernel=kernel, bypass=bypass, save_every=self.config.save_every,
-                                  max_packets=self.config.max_packets)
+                                  max_packets=self.config.max_packets, kernel_records=self.config.flows == "all")
         return self._pipeline
 
     def session_finished(self, finished: FinishedSession) -> None:

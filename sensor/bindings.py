@@ -16,7 +16,7 @@ from typing import Any
 
 from sensor.errors import SensorError
 from sensor.framing import FRAMER_REGISTRY, FramerConfigError, FramerSpec, validate_framer_config
-from sensor.kernel.rules import PROTOCOLS, PortRole, PortRule, PrefixRule, RuleError, parse_port_spec, parse_prefix_spec
+from sensor.kernel.rules import PAYLOAD_PROTOCOLS, PortRole, PortRule, PrefixRule, RuleError, parse_port_spec, parse_prefix_spec
 from sensor.protocol import DefinitionDecoder, ProtocolDefinition, load_definition_dict, load_definition_file
 
 BINDING_KEYS = ("name", "match", "framer", "framer_kwargs", "custom_framer_path", "protocol_definition")
@@ -117,7 +117,7 @@ def binding_rules(bindings: Iterable[Binding]) -> tuple[list[PortRule], list[Pre
     for binding in bindings:
         match = binding.match
         for proto, port in sorted(match.ports, key=lambda p: (p[0] or 0, p[1])):
-            for ip_proto in (proto,) if proto is not None else sorted(PROTOCOLS.values()):
+            for ip_proto in (proto,) if proto is not None else sorted(PAYLOAD_PROTOCOLS.values()):
                 for role in (PortRole.SERVER, PortRole.CLIENT):
                     rule = PortRule(ip_proto, port, role)
                     if rule not in ports:

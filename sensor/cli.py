@@ -105,6 +105,11 @@ def _sensor_options(command):
                      help="Arkime Python plugin file or directory (repeatable), added to the bundled ones"),
         click.option("--no-default-plugins", is_flag=True, help="do not load the bundled plugins/"),
         click.option("--port", "ports", multiple=True, help="select flows by port, PROTO:PORT (repeatable), e.g. udp:5353"),
+        click.option("--proto", "protos", multiple=True,
+                     help="select every flow of an IP protocol (repeatable): icmp, sctp, tcp, udp or a number"),
+        click.option("--flows", type=click.Choice(["all", "selected"]), default=None,
+                     help="records for every flow (all, the default: unselected ones from the kernel's counters) "
+                          "or only for flows a rule selected"),
         click.option("--prefix", "prefixes", multiple=True,
                      help="select flows by payload prefix, PROTO:OFFSET:BYTES (repeatable), e.g. tcp:0:GET or tcp:0:0x16030"),
         click.option("-o", "--output", "outputs", multiple=True,
@@ -123,8 +128,8 @@ def _sensor_options(command):
     return command
 
 
-def _load_config(config_path, plugins, no_default_plugins, ports, prefixes, outputs, snaplen, emit_undecided,
-                 **service) -> SensorConfig:
+def _load_config(config_path, plugins, no_default_plugins, ports, protos, flows, prefixes, outputs, snaplen,
+                 emit_undecided, **service) -> SensorConfig:
     """Config file first, then the command line on top, checked whole before anything is created or touched."""
     from pathlib import Path
 
@@ -134,6 +139,8 @@ def _load_config(config_path, plugins, no_default_plugins, ports, prefixes, outp
     cfg.plugins += [Path(p) for p in plugins]
     cfg.default_plugins = cfg.default_plugins and not no_default_plugins
     cfg.ports += ports
+    cfg.protos += protos
+    cfg.flows = flows or cfg.flows
     cfg.prefixes += prefixes
     cfg.snaplen = snaplen if snaplen is not None else cfg.snaplen
     cfg.emit_undecided = emit_undecided or cfg.emit_undecided
@@ -154,7 +161,7 @@ def _open_sensor(cfg: SensorConfig, outputs: list | None = None) -> Sensor:
     click.echo(f"xdpsensor: loaded {len(sensor.load_report.loaded)} plugin file(s); "
                f"output to {', '.join(cfg.outputs)}", err=True)
     if not sensor.rules.ports and not sensor.rules.prefixes and not sensor.rules.select_all:
-        click.echo("xdpsensor: no plugin, --port or --prefix rule: no flow will be selected", err=True)
+        click.echo("xdpsensor: no plugin, --port, --proto or --prefix rule: no flow will be selected", err=True)
     gcpolicy.freeze_startup()  # what loading made lives as long as the process: out of every later GC pass
     return sensor
 
@@ -203,7 +210,7 @@ def _restore_signals(previous: dict) -> None:
 @click.option("--group", default=None, help="and this group (default: the user's own; config: group)")
 @_sensor_options
 def run(interfaces, netns, duration, mode, force, user, group, **options) -> None:
-    """Attach to interfaces and write one record per selected session."""
+    """Attach to interfaces and write one record per flow (--flows selected: per selected flow)."""
     import time
 
     from sensor.preflight import check_live

@@ -20,6 +20,8 @@ is attached, with the key that is wrong and what it should be.
     plugin_time_budget: 2.0            # seconds a plugin callback may run (0: unbounded)
     workers: 2                         # Python processes, one ring each (default: run, one per usable
                                        # CPU up to 8; read, 1)
+    flows: all                         # or selected: records only for flows a rule selected (--flows)
+    protos: [icmp]                     # select every flow of these IP protocols (--proto)
 
 Relative paths are relative to the file's directory."""
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Any
 from sensor.errors import SensorError
 from sensor.flows.table import FlowTimeouts
 from sensor.kernel.contract import MAX_SNAPLEN, RINGS_MAX
+from sensor.kernel.rules import RuleError, parse_proto_spec
 from sensor.output import local_file
 from sensor.pipeline import MAX_PACKETS, SAVE_EVERY
 from sensor.yamlload import YamlError, load_yaml
@@ -68,6 +71,8 @@ class SensorConfig:
     workers: int | None = None      # None: workers_for() decides
     save_every: float = SAVE_EVERY  # seconds between mid-session records of a long TCP session (0: off)
     max_packets: int = MAX_PACKETS  # packets after which a session gets a mid-session record
+    flows: str = "all"          # "all": every flow has a record; "selected": only flows a rule selected
+    protos: list[str] = field(default_factory=list)   # IP protocols whose every flow is selected, as --proto
     base_dir: Path = field(default_factory=Path.cwd)
 
     def plugin_paths(self) -> list[Path]:
@@ -82,7 +87,9 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
     "snaplen": int, "emit_undecided": bool, "user": (str, int), "group": (str, int), "metrics": (str, int),
     "status_interval": (int, float), "plugin_time_budget": (int, float), "workers": int,
     "save_every": (int, float), "max_packets": int,
+    "flows": str, "protos": list,
 }
+FLOWS = ("all", "selected")
 
 
 def load_config(source: str | Path | dict | None) -> SensorConfig:
@@ -125,7 +132,7 @@ def config_from_dict(data: Any, base_dir: Path, where: str) -> SensorConfig:
             cfg.plugins = [_existing(base_dir, p, where, key) for p in value]
         elif key == "timeouts":
             cfg.timeouts = _timeouts(value, where)
-        elif key in ("ports", "prefixes", "outputs"):
+        elif key in ("ports", "prefixes", "outputs", "protos"):
             setattr(cfg, key, [str(v) for v in value])
         elif key in ("user", "group", "metrics"):
             setattr(cfg, key, str(value))
@@ -155,6 +162,13 @@ def check_config(cfg: SensorConfig, where: str = "config") -> None:
         raise ConfigError(f"{where}: max_sessions must be at least 1")
     if cfg.workers is not None and not 1 <= cfg.workers <= RINGS_MAX:
         raise ConfigError(f"{where}: workers must be between 1 and {RINGS_MAX}, got {cfg.workers}")
+    if cfg.flows not in FLOWS:
+        raise ConfigError(f"{where}: flows must be {' or '.join(FLOWS)}, not {cfg.flows!r}")
+    for spec in cfg.protos:
+        try:
+            parse_proto_spec(spec)
+        except RuleError as e:
+            raise ConfigError(f"{where}: protos: {e}") from None
     if cfg.snaplen is not None and not 1 <= cfg.snaplen <= MAX_SNAPLEN:
         raise ConfigError(f"{where}: snaplen must be between 1 and {MAX_SNAPLEN} bytes, got {cfg.snaplen}")
     if cfg.max_packets < 1:

@@ -42,8 +42,6 @@ from sensor.pipeline import Pipeline
 from sensor.prefilter import FRAG_ENTRIES, ParsedFrame, parse_frame
 
 EXPIRE_EVERY = 1.0          # capture seconds between idle-session expiries
-SWEEP_EVERY_NS = 30 * 10**9  # as the live loop: sweep idle unselected flows every 30 s ...
-KERNEL_IDLE_NS = 60 * 10**9  # ... of flows idle for 60 s, here in capture time
 # BPF_PROG_TEST_RUN puts at most a page minus headroom and shared info (3520
 # bytes on 4 KiB pages) in the linear area the program sees; longer frames
 # (TSO/GRO captures) are cut below that for both filters alike.
@@ -103,7 +101,6 @@ class FlowTable(Protocol):
     def flows(self) -> Iterator[tuple[FlowKey, FlowState]]: ...
     def set_verdict(self, key: FlowKey, verdict: Verdict) -> bool: ...
     def delete_flow(self, key: FlowKey) -> None: ...
-    def sweep_idle(self, now_ns: int, idle_ns: int) -> list[FlowKey]: ...
     def stats(self) -> dict[Stat, int]: ...
 
 
@@ -140,7 +137,7 @@ class TestRunTable:
     """The real XDP program as a frame-by-frame flow table: each frame runs
     with BPF_PROG_TEST_RUN, the ring is drained after it, and the kernel's
     clock in records and flows is turned into capture time. Takes over the
-    program's ring buffer; the program should be fresh (no flows)."""
+    program's ring buffer and clears its flows."""
 
     __test__ = False            # not a pytest class, despite the name
     monotonic_offset: float | None = 0.0
@@ -152,6 +149,7 @@ class TestRunTable:
         self._ring = RingReader(program.ring_fds[0], program.ring_size)
         self._clock = _CaptureClock()
         self._keep_at = keep_every
+        program.clear_flows()
         self._base = program.stats()
 
     def process(self, frame: bytes, ts_ns: int) -> Record | None:
@@ -192,13 +190,6 @@ class TestRunTable:
     def delete_flow(self, key: FlowKey) -> None:
         self.program.delete_flow(key)
 
-    def sweep_idle(self, now_ns: int, idle_ns: int) -> list[FlowKey]:
-        stale = [key for key, state in self.flows()
-                 if state.verdict != Verdict.SELECTED and now_ns - state.last_ns > idle_ns]
-        for key in stale:
-            self.program.delete_flow(key)
-        return stale
-
     def stats(self) -> dict[Stat, int]:
         """Counters since this table took the program over."""
         return {stat: n - self._base[stat] for stat, n in self.program.stats().items()}
@@ -206,19 +197,17 @@ class TestRunTable:
 
 class CaptureFilter:
     """A pre-filter fed capture records: Ethernet frames for the program,
-    Arkime's byte counts, idle flows swept on capture time (unless `sweeps`
-    is False: a worker that sees some of the records is told when to sweep).
-    Give it to the Pipeline as `kernel` and to `replay` as `frame_filter`."""
+    Arkime's byte counts. Give it to the Pipeline as `kernel` and to `replay`
+    as `frame_filter`."""
 
     monotonic_offset: float | None = 0.0   # flow times are capture times
 
-    def __init__(self, table: FlowTable | SensorProgram, sweeps: bool = True) -> None:
+    def __init__(self, table: FlowTable | SensorProgram) -> None:
         self.table: FlowTable = TestRunTable(table) if isinstance(table, SensorProgram) else table
         self.kind = "kernel" if isinstance(self.table, TestRunTable) else "python"
         self.unfilterable = 0   # frames the program cannot be given (link type, too short)
         self._extra: dict[bytes, list[int]] = {}   # flow -> per side: wire bytes minus program bytes
         self._frags: OrderedDict[tuple, bytes] = OrderedDict()
-        self._sweeps = CaptureEvery(SWEEP_EVERY_NS, first_runs=False) if sweeps else None
 
     def process(self, rec: PcapRecord) -> Record | None:
         """Run one capture record through the filter; the record the program
@@ -227,10 +216,7 @@ class CaptureFilter:
         if frame is None:
             self.unfilterable += 1
             return None
-        ts_ns = round(rec.timestamp * 1e9)
-        if self._sweeps is not None and self._sweeps.due(ts_ns):
-            self.sweep(ts_ns)
-        record = self.table.process(frame, ts_ns)
+        record = self.table.process(frame, round(rec.timestamp * 1e9))
         extra = rec.wire_len - len(frame)
         if extra:
             self._count_extra(frame, record, extra)
@@ -247,7 +233,7 @@ class CaptureFilter:
             return  # counted on no flow
         if p.key is not None:
             key, side = p.key, p.side
-            if p.first_fragment and record is not None and record.header.verdict == Verdict.SELECTED:
+            if p.first_fragment:
                 self._frags[p.frag_key] = key
                 if len(self._frags) > FRAG_ENTRIES:
                     self._frags.popitem(last=False)
@@ -260,18 +246,18 @@ class CaptureFilter:
             side = 0 if key[:16] == p.sender else 1
         self._extra.setdefault(key, [0, 0])[side] += extra
 
-    def sweep(self, now_ns: int) -> int:
-        """Forget unselected flows idle for KERNEL_IDLE_NS, as the live loop does."""
-        stale = self.table.sweep_idle(now_ns, KERNEL_IDLE_NS)
-        for key in stale:
-            self._extra.pop(bytes(key), None)
-        return len(stale)
-
     # -- pipeline.KernelFlows -------------------------------------------------------
     def flow(self, key: FlowKey) -> FlowState | None:
         state = self.table.flow(key)
+        return None if state is None else self._with_wire_bytes(key, state)
+
+    def flows(self) -> Iterator[tuple[FlowKey, FlowState]]:
+        for key, state in self.table.flows():
+            yield key, self._with_wire_bytes(key, state)
+
+    def _with_wire_bytes(self, key: FlowKey, state: FlowState) -> FlowState:
         extra = self._extra.get(bytes(key))
-        if state is not None and extra is not None:
+        if extra is not None:
             for side in (0, 1):
                 state.bytes[side] = max(0, state.bytes[side] + extra[side])
         return state
@@ -349,8 +335,8 @@ class ReplaySummary:
         return out
 
 
-def capture_filter(pipeline: Pipeline, frame_filter: CaptureFilter | FlowTable | SensorProgram | None,
-                   sweeps: bool = True) -> CaptureFilter | None:
+def capture_filter(pipeline: Pipeline, frame_filter: CaptureFilter | FlowTable | SensorProgram | None
+                   ) -> CaptureFilter | None:
     """The filter as replay drives it, and the pipeline's `kernel` pointed at
     it: the pipeline must read counts and times through the capture view."""
     if frame_filter is None:
@@ -358,7 +344,7 @@ def capture_filter(pipeline: Pipeline, frame_filter: CaptureFilter | FlowTable |
     if pipeline.kernel is not frame_filter:
         raise ValueError("build the Pipeline with kernel=frame_filter: its flow counts replace the "
                          "session's, and bypass verdicts must reach it")
-    capture_filter = frame_filter if isinstance(frame_filter, CaptureFilter) else CaptureFilter(frame_filter, sweeps)
+    capture_filter = frame_filter if isinstance(frame_filter, CaptureFilter) else CaptureFilter(frame_filter)
     pipeline.kernel = capture_filter
     return capture_filter
 
@@ -410,17 +396,17 @@ class CaptureEvery:
         if self._next is None:
             self._next = now + self.period
             return False
-        if now < self._next:
-            return False
+        if self._next - self.period <= now < self._next:
+            return False        # (a clock that went back, e.g. the next file, runs it at once)
         self._next = now + self.period
         return True
 
 
 class RecordFeed:
     """Capture records into a pipeline one at a time, through the filter when
-    there is one. With a `clock`, idle sessions expire on the records' capture
-    time; without one (a worker, which sees only some records) the caller
-    expires them on the time of all records."""
+    there is one. With a `clock`, idle sessions and the filter's own flows
+    expire on the records' capture time; without one (a worker, which sees
+    only some records) the caller expires them on the time of all records."""
 
     def __init__(self, pipeline: Pipeline, capture_filter: CaptureFilter | None, summary: ReplaySummary,
                  clock: CaptureEvery | None = None) -> None:
@@ -428,9 +414,15 @@ class RecordFeed:
         self.capture_filter = capture_filter
         self.summary = summary
         self.clock = clock
+        self.kernel_clock = CaptureEvery(clock.period) if clock is not None and capture_filter else None
+        self._previous: float | None = None
 
     def feed(self, rec: PcapRecord) -> None:
         pipeline = self.pipeline
+        previous, self._previous = self._previous, rec.timestamp
+        if self.kernel_clock is not None and previous is not None and self.kernel_clock.due(previous):
+            # As Arkime, on the previous packet's clock: a packet never times out its own flow.
+            pipeline.expire_kernel(round(previous * 1e9))
         if self.capture_filter is None:
             pipeline.feed(rec.data, rec.timestamp, linktype=rec.linktype, wire_len=rec.wire_len)
             self.summary.delivered += 1
@@ -483,13 +475,16 @@ def replay(pcaps: Iterable[str | Path], pipeline: Pipeline,
 
 
 def read_records(pcaps: Iterable[str | Path], plugins: Iterable[str | Path] = (),
-                 frame_filter: FlowTable | SensorProgram | None = None, bypass: bool = False) -> list[dict]:
+                 frame_filter: FlowTable | SensorProgram | None = None, bypass: bool = False,
+                 kernel_records: bool = True) -> list[dict]:
     """Every session of the captures as SPI records, with the given plugin
     files/dirs loaded. Without `frame_filter` every flow goes to the plugins,
-    like Arkime reading a file; with one, only what that pre-filter emits."""
+    like Arkime reading a file; with one, what that pre-filter emits does, and
+    (`kernel_records`) every other flow gets its record from the filter's counters."""
     runtime = PluginRuntime()
     load_paths(runtime, plugins)
     collected = FinishedCollector()
-    pipeline = Pipeline(runtime, SessionTable(), [collected], kernel=frame_filter, bypass=bypass)
+    pipeline = Pipeline(runtime, SessionTable(), [collected], kernel=frame_filter, bypass=bypass,
+                        kernel_records=kernel_records)
     replay(pcaps, pipeline, frame_filter)
     return collected.records

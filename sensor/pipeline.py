@@ -4,13 +4,16 @@ frame -> packet -> session table (reassembly) -> plugin runtime -> record,
 with the listeners (sensor.hooks: the session registry, the output writer, ...)
 called at each step and handed the FinishedSession. The same object serves the live ring buffer and pcap files. When the frames
 came through the XDP program, the kernel's whole-flow counters replace the
-userspace ones at session end (they include packets never sent up), and a
-session no plugin still wants is BYPASSED in the kernel."""
+userspace ones at session end (they include packets never sent up), a
+session no plugin still wants is BYPASSED in the kernel, and a flow that
+never came up gets its record from the kernel's counters when it ends."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import count
 from typing import Protocol
 
 from sensor.arkime.runtime import PluginRuntime
@@ -20,7 +23,9 @@ from sensor.flows.session import Session
 from sensor.flows.table import FlowOrigin, SessionTable
 from sensor.hooks import FinishedSession, ListenerChain, SessionEnding
 from sensor.kernel.contract import TCPF_ZERO_HI, TCPF_ZERO_LO, TCPFLAG_NAMES, FlowKey, FlowState, Verdict, key_endpoints
+from sensor.kernel.flowsession import end_reason, flow_session
 from sensor.packet import IPPROTO_TCP, LINKTYPE_ETHERNET, PacketError, decode_frame
+from sensor.prefilter import flow_hash
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +43,7 @@ class KernelFlows(Protocol):
     monotonic_offset: float | None
 
     def flow(self, key: FlowKey) -> FlowState | None: ...
+    def flows(self) -> Iterator[tuple[FlowKey, FlowState]]: ...
     def set_verdict(self, key: FlowKey, verdict: Verdict) -> bool: ...
     def delete_flow(self, key: FlowKey) -> None: ...
 
@@ -49,6 +55,8 @@ class PipelineStats:
     sessions: int = 0
     records: int = 0
     bypassed: int = 0
+    kernel_records: int = 0     # records of flows that never came up, from the kernel's counters
+    kernel_expired: int = 0     # kernel flows ended (recorded or, with kernel_records off, forgotten)
 
 
 def overlay_kernel_counts(session: Session, key: FlowKey, state: FlowState, monotonic_offset: float | None) -> None:
@@ -80,11 +88,15 @@ def overlay_kernel_counts(session: Session, key: FlowKey, state: FlowState, mono
 class Pipeline:
     """Feed frames (with the kernel flow key when they came from XDP); the
     listeners, in order, see sessions open, packets, payload and the end, and
-    get every finished session as one frozen FinishedSession."""
+    get every finished session as one frozen FinishedSession. With
+    `kernel_records`, the flows that never came up get theirs too
+    (`expire_kernel`, `close`); `shard` (index, count) limits those to the
+    flows whose records go to ring `index` of `count` (one worker's share)."""
 
     def __init__(self, runtime: PluginRuntime, table: SessionTable, listeners: Sequence[object] = (),
                  kernel: KernelFlows | None = None, bypass: bool = False,
-                 save_every: float = SAVE_EVERY, max_packets: int = MAX_PACKETS) -> None:
+                 save_every: float = SAVE_EVERY, max_packets: int = MAX_PACKETS, kernel_records: bool = True,
+                 shard: tuple[int, int] | None = None) -> None:
         self.runtime = runtime
         self.save_every = save_every  # 0: no time-based mid-session records
         self.max_packets = max_packets
@@ -95,9 +107,11 @@ class Pipeline:
         self.stats = PipelineStats()
         self._plugin_states: dict[int, PluginSession] = {}  # by Session.id
         self._kernel_keys: dict[int, FlowKey] = {}
+        self._tracked: Counter[bytes] = Counter()   # kernel keys of the sessions open here
         self._pending_key: FlowKey | None = None
         self._delivered: dict[bytes, int] = {}
-        self._deferred: dict[str, tuple[Session, SessionEnding]] = {}  # by sessionId: ended, not saved yet
+        # by sessionId: ended, not saved yet (no SessionEnding: a kernel-only flow's)
+        self._deferred: dict[str, tuple[Session, SessionEnding | None]] = {}
         self._feeding = False                # inside feed: listeners and handlers may call terminate
         self._terminating: list[Session] = []  # ... which then waits for the packet to be done
         # Long sessions, by Session.id: records saved so far, next time-based save, and the
@@ -106,6 +120,9 @@ class Pipeline:
         self._save_at: dict[int, float] = {}
         self._saved_counts: dict[int, tuple[list[int], list[int], list[int], dict[str, int]]] = {}
         self._next_save_scan = 0.0
+        self.kernel_records = kernel_records
+        self.shard = shard
+        self._kernel_ids = count(1)
 
     def feed(self, frame: bytes, timestamp: float, kernel_key: FlowKey | None = None,
              linktype: int = LINKTYPE_ETHERNET, wire_len: int | None = None) -> None:
@@ -176,10 +193,53 @@ class Pipeline:
                             and now >= self._save_at.get(s.id, s.first_ts + self.save_every)]:
                 self.save_mid(session, now)
 
+    def expire_kernel(self, now_ns: int) -> None:
+        """End the kernel flows that never came up and are over at `now_ns` (the
+        kernel table's clock): each gets its record (with `kernel_records`) and
+        leaves the table, so the next packet of its 5-tuple starts a new flow."""
+        if self.kernel is None:
+            return
+        timeouts, ended = self.table.timeouts, []
+        for key, state in self._kernel_only():
+            reason = end_reason(key, state, now_ns, timeouts)
+            if reason is not None:
+                ended.append(key)
+                if state.verdict != Verdict.BYPASSED:   # a bypassed flow's session had its record
+                    self._record_kernel_flow(key, state, reason)
+        for key in ended:
+            self.kernel.delete_flow(key)
+        self.stats.kernel_expired += len(ended)
+        self._finish_deferred(force=False)
+
+    def _kernel_only(self) -> list[tuple[FlowKey, FlowState]]:
+        """Kernel flows of this pipeline's shard that no session here stands for."""
+        tracked, shard = self._tracked, self.shard
+        return [(k, s) for k, s in self.kernel.flows() if bytes(k) not in tracked
+                and (shard is None or flow_hash(bytes(k)) % shard[1] == shard[0])]
+
+    def _record_kernel_flow(self, key: FlowKey, state: FlowState, reason: str) -> None:
+        """A flow's record from the kernel's counters, through the plugins' save hooks like any."""
+        if not self.kernel_records:
+            return
+        session = flow_session(key, state, next(self._kernel_ids), self.kernel.monotonic_offset or 0.0)
+        handle = self.runtime.session_started(session)
+        record = self.runtime.session_ended(handle, extra={"xdpsensor": {
+            "endReason": reason, "sessionId": session.uid, "delivered": 0}})
+        self.stats.kernel_records += 1
+        if record is None:
+            self._deferred[session.uid] = (session, None)
+        else:
+            self.emit(record)
+
     def close(self) -> None:
-        """End every session (shutdown / end of capture) and finish deferred saves."""
+        """End every session (shutdown / end of capture), the kernel's own flows
+        included, and finish deferred saves."""
+        kernel_only = self._kernel_only() if self.kernel is not None and self.kernel_records else []
         for event in self.table.close_all():
             self._handle(event)
+        for key, state in kernel_only:
+            if state.verdict != Verdict.BYPASSED:
+                self._record_kernel_flow(key, state, "shutdown")
         self._finish_deferred(force=True)
 
     def _handle(self, event: SessionStarted | SessionEnded | StateChanged) -> None:
@@ -190,6 +250,7 @@ class Pipeline:
             self._plugin_states[session.id] = self.runtime.state(self.runtime.session_started(session))
             if self._pending_key is not None:
                 self._kernel_keys[session.id] = self._pending_key
+                self._tracked[bytes(self._pending_key)] += 1
             self.hooks.session_opened(session)
         elif isinstance(event, SessionEnded):
             self._end(session, event.reason)
@@ -229,7 +290,11 @@ class Pipeline:
         key = self._kernel_keys.pop(session.id, None)
         delivered = None
         if key is not None and self.kernel is not None:
-            delivered = self._delivered.pop(bytes(key), 0)
+            raw = bytes(key)
+            self._tracked[raw] -= 1
+            if self._tracked[raw] <= 0:
+                del self._tracked[raw]
+            delivered = self._delivered.pop(raw, 0)
             state = self.kernel.flow(key)
             if state is not None:
                 overlay_kernel_counts(session, key, state, self.kernel.monotonic_offset)
@@ -257,7 +322,10 @@ class Pipeline:
     def _finish_deferred(self, force: bool) -> None:
         for record in self.runtime.drain_deferred(force=force):
             session, ending = self._deferred.pop(record["xdpsensor"]["sessionId"])
-            self._finish(session, record, ending)
+            if ending is None:
+                self.emit(record)
+            else:
+                self._finish(session, record, ending)
 
     def save_mid(self, session: Session, now: float) -> None:
         """A mid-session record, as Arkime's `arkime_session_mid_save`: the session so far,

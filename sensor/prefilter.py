@@ -20,8 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sensor.kernel.contract import (
-    IPPROTO_TCP, IPPROTO_UDP, MAX_SNAPLEN, TCPF_COUNT, TCPF_ZERO_HI, TCPF_ZERO_LO, TCPFLAG_NAMES,
-    FlowKey, FlowState, Reason, RecordHeader, Stat, Verdict,
+    IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, MAX_SNAPLEN, PORTED_PROTOCOLS,
+    TCPF_COUNT, TCPF_ZERO_HI, TCPF_ZERO_LO, TCPFLAG_NAMES, FlowFlag, FlowKey, FlowState, Reason, RecordHeader,
+    Stat, Verdict,
 )
 from sensor.kernel.program import ProgramOptions, Record
 from sensor.kernel.rules import RuleSet
@@ -37,23 +38,26 @@ _ZERO12 = bytes(12)
 _U16 = struct.Struct("!H")
 _IPV4 = struct.Struct("!BxHHHxB2x4s4s")      # ver/ihl, tot_len, id, frag, proto, src, dst
 _IPV6_FIXED = struct.Struct("!4xHB")          # payload_len, nexthdr
-_TCP = struct.Struct("!4x8xBBH")              # data offset byte, flags, window
-_KEY_TAIL = struct.Struct("<HHBB2x")          # vlan[2], proto, family, pad
+_TCP = struct.Struct("!4xIIBBH")              # seq, ack, data offset byte, flags, window
+_KEY_TAIL = struct.Struct("<BB2x")            # proto, family, pad
 _HASH_WORDS = struct.Struct("<9I")
 _RECORD_FIELDS = struct.Struct("<QIIIHBBBB2x")
 _RECORD_PAD = bytes(ct.sizeof(RecordHeader) - _RECORD_FIELDS.size - ct.sizeof(FlowKey))
 _M32 = 0xFFFFFFFF
 
 # Why a frame was not counted on a flow (the kernel's stats index).
-NOT_IP, OTHER_L4, TRUNCATED, IPV6_EXT_LIMIT = Stat.NOT_IP, Stat.OTHER_L4, Stat.TRUNCATED, Stat.IPV6_EXT_LIMIT
+NOT_IP, TRUNCATED, IPV6_EXT_LIMIT = Stat.NOT_IP, Stat.TRUNCATED, Stat.IPV6_EXT_LIMIT
+_M32_SIGN = 0x80000000
 
 # tcp flags byte -> the tcpflags[] indexes it counts, as count_tcp_flags() does
 # (AE and the zero-window counters depend on more than the flags byte).
 _TCPF = {name: i for i, name in enumerate(TCPFLAG_NAMES)}
 _FLAG_COUNTERS: tuple[tuple[int, ...], ...] = tuple(
     tuple(_TCPF[name] for name, hit in (
-        ("syn-ack", fl & 0x12 == 0x12), ("syn", fl & 0x12 == 0x02), ("ack", fl & 0x1F == 0x10),
-        ("psh", fl & 0x08), ("fin", fl & 0x01), ("rst", fl & 0x04),
+        ("syn-ack", fl & 0x12 == 0x12), ("syn", fl & 0x12 == 0x02),
+        ("rst", not fl & 0x02 and fl & 0x04),
+        ("ack", not fl & 0x06 and fl & 0x1F == 0x10), ("psh", not fl & 0x06 and fl & 0x08),
+        ("fin", not fl & 0x06 and fl & 0x01),
         ("urg", fl & 0x20), ("ece", fl & 0x40), ("cwr", fl & 0x80),
     ) if hit)
     for fl in range(256))
@@ -61,9 +65,9 @@ _FLAG_COUNTERS: tuple[tuple[int, ...], ...] = tuple(
 
 @dataclass(slots=True)
 class ParsedFrame:
-    """What the kernel's parser learns about a frame that carries TCP or UDP.
-    `key` is the canonical flow key as bytes; for a later fragment it is
-    None and `frag_key` is how the fragment finds its flow."""
+    """What the kernel's parser learns about an IP frame. `key` is the
+    canonical flow key as bytes; for a later fragment it is None and
+    `frag_key` is how the fragment finds its flow."""
     key: bytes | None
     side: int
     proto: int
@@ -77,6 +81,10 @@ class ParsedFrame:
     first_fragment: bool = False
     frag_key: tuple[bytes, bytes, int, int] | None = None   # (sender, receiver, id, proto)
     sender: bytes = b""
+    tcp_seq: int = 0
+    tcp_ack: int = 0
+    icmp: tuple[int, int] | None = None                      # ICMP type, code
+    vlan: tuple[int, int] = (0, 0)                           # outer, inner VLAN id
 
 
 def _ipv4(frame: bytes, off: int, vlan: tuple[int, int]) -> ParsedFrame | Stat:
@@ -90,7 +98,8 @@ def _ipv4(frame: bytes, off: int, vlan: tuple[int, int]) -> ParsedFrame | Stat:
     src, dst = src + _ZERO12, dst + _ZERO12
     frag_id = ((ip_id & 0xFF) << 8) | (ip_id >> 8)  # the kernel keeps the raw network-order u16
     if frag & 0x1FFF:
-        return ParsedFrame(None, 0, proto, frag_key=(src, dst, frag_id, proto), sender=src)
+        return ParsedFrame(None, 0, proto, payload_len=max(tot_len - ihl, 0), frag_key=(src, dst, frag_id, proto),
+                           sender=src)
     return _l4(frame, off + ihl, off + tot_len, proto, 4, src, dst, vlan, bool(frag & 0x2000), frag_id)
 
 
@@ -113,7 +122,8 @@ def _ipv6(frame: bytes, off: int, vlan: tuple[int, int]) -> ParsedFrame | Stat:
             frag_id = int.from_bytes(frame[off + 4:off + 8], "little")
             frag = _U16.unpack_from(frame, off + 2)[0]
             if frag & 0xFFF8:
-                return ParsedFrame(None, 0, following, frag_key=(src, dst, frag_id, following), sender=src)
+                return ParsedFrame(None, 0, following, payload_len=max(l4_end - off - 8, 0),
+                                   frag_key=(src, dst, frag_id, following), sender=src)
             first_fragment = bool(frag & 1)
             off += 8
         elif nexthdr == 51:     # AH counts in 4-byte units
@@ -129,11 +139,12 @@ def _ipv6(frame: bytes, off: int, vlan: tuple[int, int]) -> ParsedFrame | Stat:
 def _l4(frame: bytes, l4_off: int, l4_end: int, proto: int, family: int, src: bytes, dst: bytes,
         vlan: tuple[int, int], first_fragment: bool, frag_id: int) -> ParsedFrame | Stat:
     n = len(frame)
-    flags = ae = window = 0
+    flags = ae = window = seq = ack = 0
+    icmp = None
     if proto == IPPROTO_TCP:
         if l4_off + 20 > n:
             return TRUNCATED
-        doff_byte, flags, window = _TCP.unpack_from(frame, l4_off)
+        seq, ack, doff_byte, flags, window = _TCP.unpack_from(frame, l4_off)
         doff = (doff_byte >> 4) * 4
         if doff < 20:
             return TRUNCATED
@@ -143,9 +154,18 @@ def _l4(frame: bytes, l4_off: int, l4_end: int, proto: int, family: int, src: by
         if l4_off + 8 > n:
             return TRUNCATED
         payload_off = l4_off + 8
+    elif proto == IPPROTO_SCTP:
+        if l4_off + 12 > n:
+            return TRUNCATED
+        payload_off = l4_off + 12
     else:
-        return OTHER_L4
-    sport_raw, dport_raw = frame[l4_off:l4_off + 2], frame[l4_off + 2:l4_off + 4]
+        payload_off = l4_off
+        if (proto == IPPROTO_ICMP or proto == IPPROTO_ICMPV6) and l4_off + 2 <= n:
+            icmp = (frame[l4_off], frame[l4_off + 1])
+    if proto in PORTED_PROTOCOLS:
+        sport_raw, dport_raw = frame[l4_off:l4_off + 2], frame[l4_off + 2:l4_off + 4]
+    else:
+        sport_raw = dport_raw = b"\0\0"    # keyed by addresses alone
     # canonicalize(): addresses as two native (little-endian) u64 words, then
     # the network-order ports read as native u16s.
     a0, a1 = int.from_bytes(src[:8], "little"), int.from_bytes(dst[:8], "little")
@@ -157,7 +177,7 @@ def _l4(frame: bytes, l4_off: int, l4_end: int, proto: int, family: int, src: by
             swap = b0 > b1
         else:
             swap = int.from_bytes(sport_raw, "little") > int.from_bytes(dport_raw, "little")
-    tail = _KEY_TAIL.pack(vlan[0], vlan[1], proto, family)
+    tail = _KEY_TAIL.pack(proto, family)
     if swap:
         key = dst + src + dport_raw + sport_raw + tail
         lo_raw, hi_raw = dport_raw, sport_raw
@@ -167,13 +187,14 @@ def _l4(frame: bytes, l4_off: int, l4_end: int, proto: int, family: int, src: by
     return ParsedFrame(
         key, int(swap), proto, (lo_raw[0] << 8) | lo_raw[1], (hi_raw[0] << 8) | hi_raw[1],
         payload_off, l4_end - payload_off if l4_end > payload_off else 0, flags, ae, window,
-        first_fragment, (src, dst, frag_id, proto) if first_fragment else None, src)
+        first_fragment, (src, dst, frag_id, proto) if first_fragment else None, src, seq, ack, icmp, vlan)
 
 
 def parse_frame(frame: bytes) -> ParsedFrame | Stat:
     """Parse like parse_frame() in bpf/sensor.bpf.c: Ethernet, up to two VLAN
-    tags, IPv4 (options, fragments) or IPv6 (extension headers), TCP or UDP.
-    Returns the kernel's stats index when the frame is not a TCP/UDP flow's."""
+    tags, IPv4 (options, fragments) or IPv6 (extension headers), then TCP,
+    UDP or SCTP ports, ICMP type and code, or nothing for other protocols.
+    Returns the kernel's stats index when the frame is on no flow."""
     if len(frame) < 14:
         return TRUNCATED
     ethertype = (frame[12] << 8) | frame[13]
@@ -196,7 +217,7 @@ def parse_frame(frame: bytes) -> ParsedFrame | Stat:
 
 def flow_hash(key: bytes) -> int:
     """flow_hash() of bpf/sensor.bpf.c: symmetric because the key is canonical."""
-    h = key[40]  # proto
+    h = key[36]  # proto
     for w in _HASH_WORDS.unpack_from(key):
         h ^= (w + 0x9E3779B9 + ((h << 6) & _M32) + (h >> 2)) & _M32
     h ^= h >> 16
@@ -210,7 +231,8 @@ def flow_hash(key: bytes) -> int:
 class _Flow:
     """struct flow_state as plain Python ints (ctypes fields are slow to bump)."""
     __slots__ = ("packets", "bytes", "databytes", "first_ns", "last_ns", "tcpflags", "emitted",
-                 "undecided_payloads", "verdict", "reason", "client", "payload_seen", "late_select", "hash")
+                 "undecided_payloads", "verdict", "reason", "client", "payload_seen", "late_select", "hash",
+                 "seq_next", "payload8", "icmp", "vlan", "flags")
 
     def __init__(self, first_ns: int, client: int, verdict: int, reason: int, hash_: int) -> None:
         self.packets = [0, 0]
@@ -227,6 +249,11 @@ class _Flow:
         self.payload_seen = 0
         self.late_select = 0
         self.hash = hash_
+        self.seq_next = [0, 0]
+        self.payload8 = [b"", b""]
+        self.icmp = [0, 0, 0, 0]
+        self.vlan = [0, 0]
+        self.flags = 0
 
     def state(self) -> FlowState:
         s = FlowState()
@@ -236,6 +263,10 @@ class _Flow:
         s.emitted, s.undecided_payloads = self.emitted, self.undecided_payloads
         s.verdict, s.reason, s.client = self.verdict, self.reason, self.client
         s.payload_seen, s.late_select = self.payload_seen, self.late_select
+        s.seq_next[:], s.icmp[:], s.vlan[:], s.flags = self.seq_next, self.icmp, self.vlan, self.flags
+        for side, kept in enumerate(self.payload8):
+            ct.memmove(ct.addressof(s.payload8) + side * 8, kept, len(kept))
+            s.payload8_len[side] = len(kept)
         return s
 
 
@@ -251,7 +282,7 @@ class PythonFlowTable:
         self.options = options
         self.ifindex = ifindex
         self._caplen = min(options.snaplen, MAX_SNAPLEN)
-        self._select_all = {proto: proto in rules.select_all for proto in (IPPROTO_TCP, IPPROTO_UDP)}
+        self._select_all = frozenset(rules.select_all)
         self._ports = {(r.proto, int(r.role), r.port) for r in rules.ports}
         # The kernel's prefix key has no mask: shapes differing only in mask share keys.
         keys: dict[tuple[int, int, int], set[bytes]] = {}
@@ -276,11 +307,10 @@ class PythonFlowTable:
             stats[p] += 1
             return None
         if p.key is None:
-            if p.proto == IPPROTO_TCP or p.proto == IPPROTO_UDP:
-                return self._later_fragment(frame, p, ts_ns)
-            stats[Stat.OTHER_L4] += 1
-            return None
+            return self._later_fragment(frame, p, ts_ns)
         stats[Stat.PARSED] += 1
+        if p.proto != IPPROTO_TCP and p.proto != IPPROTO_UDP:
+            stats[Stat.OTHER_L4] += 1
         key, side, n = p.key, p.side, len(frame)
         flows = self._flows
         f = flows.get(key)
@@ -290,10 +320,18 @@ class PythonFlowTable:
             flows.move_to_end(key)
         f.packets[side] += 1
         f.bytes[side] += n
-        f.databytes[side] += p.payload_len
         f.last_ns = ts_ns
         if p.proto == IPPROTO_TCP:
             self._count_tcp_flags(f, p, side)
+            self._track_tcp(frame, f, p, side)
+        else:
+            self._track_other(frame, f, p, side)
+        if p.first_fragment:
+            self._remember(p.frag_key, key)
+        if p.vlan[0]:
+            for vid in p.vlan:
+                if vid and vid not in f.vlan and 0 in f.vlan:
+                    f.vlan[f.vlan.index(0)] = vid
 
         verdict, reason = f.verdict, f.reason
         if p.payload_len > 0 and verdict == Verdict.UNDECIDED:
@@ -315,8 +353,6 @@ class PythonFlowTable:
                     return self._emit(frame, ts_ns, key, f, side, Reason.UNDECIDED, Verdict.UNDECIDED)
                 return None
         if verdict == Verdict.SELECTED:
-            if p.first_fragment:
-                self._remember(p.frag_key, key)
             f.emitted = (f.emitted + 1) & _M32
             return self._emit(frame, ts_ns, key, f, side, reason, verdict)
         if verdict == Verdict.BYPASSED:
@@ -327,9 +363,9 @@ class PythonFlowTable:
         # Arkime's direction rule: a SYN-ACK's receiver is the client, otherwise the sender.
         client = p.side ^ 1 if p.proto == IPPROTO_TCP and p.tcp_flags & 0x12 == 0x12 else p.side
         verdict, reason = Verdict.UNDECIDED, Reason.NONE
-        if self._select_all[p.proto]:
+        if p.proto in self._select_all:
             verdict, reason = Verdict.SELECTED, Reason.ALL
-        else:
+        elif p.proto in PORTED_PROTOCOLS:
             client_port, server_port = (p.lo_port, p.hi_port) if client == 0 else (p.hi_port, p.lo_port)
             if (p.proto, 1, server_port) in self._ports or (p.proto, 0, client_port) in self._ports:
                 verdict, reason = Verdict.SELECTED, Reason.PORT
@@ -350,6 +386,61 @@ class PythonFlowTable:
             counters[_TCPF["ae"]] += 1
         if p.tcp_window == 0 and not p.tcp_flags & 0x04:
             counters[TCPF_ZERO_LO if side == 0 else TCPF_ZERO_HI] += 1
+
+    @staticmethod
+    def _keep_payload8(frame: bytes, f: _Flow, side: int, off: int, avail: int) -> None:
+        """keep_payload8(): up to 8 first payload bytes per side; nothing when
+        bpf_xdp_load_bytes would fail (past the frame)."""
+        kept = f.payload8[side]
+        want = min(8 - len(kept), avail)
+        if want > 0 and off + want <= len(frame):
+            f.payload8[side] = kept + frame[off:off + want]
+
+    def _track_tcp(self, frame: bytes, f: _Flow, p: ParsedFrame, side: int) -> None:
+        """track_tcp(): Arkime's in-order databytes once a stream's start is known, FIN/RST for the close."""
+        fl, known = p.tcp_flags, FlowFlag.SEQ_HI if side else FlowFlag.SEQ_LO
+        if fl & 0x02:
+            f.seq_next[side] = (p.tcp_seq + 1) & _M32
+            f.flags |= known | FlowFlag.HANDSHAKE
+            if fl & 0x10:
+                f.seq_next[side ^ 1] = p.tcp_ack
+                f.flags |= FlowFlag.SEQ_LO | FlowFlag.SEQ_HI
+            return
+        if fl & 0x04:
+            f.flags |= FlowFlag.RST
+            return
+        if fl & 0x01:
+            f.flags |= FlowFlag.FIN_HI if side else FlowFlag.FIN_LO
+        if not f.flags & known:
+            if not f.flags & FlowFlag.HANDSHAKE:
+                return
+            f.seq_next[side] = p.tcp_seq
+            f.flags |= known
+        behind = (f.seq_next[side] - p.tcp_seq) & _M32
+        if behind & _M32_SIGN or behind >= p.payload_len:
+            return
+        fresh = p.payload_len - behind
+        f.seq_next[side] = (p.tcp_seq + p.payload_len) & _M32
+        f.databytes[side] += fresh
+        self._keep_payload8(frame, f, side, p.payload_off + behind, fresh)
+
+    def _track_other(self, frame: bytes, f: _Flow, p: ParsedFrame, side: int) -> None:
+        """track_other(): all payload, a side's first payload bytes, its first ICMP type and code."""
+        f.databytes[side] += p.payload_len
+        if p.icmp is not None:
+            bit = FlowFlag.ICMP_HI if side else FlowFlag.ICMP_LO
+            if not f.flags & bit:
+                f.icmp[side * 2:side * 2 + 2] = p.icmp
+                f.flags |= bit
+        if f.payload8[side] or not p.payload_len:
+            return
+        off = p.payload_off
+        if p.proto == IPPROTO_UDP:
+            self._keep_payload8(frame, f, side, off, p.payload_len)
+        elif p.proto == IPPROTO_SCTP and off + 4 <= len(frame) and frame[off] == 0 and frame[off + 1] & 0x02:
+            length = min(_U16.unpack_from(frame, off + 2)[0], p.payload_len)
+            if length > 16:
+                self._keep_payload8(frame, f, side, off + 16, length - 16)
 
     def _prefix_selected(self, frame: bytes, p: ParsedFrame) -> bool:
         for offset, length, last_mask, keys in self._shapes.get(p.proto, ()):
@@ -386,6 +477,8 @@ class PythonFlowTable:
         side = 0 if key[:16] == p.sender else 1
         f.packets[side] += 1
         f.bytes[side] += len(frame)
+        if p.proto != IPPROTO_TCP:
+            f.databytes[side] += p.payload_len
         f.last_ns = ts_ns
         if f.verdict == Verdict.SELECTED:
             f.emitted = (f.emitted + 1) & _M32
@@ -420,15 +513,6 @@ class PythonFlowTable:
 
     def delete_flow(self, key: FlowKey) -> None:
         self._flows.pop(bytes(key), None)
-
-    def sweep_idle(self, now_ns: int, idle_ns: int) -> list[FlowKey]:
-        """Delete flows idle longer than `idle_ns` at `now_ns` that userspace
-        does not track (not SELECTED), as the live loop does in the kernel."""
-        stale = [raw for raw, f in self._flows.items()
-                 if f.verdict != Verdict.SELECTED and now_ns - f.last_ns > idle_ns]
-        for raw in stale:
-            del self._flows[raw]
-        return [FlowKey.from_buffer_copy(raw) for raw in stale]
 
     def stats(self) -> dict[Stat, int]:
         return {stat: self._stats[stat] for stat in Stat}

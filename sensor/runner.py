@@ -1,8 +1,9 @@
 """The live loop around the pipeline, on a thread of its own: waits for the
 ring buffer, feeds the pipeline a batch at a time, expires idle sessions by
-the clock, sweeps idle kernel flows, and reports ring-buffer loss. Attaching
-happens in the caller's thread so its errors reach the caller; stopping
-detaches, reads what the ring still holds and flushes every session.
+the clock, ends the kernel's own flows (their records), and reports
+ring-buffer loss. Attaching happens in the caller's thread so its errors
+reach the caller; stopping detaches, reads what the ring still holds and
+flushes every session.
 
 Wakeup policy: the kernel wakes the loop only when a ring holds
 `ProgramOptions.wakeup_bytes`; otherwise the loop looks every POLL_SECONDS,
@@ -25,8 +26,7 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.05  # the longest a record below the wakeup threshold waits in the ring
 EXPIRE_EVERY = 1.0   # seconds between idle-session expiries in userspace
-SWEEP_EVERY = 30.0   # seconds between sweeps of idle unselected flows in the kernel
-KERNEL_IDLE = 60.0   # an unselected kernel flow idle this long is forgotten
+KERNEL_EXPIRE_EVERY = 5.0   # seconds between scans of the kernel table for flows that ended
 
 
 @dataclass(slots=True)
@@ -118,7 +118,7 @@ class LiveLoop:
 
     def _loop(self) -> None:
         now = time.monotonic()
-        next_expire, next_sweep = now + EXPIRE_EVERY, now + SWEEP_EVERY
+        next_expire, next_kernel = now + EXPIRE_EVERY, now + KERNEL_EXPIRE_EVERY
         feed = self._feed
         while not self._stopping.is_set():
             feed.ring.wait(POLL_SECONDS)
@@ -129,9 +129,10 @@ class LiveLoop:
                     self.pipeline.expire(time.time())
                 self._check_drops()
                 next_expire = now + EXPIRE_EVERY
-            if now >= next_sweep:
-                self.capture.program.sweep_idle(KERNEL_IDLE)
-                next_sweep = now + SWEEP_EVERY
+            if now >= next_kernel:
+                with self.lock:
+                    self.pipeline.expire_kernel(time.monotonic_ns())
+                next_kernel = now + KERNEL_EXPIRE_EVERY
 
     def _check_drops(self) -> None:
         self._drops = _report_drops(self.capture.program, self._drops, self.on_ring_loss)
@@ -157,8 +158,8 @@ class LiveLoop:
 
 class WorkerLoop:
     """The parent's loop when workers read the rings: attach, start nothing
-    but a thread that sweeps idle kernel flows and reports ring loss; the
-    pool's workers feed their own pipelines."""
+    but a thread that reports ring loss; the pool's workers feed their own
+    pipelines and end their shares of the kernel's own flows."""
 
     def __init__(self, capture: LiveCapture, pool: WorkerPool,
                  on_ring_loss: Callable[[int], None] | None = None) -> None:
@@ -181,12 +182,8 @@ class WorkerLoop:
         return self._where
 
     def _loop(self) -> None:
-        next_sweep = time.monotonic() + SWEEP_EVERY
         while not self._stopping.wait(EXPIRE_EVERY):
             self._drops = _report_drops(self.capture.program, self._drops, self.on_ring_loss)
-            if time.monotonic() >= next_sweep:
-                self.capture.program.sweep_idle(KERNEL_IDLE)
-                next_sweep = time.monotonic() + SWEEP_EVERY
 
     def stats(self) -> dict[Stat, int]:
         return self.capture.program.stats()

@@ -15,9 +15,12 @@ MAX_SNAPLEN = 2048
 PREFIX_MAX = 16
 PREFIX_SHAPES = 8
 RINGS_MAX = 16
+IPPROTO_ICMP = 1
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
-SELECT_ALL_BITS = {IPPROTO_TCP: 1, IPPROTO_UDP: 2}
+IPPROTO_ICMPV6 = 58
+IPPROTO_SCTP = 132
+PORTED_PROTOCOLS = frozenset((IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP))  # the rest are keyed by addresses
 
 
 class Verdict(enum.IntEnum):
@@ -34,6 +37,17 @@ class Reason(enum.IntEnum):
     UNDECIDED = 3
     FRAGMENT = 4
     ALL = 5
+
+
+class FlowFlag(enum.IntFlag):
+    FIN_LO = 1
+    FIN_HI = 2
+    RST = 4
+    SEQ_LO = 8
+    SEQ_HI = 16
+    HANDSHAKE = 32
+    ICMP_LO = 64
+    ICMP_HI = 128
 
 
 class Stat(enum.IntEnum):
@@ -118,7 +132,6 @@ class FlowKey(ct.Structure):
     _fields_ = [
         ("addr", ct.c_ubyte * 32),
         ("port", ct.c_uint16 * 2),
-        ("vlan", ct.c_uint16 * 2),
         ("proto", ct.c_uint8),
         ("family", ct.c_uint8),
         ("pad", ct.c_uint8 * 2),
@@ -134,13 +147,19 @@ class FlowState(ct.Structure):
         ("last_ns", ct.c_uint64),
         ("tcpflags", ct.c_uint32 * TCPF_COUNT),
         ("emitted", ct.c_uint32),
+        ("seq_next", ct.c_uint32 * 2),
+        ("payload8", ct.c_ubyte * 16),
+        ("payload8_len", ct.c_uint8 * 2),
+        ("icmp", ct.c_uint8 * 4),
+        ("vlan", ct.c_uint16 * 2),
         ("undecided_payloads", ct.c_uint16),
         ("verdict", ct.c_uint8),
         ("reason", ct.c_uint8),
         ("client", ct.c_uint8),
         ("payload_seen", ct.c_uint8),
         ("late_select", ct.c_uint8),
-        ("pad", ct.c_uint8),
+        ("flags", ct.c_uint8),
+        ("pad", ct.c_uint8 * 2),
     ]
 
 
@@ -173,10 +192,18 @@ class SensorConfig(ct.Structure):
         ("snaplen", ct.c_uint32),
         ("max_undecided_payloads", ct.c_uint32),
         ("emit_undecided", ct.c_uint32),
-        ("select_all", ct.c_uint32),
+        ("select_proto", ct.c_uint32 * 8),
         ("rings", ct.c_uint32),
         ("wakeup_bytes", ct.c_uint32),
     ]
+
+
+def select_proto_bits(protocols) -> list[int]:
+    """sensor_config.select_proto: one bit per IP protocol to select whole."""
+    words = [0] * 8
+    for proto in protocols:
+        words[proto >> 5] |= 1 << (proto & 31)
+    return words
 
 
 class RecordHeader(ct.Structure):
@@ -214,7 +241,7 @@ def key_endpoints(key: FlowKey) -> tuple[Endpoint, Endpoint]:
     return (Endpoint(lo, socket.ntohs(key.port[0])), Endpoint(hi, socket.ntohs(key.port[1])))
 
 
-def make_key(proto: int, a: tuple[str, int], b: tuple[str, int], vlan: tuple[int, int] = (0, 0)) -> FlowKey:
+def make_key(proto: int, a: tuple[str, int], b: tuple[str, int]) -> FlowKey:
     """Build the canonical key the kernel would build for a flow between a and b."""
     ips = [ipaddress.ip_address(a[0]), ipaddress.ip_address(b[0])]
     family = ips[0].version
@@ -230,6 +257,5 @@ def make_key(proto: int, a: tuple[str, int], b: tuple[str, int], vlan: tuple[int
     key = FlowKey()
     ct.memmove(key.addr, ends[0][0] + ends[1][0], 32)
     key.port[0], key.port[1] = socket.htons(ends[0][1]), socket.htons(ends[1][1])
-    key.vlan[0], key.vlan[1] = vlan
     key.proto, key.family = proto, family
     return key

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from sensor.errors import SensorError
 from sensor.kernel import bpfsys
 from sensor.kernel.contract import (
-    BPF_DIR, MAX_SNAPLEN, PREFIX_SHAPES, RECORD_HEADER_SIZE, RINGS_MAX, SELECT_ALL_BITS, FlowKey, FlowState, PortKey,
-    PrefixKey, PrefixShape, RecordHeader, SensorConfig, Stat, Verdict,
+    BPF_DIR, MAX_SNAPLEN, PREFIX_SHAPES, RECORD_HEADER_SIZE, RINGS_MAX, FlowKey, FlowState, PortKey,
+    PrefixKey, PrefixShape, RecordHeader, SensorConfig, Stat, Verdict, select_proto_bits,
 )
 from sensor.kernel.rules import RuleSet
 
@@ -121,7 +121,7 @@ class SensorProgram:
         """Replace every port and prefix rule with `rules`. Flows already
         decided keep their verdict."""
         shapes = rules.shapes()  # validates before anything changes
-        self._config.select_all = sum(SELECT_ALL_BITS[p] for p in rules.select_all)
+        self._config.select_proto[:] = select_proto_bits(rules.select_all)
         self._write_config()
         self._clear("ports", PortKey)
         self._clear("prefixes", PrefixKey)
@@ -170,20 +170,13 @@ class SensorProgram:
         state.verdict = verdict
         return _lib().bpf_update_elem(self._map_fd["flows"], ct.byref(key), ct.byref(state), 2) == 0
 
-    def sweep_idle(self, idle_seconds: float) -> int:
-        """Delete flows idle longer than `idle_seconds` that userspace does not
-        track (not SELECTED): the LRU would evict them anyway, but only under
-        pressure, after they had pushed out live flows. Returns how many."""
-        now_ns = int(time.monotonic() * 1e9)
-        limit = int(idle_seconds * 1e9)
-        stale = [key for key, state in self.flows()
-                 if state.verdict != Verdict.SELECTED and now_ns - state.last_ns > limit]
-        for key in stale:
-            self.delete_flow(key)
-        return len(stale)
-
     def delete_flow(self, key: FlowKey) -> None:
         _lib().bpf_delete_elem(self._map_fd["flows"], ct.byref(key))
+
+    def clear_flows(self) -> None:
+        """Forget every flow and remembered fragment (a program reused for another run)."""
+        self._clear("flows", FlowKey)
+        self.bpf[b"frags"].clear()
 
     # -- ring buffers ------------------------------------------------------------
     def remove_ring(self, index: int) -> None:

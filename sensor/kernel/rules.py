@@ -11,9 +11,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sensor.errors import SensorError
-from sensor.kernel.contract import IPPROTO_TCP, IPPROTO_UDP, PREFIX_MAX, PREFIX_SHAPES
+from sensor.kernel.contract import (
+    IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, PREFIX_MAX, PREFIX_SHAPES,
+)
 
-PROTOCOLS = {"tcp": IPPROTO_TCP, "udp": IPPROTO_UDP}
+PORT_PROTOCOLS = {"tcp": IPPROTO_TCP, "udp": IPPROTO_UDP, "sctp": IPPROTO_SCTP}
+PAYLOAD_PROTOCOLS = {"tcp": IPPROTO_TCP, "udp": IPPROTO_UDP}   # prefix rules; what a bare port means
+# `--proto NAME`: every flow of these IP protocols (a number names any other).
+PROTO_NAMES = {"tcp": (IPPROTO_TCP,), "udp": (IPPROTO_UDP,), "sctp": (IPPROTO_SCTP,),
+               "icmp": (IPPROTO_ICMP, IPPROTO_ICMPV6), "icmpv6": (IPPROTO_ICMPV6,)}
 
 
 class RuleError(SensorError, ValueError):
@@ -52,11 +58,21 @@ class Shape:
     last_mask: int
 
 
-def _proto(name: str, spec: str) -> int:
+def _proto(name: str, spec: str, table: dict[str, int]) -> int:
     try:
-        return PROTOCOLS[name.lower()]
+        return table[name.lower()]
     except KeyError:
-        raise RuleError(f"{spec!r}: protocol must be tcp or udp, not {name!r}") from None
+        raise RuleError(f"{spec!r}: protocol must be {' or '.join(table)}, not {name!r}") from None
+
+
+def parse_proto_spec(spec: str) -> tuple[int, ...]:
+    """`icmp` (ICMP and ICMPv6), `sctp`, `tcp`, `udp`, or an IP protocol number."""
+    name = spec.strip().lower()
+    if name in PROTO_NAMES:
+        return PROTO_NAMES[name]
+    if name.isdigit() and 0 <= int(name) < 256:
+        return (int(name),)
+    raise RuleError(f"{spec!r}: write a protocol as {', '.join(PROTO_NAMES)} or a number 0-255")
 
 
 def parse_port_spec(spec: str) -> list[PortRule]:
@@ -64,7 +80,7 @@ def parse_port_spec(spec: str) -> list[PortRule]:
     name, sep, port_text = spec.partition(":")
     if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise RuleError(f"{spec!r}: write a port rule as PROTO:PORT, e.g. udp:5353 or tcp:80")
-    proto, port = _proto(name, spec), int(port_text)
+    proto, port = _proto(name, spec, PORT_PROTOCOLS), int(port_text)
     return [PortRule(proto, port, PortRole.SERVER), PortRule(proto, port, PortRole.CLIENT)]
 
 
@@ -73,7 +89,7 @@ def parse_prefix_spec(spec: str) -> PrefixRule:
     parts = spec.split(":", 2)
     if len(parts) != 3 or not parts[1].isdigit() or not parts[2]:
         raise RuleError(f"{spec!r}: write a prefix rule as PROTO:OFFSET:BYTES, e.g. tcp:0:GET or tcp:0:0x160301")
-    proto, offset, text = _proto(parts[0], spec), int(parts[1]), parts[2]
+    proto, offset, text = _proto(parts[0], spec, PAYLOAD_PROTOCOLS), int(parts[1]), parts[2]
     if offset > 0xFFFF:
         raise RuleError(f"{spec!r}: offset must be below 65536")
     if text.lower().startswith("0x"):
@@ -106,8 +122,11 @@ class RuleSet:
     prefixes: set[PrefixRule] = field(default_factory=set)
     select_all: set[int] = field(default_factory=set)  # protocols whose every flow is selected
 
-    def add_specs(self, ports: Iterable[str] = (), prefixes: Iterable[str] = ()) -> RuleSet:
-        """Add rules written as on the command line (`udp:5353`, `tcp:0:GET `); returns self."""
+    def add_specs(self, ports: Iterable[str] = (), prefixes: Iterable[str] = (),
+                  protos: Iterable[str] = ()) -> RuleSet:
+        """Add rules written as on the command line (`udp:5353`, `tcp:0:GET `, `icmp`); returns self."""
+        for spec in protos:
+            self.select_all.update(parse_proto_spec(spec))
         for spec in ports:
             self.ports.update(parse_port_spec(spec))
         for spec in prefixes:
@@ -122,9 +141,9 @@ class RuleSet:
         for proto, port, side in ports:
             self.ports.add(PortRule(proto, port, PortRole.CLIENT if side == "src" else PortRole.SERVER))
         for proto, offset, pattern in prefixes:
-            if pattern and proto in PROTOCOLS.values():  # the kernel parses TCP and UDP only
+            if pattern and proto in PAYLOAD_PROTOCOLS.values():  # the kernel compares TCP and UDP payload
                 self.prefixes.add(PrefixRule(proto, offset, pattern))
-        self.select_all.update(p for p in match_all if p in PROTOCOLS.values())
+        self.select_all.update(match_all)
 
     def caps(self) -> dict[tuple[int, int], int]:
         """Per (proto, offset), the length patterns are cut to so that at most

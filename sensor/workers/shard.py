@@ -16,7 +16,7 @@ from pathlib import Path
 import threading
 
 from sensor.capture.pcapfile import PcapRecord
-from sensor.offline import EXPIRE_EVERY, SWEEP_EVERY_NS, CaptureEvery, ReplaySummary, program_frame, read_captures
+from sensor.offline import EXPIRE_EVERY, CaptureEvery, ReplaySummary, program_frame, read_captures
 from sensor.packet import LINKTYPE_ETHERNET
 from sensor.prefilter import FRAG_ENTRIES, ParsedFrame, flow_hash, parse_frame
 from sensor.workers.pool import WorkerPool
@@ -71,7 +71,7 @@ def read_sharded(paths: Sequence[Path], pool: WorkerPool, on_progress: Callable[
     started = time.monotonic()
     shard = Sharder(pool.count)
     batches: list[list[PcapRecord]] = [[] for _ in range(pool.count)]
-    expiry, sweeps = CaptureEvery(EXPIRE_EVERY), CaptureEvery(SWEEP_EVERY_NS, first_runs=False)
+    expiry, kernel_expiry, previous = CaptureEvery(EXPIRE_EVERY), CaptureEvery(EXPIRE_EVERY), None
 
     def send(index: int) -> None:
         if batches[index]:
@@ -85,10 +85,9 @@ def read_sharded(paths: Sequence[Path], pool: WorkerPool, on_progress: Callable[
 
     # Housekeeping runs on the time of all records, at the points one process would run it.
     for rec in read_captures(paths, summary, on_progress, stop):
-        if program_frame(rec.linktype, rec.data) is not None:   # what the pre-filter's sweep clock sees
-            ts_ns = round(rec.timestamp * 1e9)
-            if sweeps.due(ts_ns):
-                everyone(("sweep", ts_ns))
+        if previous is not None and kernel_expiry.due(previous):   # as RecordFeed: the previous record's clock
+            everyone(("expire_kernel", round(previous * 1e9)))
+        previous = rec.timestamp
         index = shard(rec)
         batches[index].append(rec)
         if len(batches[index]) >= BATCH:

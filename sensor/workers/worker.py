@@ -7,7 +7,7 @@ Messages to the parent are lists of tuples, one list per send:
 ("reply", request_id, value), ("done", WorkerTotals or, offline, ReplaySummary).
 From the parent: ("stop",), ("ask", request_id, command, args); offline
 also ("records", [PcapRecord, ...]), ("expire", capture_seconds) and
-("sweep", capture_ns)."""
+("expire_kernel", capture_ns)."""
 from __future__ import annotations
 
 import ctypes
@@ -122,16 +122,18 @@ def _totals(pipeline, feed_errors: int) -> WorkerTotals:
 def run_live_worker(index: int, config: SensorConfig, program: SensorProgram, conn: Connection) -> None:
     """Body of live worker `index`: read ring `index` until the parent says stop."""
     from sensor.capture.ring import RingReader
-    from sensor.runner import EXPIRE_EVERY, POLL_SECONDS, RingFeed
+    from sensor.runner import EXPIRE_EVERY, KERNEL_EXPIRE_EVERY, POLL_SECONDS, RingFeed
     _detach_from_terminal()
     outbox = Outbox(conn)
     sensor = _worker_sensor(config, outbox)
     pipeline = sensor._new_pipeline(program)
+    pipeline.shard = (index, program.options.rings)    # the kernel-only flows of this worker's ring
     feed = RingFeed(RingReader(program.ring_fds[index], program.ring_size), pipeline,
                     program.monotonic_offset, sensor._lock)
     outbox.put(("ready", os.getpid()))
     outbox.flush()
     next_expire = time.monotonic() + EXPIRE_EVERY
+    next_kernel = time.monotonic() + KERNEL_EXPIRE_EVERY
     stopping = False
     while not stopping:
         feed.ring.wait(POLL_SECONDS)
@@ -140,6 +142,10 @@ def run_live_worker(index: int, config: SensorConfig, program: SensorProgram, co
             with sensor._lock:
                 pipeline.expire(time.time())
             next_expire = time.monotonic() + EXPIRE_EVERY
+        if time.monotonic() >= next_kernel:
+            with sensor._lock:
+                pipeline.expire_kernel(time.monotonic_ns())
+            next_kernel = time.monotonic() + KERNEL_EXPIRE_EVERY
         while conn.poll(0):
             for message in conn.recv():
                 if message[0] == "stop":
@@ -166,7 +172,7 @@ def run_offline_worker(index: int, config: SensorConfig, prefilter: str, conn: C
     program, flow_filter = sensor.flow_filter(prefilter)
     pipeline = sensor._new_pipeline(flow_filter)
     started = time.monotonic()
-    feed = RecordFeed(pipeline, capture_filter(pipeline, flow_filter, sweeps=False), ReplaySummary())
+    feed = RecordFeed(pipeline, capture_filter(pipeline, flow_filter), ReplaySummary())
     outbox.put(("ready", os.getpid()))
     outbox.flush()
     stopping = False
@@ -179,9 +185,9 @@ def run_offline_worker(index: int, config: SensorConfig, prefilter: str, conn: C
             elif message[0] == "expire":
                 with sensor._lock:
                     pipeline.expire(message[1])
-            elif message[0] == "sweep":
-                if feed.capture_filter is not None:
-                    feed.capture_filter.sweep(message[1])
+            elif message[0] == "expire_kernel":
+                with sensor._lock:
+                    pipeline.expire_kernel(message[1])
             elif message[0] == "stop":
                 stopping = True
             else:

@@ -93,18 +93,20 @@ def test_read_frames_and_decodes_a_bound_session(pcap):
 
 def test_prefilter_keeps_only_what_plugins_or_bindings_want(pcap):
     seen = {}
-    for mode in ("none", "python"):
+    for mode, flows in (("none", "all"), ("python", "all"), ("python", "selected")):
         out = Collect()
-        with Sensor(bindings_config(), outputs=[out]) as sensor:
+        with Sensor({**bindings_config(), "flows": flows}, outputs=[out]) as sensor:
             sensor.read_pcap(pcap, prefilter=mode)
-        seen[mode] = out.records
+        seen[mode, flows] = out.records
     ports = {mode: sorted(r["destination"]["port"] for r in recs) for mode, recs in seen.items()}
-    assert ports["none"] == [80, 502, 9999]
-    assert ports["python"] == [80, 502]  # nothing selects udp/9999
+    assert ports["none", "all"] == ports["python", "all"] == [80, 502, 9999]
+    assert ports["python", "selected"] == [80, 502]  # nothing selects udp/9999
+    [unselected] = [r for r in seen["python", "all"] if r["destination"]["port"] == 9999]
+    assert unselected["xdpsensor"]["delivered"] == 0  # its record comes from the filter's counters
     # Whole-flow counts are the same whichever way the packets came.
     by_port = {mode: {r["destination"]["port"]: r for r in recs} for mode, recs in seen.items()}
-    for port in (80, 502):
-        a, b = by_port["none"][port], by_port["python"][port]
+    for port in (80, 502, 9999):
+        a, b = by_port["none", "all"][port], by_port["python", "all"][port]
         assert (a["source"]["packets"], a["destination"]["bytes"]) == (b["source"]["packets"], b["destination"]["bytes"])
         assert a["protocol"] == b["protocol"]
 
@@ -150,7 +152,7 @@ def test_a_broken_plugin_is_reported_and_the_read_goes_on(pcap, tmp_path):
     result = CliRunner().invoke(main, ["read", str(pcap), "-p", str(broken), "--prefilter", "python", "-o", str(out)])
     assert result.exit_code == 0
     assert f"{broken}:3" in result.output and "SyntaxError" in result.output
-    assert len(out.read_text().splitlines()) == 2
+    assert len(out.read_text().splitlines()) == 3  # every flow
 
 
 @pytest.mark.parametrize("args, words", [

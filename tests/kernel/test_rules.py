@@ -11,9 +11,9 @@ def test_port_spec_covers_both_ends():
     assert set(parse_port_spec("udp:5353")) == {PortRule(17, 5353, PortRole.SERVER), PortRule(17, 5353, PortRole.CLIENT)}
 
 
-@pytest.mark.parametrize("spec", ["udp", "udp:", "udp:0", "udp:70000", "sctp:80", "tcp:http"])
+@pytest.mark.parametrize("spec", ["udp", "udp:", "udp:0", "udp:70000", "gre:80", "tcp:http"])
 def test_bad_port_specs_say_how_to_write_them(spec):
-    with pytest.raises(RuleError, match="PROTO:PORT|tcp or udp"):
+    with pytest.raises(RuleError, match="PROTO:PORT|tcp or udp or sctp"):
         parse_port_spec(spec)
 
 

@@ -88,8 +88,19 @@ def test_matched_flows_arrive_with_exact_counts_and_unmatched_do_not(lab, tmp_pa
         err = stop_sensor(proc)
     seen = oracle.counts()
     recs = records(out)
-    by_port = {r["destination"]["port"]: r for r in recs}
-    assert sorted(by_port) == [5353, 8080], err
+    by_port = {r["destination"]["port"]: r for r in recs if r["ipProtocol"] in (6, 17)}
+    # One record per flow, whichever worker's ring its records go to.
+    assert sorted(r["destination"]["port"] for r in recs if r["ipProtocol"] in (6, 17)) == [5353, 7001, 8080, 9999], err
+
+    # Flows no rule selected: their records come from the kernel's counters alone.
+    for port in (7001, 9999):
+        rec = by_port[port]
+        client = (rec["source"]["ip"], rec["source"]["port"])
+        assert client[0] == lab.client_ip and rec["xdpsensor"]["delivered"] == 0
+        assert rec["source"]["packets"] == seen[(*client, lab.server_ip, port)] > 0
+        assert rec["destination"]["packets"] == seen[(lab.server_ip, port, *client)] > 0
+    assert by_port[9999]["srcPayload8"] == b"n1".hex() and by_port[9999]["dstPayload8"] == b"r".hex()
+    assert by_port[7001]["client"]["bytes"] == len(b"HELO x\r\n") and by_port[7001]["tcpflags"]["syn"] == 1
 
     udp = by_port[5353]
     assert (udp["source"]["ip"], udp["destination"]["ip"]) == (lab.client_ip, lab.server_ip)
@@ -116,7 +127,7 @@ def test_ipv6_flows_are_selected_too(lab, tmp_path):
         assert udp_exchange(lab, 5353, [b"six"], b"ok", v6=True) == 1
     finally:
         stop_sensor(proc, signal.SIGTERM)
-    [rec] = records(out)
+    [rec] = [r for r in records(out) if r["ipProtocol"] == 17]
     assert (rec["source"]["ip"], rec["destination"]["ip"]) == (lab.client_ip6, lab.server_ip6)
     assert (rec["source"]["packets"], rec["destination"]["packets"]) == (1, 1)
 
@@ -163,7 +174,9 @@ def test_a_plugin_classifies_live_traffic_and_its_rules_select_in_the_kernel(lab
         tcp_exchange(lab, 7001, b"HELO x\r\n", b"250 ok\r\n")           # no rule: not delivered
     finally:
         err = stop_sensor(proc)
-    [rec] = records(out)
-    assert rec["destination"]["port"] == 7379, err
+    recs = {r["destination"]["port"]: r for r in records(out) if r["ipProtocol"] == 6}
+    assert sorted(recs) == [7001, 7379], err
+    assert recs[7001]["xdpsensor"]["delivered"] == 0 and recs[7001]["protocol"] == ["tcp"]
+    rec = recs[7379]
     assert rec["protocol"] == ["tcp", "redis"]
     assert rec["redis"]["command"] == ["PING"]

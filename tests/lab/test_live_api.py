@@ -75,7 +75,7 @@ def test_a_sync_handler_terminates_a_live_session_once(lab, workers):
     try:
         assert tcp_exchange(lab, 502, READ_REQUEST, READ_REPLY) == READ_REPLY
         deadline = time.monotonic() + patience(5)
-        while time.monotonic() < deadline and not out.records:
+        while time.monotonic() < deadline and not any(r["destination"]["port"] == 502 for r in out.records):
             time.sleep(0.1)
     finally:
         sensor.stop()

@@ -1,0 +1,92 @@
+"""Sessions built from the kernel's flow table alone (sans-I/O).
+
+A flow no rule selected never sends a packet up, yet the kernel counted all
+of it: per-side packets, bytes, Arkime's databytes and TCP flags, the first
+payload bytes, the first ICMP type and code. When such a flow ends (TCP
+closed as Arkime closes it, or idle by Arkime's per-protocol timeouts), this
+turns its entry into the `Session` the plugin runtime renders as an SPI
+record, exactly as a session built from packets."""
+from __future__ import annotations
+
+from sensor.flows.key import community_id
+from sensor.flows.session import Session
+from sensor.flows.state import SessionState
+from sensor.flows.table import FlowTimeouts
+from sensor.kernel.contract import (
+    IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, TCPF_ZERO_HI, TCPF_ZERO_LO,
+    TCPFLAG_NAMES, FlowFlag, FlowKey, FlowState, key_endpoints,
+)
+
+_CLOSED_BOTH = FlowFlag.FIN_LO | FlowFlag.FIN_HI
+
+
+def closing_reason(key: FlowKey, state: FlowState) -> str | None:
+    """"rst" or "fin" once a TCP flow is closed as Arkime closes it (a RST, or
+    a FIN from each side), else None: it then ends after the closing timeout."""
+    if key.proto != IPPROTO_TCP:
+        return None
+    if state.flags & FlowFlag.RST:
+        return "rst"
+    if state.flags & _CLOSED_BOTH == _CLOSED_BOTH:
+        return "fin"
+    return None
+
+
+def idle_limit_ns(key: FlowKey, state: FlowState, timeouts: FlowTimeouts) -> int:
+    """How long the flow may stay without packets, by Arkime's per-protocol timeouts."""
+    proto = key.proto
+    if closing_reason(key, state) is not None:
+        seconds = timeouts.tcp_closing
+    elif proto == IPPROTO_TCP:
+        seconds = timeouts.tcp
+    elif proto == IPPROTO_UDP:
+        seconds = timeouts.udp
+    elif proto == IPPROTO_SCTP:
+        seconds = timeouts.sctp
+    elif proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
+        seconds = timeouts.icmp
+    else:
+        seconds = timeouts.other
+    return int(seconds * 1e9)
+
+
+def end_reason(key: FlowKey, state: FlowState, now_ns: int, timeouts: FlowTimeouts) -> str | None:
+    """Why the flow has ended at `now_ns` (the table's clock), or None while it may go on."""
+    if now_ns - state.last_ns <= idle_limit_ns(key, state, timeouts):
+        return None
+    return closing_reason(key, state) or "timeout"
+
+
+def flow_session(key: FlowKey, state: FlowState, session_id: int, clock_offset: float) -> Session:
+    """The session of a kernel flow; `clock_offset` turns the table's seconds into epoch seconds."""
+    lo, hi = key_endpoints(key)
+    client, server = (lo, hi) if state.client == 0 else (hi, lo)
+    sides = (state.client, 1 - state.client)       # client -> server first, as Session indexes
+    proto = key.proto
+    first, last = state.first_ns / 1e9 + clock_offset, state.last_ns / 1e9 + clock_offset
+    if proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
+        # Community ID hashes the first message's type and code in place of ports.
+        icmp_bit = FlowFlag.ICMP_HI if state.client else FlowFlag.ICMP_LO
+        if state.flags & icmp_bit:
+            cid = community_id(client.ip, server.ip, state.icmp[state.client * 2],
+                               state.icmp[state.client * 2 + 1], proto)
+        else:
+            cid = community_id(client.ip, server.ip, None, None, proto)
+    else:
+        cid = community_id(client.ip, server.ip, client.port, server.port, proto)
+    vlan = tuple(v for v in state.vlan if v)
+    session = Session(
+        session_id, (proto, (), lo.ip, lo.port, hi.ip, hi.port), proto, key.family, client.ip, server.ip,
+        client.port, server.port, vlan, first, last, cid, SessionState.CLOSED, first, closed_at=last,
+    )
+    session.packets = [state.packets[s] for s in sides]
+    session.bytes = [state.bytes[s] for s in sides]
+    session.databytes = [state.databytes[s] for s in sides]
+    raw = bytes(state.payload8)
+    session.first_payload = [raw[s * 8:s * 8 + state.payload8_len[s]] for s in sides]
+    if proto == IPPROTO_TCP:
+        for i, name in enumerate(TCPFLAG_NAMES):
+            session.tcpflags[name] = state.tcpflags[i]
+        zero = (state.tcpflags[TCPF_ZERO_LO], state.tcpflags[TCPF_ZERO_HI])
+        session.tcpflags["srcZero"], session.tcpflags["dstZero"] = zero[sides[0]], zero[sides[1]]
+    return session

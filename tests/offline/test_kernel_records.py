@@ -1,0 +1,143 @@
+"""Records of flows no rule selected, built from the pre-filter's counters
+alone, against the records the userspace pipeline builds from every packet
+(--no-prefilter: Arkime's rules, an independent implementation)."""
+from __future__ import annotations
+
+import pytest
+from scapy.layers.inet import ICMP, IP
+from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
+from scapy.layers.sctp import SCTP, SCTPChunkData, SCTPChunkInit
+
+from sensor.conformance.compare import core_differences
+from sensor.flows.table import FlowTimeouts
+from sensor.kernel.contract import FlowFlag, FlowState, make_key
+from sensor.kernel.flowsession import end_reason, flow_session
+from sensor.kernel.program import ProgramOptions, SensorProgram
+from sensor.kernel.rules import RuleSet
+from sensor.offline import read_records
+from sensor.prefilter import PythonFlowTable
+from tests.capturelib import Capture, ether
+
+C, S = "10.1.0.1", "10.2.0.1"
+C6, S6 = "fd00:1::1", "fd00:2::1"
+
+
+def every_kind() -> Capture:
+    cap = Capture()
+    for seq in (1, 2):                                   # ping
+        cap._add(ether() / IP(src=C, dst=S) / ICMP(type=8, id=7, seq=seq) / b"ping")
+        cap._add(ether() / IP(src=S, dst=C) / ICMP(type=0, id=7, seq=seq) / b"ping")
+    cap._add(ether() / IPv6(src=C6, dst=S6) / ICMPv6EchoRequest(id=3) / b"v6")
+    cap._add(ether() / IPv6(src=S6, dst=C6) / ICMPv6EchoReply(id=3) / b"v6")
+    cap.tcp((C, 40001), (S, 23)).syn().rst("s")         # a refused connection
+    cap.udp((C, 40002), (S, 7777), b"hello, unselected")  # an unselected UDP exchange
+    cap.udp((S, 7777), (C, 40002), b"hi")
+    cap.udp((S, 7777), (C, 40002), b"again")
+    conv = cap.tcp((C, 40003), (S, 8443)).handshake().send("c", b"A" * 3, b"B" * 20)
+    conv.send("s", b"response bytes")
+    conv.seq["c"] -= 20
+    conv.send("c", b"B" * 20)                            # a retransmission: counted once in databytes
+    conv.close()
+    cap._add(ether() / IP(src=C, dst=S) / SCTP(sport=40004, dport=2905) / SCTPChunkInit())
+    cap._add(ether() / IP(src=C, dst=S) / SCTP(sport=40004, dport=2905)
+             / SCTPChunkData(beginning=1, ending=1, data=b"sctp message"))
+    cap._add(ether() / IP(src=C, dst="224.0.0.5", proto=89) / b"\x02\x01\x00\x2c ospf hello")
+    cap._add(ether() / IP(src=S, dst=C, proto=50) / b"\0\0\0\1\0\0\0\1esp payload")
+    return cap
+
+
+@pytest.fixture
+def capture(tmp_path):
+    return every_kind().write(tmp_path / "kinds.pcap")
+
+
+def by_flow(records: list[dict]) -> dict[tuple, dict]:
+    out = {}
+    for r in records:
+        ends = sorted(((r["source"]["ip"], r["source"].get("port")), (r["destination"]["ip"],
+                                                                      r["destination"].get("port"))))
+        out[(r["ipProtocol"], *ends, r["firstPacket"])] = r
+    return out
+
+
+def nothing_selected() -> RuleSet:
+    return RuleSet().add_specs(["tcp:1"])
+
+
+def assert_same_as_every_packet(capture, frame_filter) -> dict[tuple, dict]:
+    unfiltered = by_flow(read_records([capture]))
+    from_counters = by_flow(read_records([capture], frame_filter=frame_filter))
+    assert from_counters.keys() == unfiltered.keys()
+    for flow, expected in unfiltered.items():
+        assert core_differences(expected, from_counters[flow]) == [], flow
+        assert from_counters[flow]["xdpsensor"]["delivered"] == 0
+    assert {r["ipProtocol"] for r in from_counters.values()} == {1, 6, 17, 50, 58, 89, 132}
+    return from_counters
+
+
+def test_every_kind_of_flow_has_the_record_every_packet_gives(capture):
+    records = assert_same_as_every_packet(capture, PythonFlowTable(nothing_selected()))
+    ping = next(r for r in records.values() if r["ipProtocol"] == 1)
+    assert (ping["source"]["ip"], ping["source"]["packets"], ping["destination"]["packets"]) == (C, 2, 2)
+    refused = next(r for r in records.values() if r.get("destination", {}).get("port") == 23)
+    assert refused["tcpflags"]["syn"] == 1 and refused["tcpflags"]["rst"] == 1
+    tcp = next(r for r in records.values() if r["destination"].get("port") == 8443)
+    assert (tcp["client"]["bytes"], tcp["server"]["bytes"]) == (23, 14) and tcp["srcPayload8"] == b"AAABBBBB".hex()
+    assert tcp["xdpsensor"]["endReason"] == "shutdown"
+    sctp = next(r for r in records.values() if r["ipProtocol"] == 132)
+    assert sctp["destination"]["port"] == 2905 and sctp["srcPayload8"] == b"sctp mes".hex()
+
+
+@pytest.mark.kernel
+def test_the_kernel_gives_the_same_records(capture):
+    program = SensorProgram(ProgramOptions())
+    try:
+        program.set_rules(nothing_selected())
+        assert_same_as_every_packet(capture, program)
+    finally:
+        program.close()
+
+
+def test_a_flow_idle_past_its_timeout_ends_and_the_next_packet_starts_another(tmp_path):
+    cap = Capture()
+    cap.udp((C, 40010), (S, 9999), b"first")
+    conv = cap.tcp((C, 40011), (S, 8000)).handshake().close()
+    for _ in range(70):                                  # other traffic, one packet a second
+        cap.clock += 1.0
+        cap.udp((C, 40012), (S, 9998), b"tick")
+    cap.udp((C, 40010), (S, 9999), b"second")
+    path = cap.write(tmp_path / "idle.pcap")
+    records = read_records([path], frame_filter=PythonFlowTable(nothing_selected()))
+    on_9999 = sorted((r["firstPacket"], r["xdpsensor"]["endReason"]) for r in records
+                     if r["destination"]["port"] == 9999)
+    assert [reason for _, reason in on_9999] == ["timeout", "shutdown"]
+    [closed] = [r for r in records if r["destination"]["port"] == 8000]
+    assert closed["xdpsensor"]["endReason"] == "fin" and conv is not None
+    assert by_flow(records).keys() == by_flow(read_records([path])).keys()
+
+
+def test_end_reasons_follow_arkimes_timeouts():
+    key, state = make_key(6, (C, 40000), (S, 80)), FlowState()
+    timeouts = FlowTimeouts()
+    state.last_ns = 10**9
+    assert end_reason(key, state, 10**9 + 479 * 10**9, timeouts) is None
+    assert end_reason(key, state, 10**9 + 481 * 10**9, timeouts) == "timeout"
+    state.flags = FlowFlag.FIN_LO | FlowFlag.FIN_HI
+    assert end_reason(key, state, 10**9 + 6 * 10**9, timeouts) == "fin"
+    state.flags = FlowFlag.FIN_LO
+    assert end_reason(key, state, 10**9 + 6 * 10**9, timeouts) is None
+    state.flags = FlowFlag.RST
+    assert end_reason(key, state, 10**9 + 6 * 10**9, timeouts) == "rst"
+    icmp = make_key(1, (C, 0), (S, 0))
+    assert end_reason(icmp, FlowState(last_ns=0), 11 * 10**9, timeouts) == "timeout"
+
+
+def test_a_flow_session_takes_the_kernels_client_and_sides():
+    key = make_key(17, (S, 53), (C, 40000))
+    state = FlowState(first_ns=2 * 10**9, last_ns=3 * 10**9)
+    lo_is_client = bytes(key.addr[:4]) == bytes((10, 1, 0, 1))
+    state.client = 0 if lo_is_client else 1
+    state.packets[state.client], state.packets[1 - state.client] = 3, 1
+    session = flow_session(key, state, 1, clock_offset=1_700_000_000.0)
+    assert (session.client_ip, session.client_port, session.server_port) == (C, 40000, 53)
+    assert session.packets == [3, 1] and session.first_ts == 1_700_000_002.0
