@@ -7,7 +7,8 @@ Rows, all on the same traffic in the same run:
 - the sensor (one worker): its processes' CPU (/proc) plus the XDP program's
   run time on every packet (bpf_stats), per packet on the link;
 - baseline: a plain-Python AF_PACKET reader on the same interfaces applying
-  the same rule (its process CPU per packet): the target is >= 20x;
+  the same rule (its process CPU per frame it read; when it falls behind,
+  the kernel drops the rest): the target is >= 20x;
 - the sensor with every flow selected at a lower rate, to compare the CPU per
   selected packet at 1% (batched wakeups) with the saturated cost (the
   target is within 1.5x).
@@ -96,7 +97,8 @@ def main() -> None:
     recorded = rec["source"]["packets"] if rec else 0
     delivered = rec["xdpsensor"]["delivered"] if rec else 0
     sensor_ns = (one.cpu_seconds * 1e9 + one.xdp_ns) / packets
-    base_ns = base_cpu * 1e9 / packets
+    # Per frame it handled: a reader that falls behind drops frames and spends less, not more.
+    base_ns = base_cpu * 1e9 / max(base["seen"], 1)
     sat_delivered = sum(r["xdpsensor"]["delivered"] for r in sat.records)
     per_selected = one.cpu_seconds * 1e9 / max(delivered, 1)
     per_saturated = sat.cpu_seconds * 1e9 / max(sat_delivered, 1)
@@ -104,7 +106,7 @@ def main() -> None:
           f"1 flow = {selected} packets selected")
     print(f"{'':<52}{'ns/packet':>10}")
     print(f"{'baseline: Python AF_PACKET reader, same rule':<52}{base_ns:>10.0f}   "
-          f"(it saw {base['seen']}, matched {base['matched']})")
+          f"(per frame it read: it read {base['seen']} of {packets}, matched {base['matched']})")
     print(f"{'sensor: process CPU + XDP run time':<52}{sensor_ns:>10.0f}   "
           f"({one.cpu_seconds * 1e9 / packets:.0f} process + {one.xdp_ns / max(one.xdp_runs, 1):.0f} XDP "
           f"over {one.xdp_runs} runs)")
