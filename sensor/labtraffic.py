@@ -19,9 +19,10 @@ def _family(ip: str) -> int:
 
 
 def udp_exchange(lab: Lab, port: int, requests: list[bytes], reply: bytes | None = b"ok",
-                 v6: bool = False) -> int:
-    """Client sends each request to the server's `port`; the server answers
-    each with `reply` (None: no answer). Returns the replies received."""
+                 v6: bool = False, client_port: int = 0) -> int:
+    """Client sends each request to the server's `port` (from `client_port`,
+    0: any free one); the server answers each with `reply` (None: no answer).
+    Returns the replies received."""
     server_ip = lab.server_ip6 if v6 else lab.server_ip
     fam = _family(server_ip)
     with in_netns(lab.server):
@@ -29,6 +30,8 @@ def udp_exchange(lab: Lab, port: int, requests: list[bytes], reply: bytes | None
         srv.bind((server_ip, port))
     with in_netns(lab.client):
         cli = socket.socket(fam, socket.SOCK_DGRAM)
+        if client_port:
+            cli.bind(("", client_port))
     srv.settimeout(TIMEOUT)
     cli.settimeout(TIMEOUT)
     got = 0

@@ -13,6 +13,7 @@ import pytest
 from sensor import Sensor
 from sensor.events import CaptureErrorEvent
 from sensor.kernel.contract import IPPROTO_UDP, Stat, Verdict, make_key
+from sensor.lab import patience
 from sensor.labtraffic import udp_exchange
 from sensor.prefilter import flow_hash
 
@@ -28,9 +29,11 @@ def _sensor(tmp_path, out):
     return Sensor(config)
 
 
-def _exchanges(lab, count: int, requests: int) -> None:
-    for _ in range(count):
-        assert udp_exchange(lab, PORT, [b"ask-%d" % i for i in range(requests)], b"answer!") == requests
+def _exchanges(lab, first_port: int, count: int, requests: int) -> None:
+    """`count` flows from distinct client ports (an ephemeral port may come back and join two flows)."""
+    for port in range(first_port, first_port + count):
+        assert udp_exchange(lab, PORT, [b"ask-%d" % i for i in range(requests)], b"answer!",
+                            client_port=port) == requests
 
 
 def _records(path) -> list[dict]:
@@ -47,7 +50,7 @@ def test_two_workers_share_the_flows_and_count_each_exactly_once(lab, tmp_path):
     sensor = _sensor(tmp_path, out)
     try:
         sensor.start(["to-client", "to-server"], netns=lab.sensor)
-        _exchanges(lab, 24, 3)
+        _exchanges(lab, 41000, 24, 3)
         summary = sensor.stop()
     finally:
         sensor.close()
@@ -71,18 +74,18 @@ def test_a_killed_worker_is_reported_and_loses_only_its_open_sessions(lab, tmp_p
     sensor.api.on_capture_error(errors.append)
     try:
         sensor.start(["to-client", "to-server"], netns=lab.sensor)
-        _exchanges(lab, 16, 1)                       # 16 sessions open (UDP, 600 s timeout)
-        deadline = time.monotonic() + 10
+        _exchanges(lab, 42000, 16, 1)                # 16 sessions open (UDP, 600 s timeout)
+        deadline = time.monotonic() + patience(10)
         while len(sensor.api.list_active_sessions()) < 16 and time.monotonic() < deadline:
             time.sleep(0.05)
         before = {s.client_port: s for s in sensor.api.list_active_sessions()}
         assert len(before) == 16
         victim = sensor._pool.workers[1].process.pid
         os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + patience(10)
         while not any(e.kind == "worker" for e in errors) and time.monotonic() < deadline:
             time.sleep(0.05)
-        _exchanges(lab, 16, 2)                       # new flows: those of ring 1 find it gone
+        _exchanges(lab, 43000, 16, 2)                # new flows: those of ring 1 find it gone
         summary = sensor.stop()
     finally:
         sensor.close()
