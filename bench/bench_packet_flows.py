@@ -107,6 +107,7 @@ def classify(session, data, remaining, which):
 
 
 arkime.register_port_classifier("bench", 443, arkime.PORT_TCP_DST, classify)
+arkime.register_port_classifier("bench-udp", 9000, arkime.PORT_UDP_DST, classify)  # bench_scaling's live traffic
 """
 
 
