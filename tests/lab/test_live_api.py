@@ -74,7 +74,9 @@ def test_a_sync_handler_terminates_a_live_session_once(lab, workers):
     sensor.start(["to-client", "to-server"], netns=lab.sensor)
     try:
         assert tcp_exchange(lab, 502, READ_REQUEST, READ_REPLY) == READ_REPLY
-        deadline = time.monotonic() + patience(5)
+        # With workers the exchange may be over (CLOSED, refused) before the handler's word arrives:
+        # the session then ends after tcp_closing (5 s) and the next expiry (1 s).
+        deadline = time.monotonic() + patience(10)
         while time.monotonic() < deadline and not any(r["destination"]["port"] == 502 for r in out.records):
             time.sleep(0.1)
     finally:
