@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
+from sensor import gcpolicy
 from sensor.config import SensorConfig
 from sensor.events import EVENT_NAMES
 from sensor.hooks import FinishedSession
@@ -94,10 +95,13 @@ def _detach_from_terminal() -> None:
 
 
 def _worker_sensor(config: SensorConfig, outbox: Outbox):
+    """The worker's own assembly; then what the fork copied and loading made
+    leaves the cyclic GC's way (it lives as long as the worker)."""
     from sensor.app import Sensor  # imported here: app imports this package
     sensor = Sensor(dataclasses.replace(config, workers=1), outputs=[ForwardOutput(outbox)])
     for name in EVENT_NAMES:
         sensor.bus.subscribe(name, outbox.event)
+    gcpolicy.freeze_startup()
     return sensor
 
 
