@@ -43,8 +43,6 @@ def _insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> 
 
 
 _MOV_R0 = 0xB7    # BPF_ALU64 | BPF_MOV | BPF_K
-_ADD_R0 = 0x07    # BPF_ALU64 | BPF_ADD | BPF_K
-_JLT = 0xA5       # BPF_JMP | BPF_JLT | BPF_K
 _CALL = 0x85
 _EXIT = 0x95
 _RETURN_PASS = _insn(_MOV_R0, imm=_XDP_PASS) + _insn(_EXIT)
