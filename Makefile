@@ -21,7 +21,7 @@ PROTOPOKE_SRC ?= $(abspath ../ProtoPoke)
 bench: setup
 	PROTOPOKE_SRC=$(PROTOPOKE_SRC) $(PY) -m bench
 
-# Not part of `test`: boots Debian's stock kernel in QEMU (30-40 min without KVM).
+# Not part of `test`: boots Debian's stock kernel in QEMU (one to two hours without KVM).
 vm-test:
 	bash scripts/setup-host --vm
 	bash scripts/vm-test
