@@ -12,12 +12,13 @@ from pathlib import Path
 from sensor.api import SensorAPI
 from sensor.arkime.loader import LoadReport, load_paths
 from sensor.arkime.runtime import PluginRuntime
-from sensor.bindings import binding_rules, parse_bindings
+from sensor.bindings import Binding, binding_rules, parse_bindings
 from sensor.capture.live import LiveCapture
 from sensor.config import SensorConfig, load_config, workers_for
 from sensor.events import CaptureErrorEvent, EventBus
 from sensor.flows.table import SessionTable
 from sensor.hooks import FinishedSession
+from sensor.kernel.attach import Attachment
 from sensor.kernel.program import DEFAULT_SNAPLEN, ProgramOptions, SensorProgram
 from sensor.kernel.rules import RuleSet
 from sensor.offline import ReplaySummary, replay
@@ -34,6 +35,10 @@ from sensor.workers.view import WorkerSessions
 log = logging.getLogger(__name__)
 
 PREFILTERS = ("auto", "kernel", "python", "none")
+# Config keys a running sensor cannot take on SIGHUP: they shape what was built at start.
+RESTART_KEYS = ("plugins", "default_plugins", "outputs", "user", "group", "metrics", "max_sessions",
+                "max_frames_per_session", "snaplen", "emit_undecided", "plugin_time_budget", "timeouts",
+                "workers", "status_interval")
 
 
 class Sensor:
@@ -54,7 +59,7 @@ class Sensor:
         for error in self.load_report.errors:
             self.bus.publish(CaptureErrorEvent(error=f"plugin {error}", kind="plugin"))
         self.bindings = parse_bindings(cfg.bindings, cfg.base_dir)
-        self.rules = self._rules()
+        self.rules = self._rules(cfg, self.bindings)
         self.registry = SessionRegistry(self.bindings, self.bus, max_frames_per_session=cfg.max_frames_per_session)
         self._lock = threading.RLock()
         self.api = SensorAPI(self.registry, terminate=self._terminate, lock=self._lock)
@@ -74,17 +79,37 @@ class Sensor:
         self._finished = 0      # records the workers finished
 
     # -- assembly ---------------------------------------------------------------
-    def _rules(self) -> RuleSet:
+    def _rules(self, cfg: SensorConfig, bindings: list[Binding]) -> RuleSet:
         """Kernel rules: the plugins' registrations, the config's own rules, the bindings'."""
         rules = RuleSet()
         offload = self.runtime.offload_rules()
         rules.add_offload(offload.ports, offload.prefixes, offload.match_all)
-        rules.add_specs(self.config.ports, self.config.prefixes, self.config.protos)
-        ports, prefixes = binding_rules(self.bindings)
+        rules.add_specs(cfg.ports, cfg.prefixes, cfg.protos)
+        ports, prefixes = binding_rules(bindings)
         rules.ports.update(ports)
         rules.prefixes.update(prefixes)
         rules.shapes()  # raises RuleError now rather than at attach
         return rules
+
+    def reload(self, cfg: SensorConfig) -> list[str]:
+        """Take a new config's rules, bindings and protocol definitions (read from their files
+        again) without losing a session or a packet: everything is built and checked first (a
+        SensorError leaves the running config untouched), then swapped in between two packets,
+        here and in every worker. Live sessions keep the binding they started with; new ones get
+        the new bindings. Returns the keys that changed but need a restart."""
+        bindings = parse_bindings(cfg.bindings, cfg.base_dir)
+        rules = self._rules(cfg, bindings)
+        old = self.config
+        needs_restart = [key for key in RESTART_KEYS if getattr(cfg, key) != getattr(old, key)]
+        for key in needs_restart:  # the config says what runs
+            setattr(cfg, key, getattr(old, key))
+        with self._lock:
+            if self._program is not None:
+                self._program.set_rules(rules)
+            self.registry.bindings = bindings
+            self.bindings, self.rules, self.config = bindings, rules, cfg
+        self.worker_answers("reload", (cfg,))
+        return needs_restart
 
     def program_options(self, rings: int = 1) -> ProgramOptions:
         return program_options(self.config, rings)
@@ -271,6 +296,17 @@ class Sensor:
         """Wait until the outputs hold every finished session, then report what was lost."""
         self.writer.flush()
         self._report_losses()
+
+    def session_table(self) -> SessionTable | None:
+        return self._pipeline.table if self._pipeline is not None else None
+
+    def attachments(self) -> list[Attachment]:
+        """Where the live program is attached (empty when not running)."""
+        return list(self._live.capture.attachments) if self._live is not None else []
+
+    def worker_answers(self, command: str, args: tuple = ()) -> list | None:
+        """Every worker's answer to `command` (sensor.workers.worker); None without workers."""
+        return self._pool.ask(None, command, args) if self._pool is not None else None
 
     def output_stats(self) -> list[SinkStats]:
         """Per output: sessions written, dropped (queue full) and failed (write raised)."""

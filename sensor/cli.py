@@ -208,44 +208,61 @@ def _restore_signals(previous: dict) -> None:
 @click.option("--force", is_flag=True, help="replace an XDP program already on the interface")
 @click.option("--user", default=None, help="after attaching, run as this user (no capability kept; config: user)")
 @click.option("--group", default=None, help="and this group (default: the user's own; config: group)")
+@click.option("--metrics", default=None,
+              help="serve Prometheus metrics on ADDR:PORT, or PORT on 127.0.0.1 (config: metrics)")
 @_sensor_options
-def run(interfaces, netns, duration, mode, force, user, group, **options) -> None:
-    """Attach to interfaces and write one record per flow (--flows selected: per selected flow)."""
-    import time
-
+def run(interfaces, netns, duration, mode, force, user, group, metrics, **options) -> None:
+    """Attach to interfaces and write one record per flow (--flows selected: per selected flow).
+    SIGINT/SIGTERM stop (every session flushed), SIGHUP reopens the outputs and reloads the config,
+    SIGUSR1 logs the counters."""
+    from sensor.config import parse_address
+    from sensor.metrics import MetricsServer
     from sensor.preflight import check_live
-    from sensor.runner import status_line
+    from sensor.service import Service
+    from sensor.status import snapshot
 
-    cfg = _load_config(**options, user=user, group=group)
+    def config() -> SensorConfig:
+        return _load_config(**options, user=user, group=group, metrics=metrics)
+
+    cfg = config()
     check_live(interfaces, netns, force)
+    server = MetricsServer(*parse_address(cfg.metrics)) if cfg.metrics is not None else None
     capture = None
-    if cfg.user is None:
-        sensor = _open_sensor(cfg)
-    else:
-        capture, sensor = _open_sensor_as_user(cfg, interfaces, netns, mode, force)
-    stop = threading.Event()
-    previous = _stop_on_signals(stop)
+    try:
+        if cfg.user is None:
+            sensor = _open_sensor(cfg)
+        else:
+            capture, sensor = _open_sensor_as_user(cfg, interfaces, netns, mode, force)
+    except BaseException:
+        if server is not None:
+            server.close()
+        raise
     try:
         where = sensor.start(interfaces, netns, mode, force, capture=capture)
     except BaseException:
-        _restore_signals(previous)
         sensor.close()
         raise
+    terminal = sys.stderr.isatty()
+
+    def log(line: str, end: str = "\n") -> None:
+        click.echo(line, err=True, nl=end == "\n")
+
     try:
-        click.echo(f"attached: {', '.join(where)}", err=True)
-        started = time.monotonic()
-        show = sys.stderr.isatty()
-        while not stop.wait(0.2) and (duration is None or time.monotonic() - started < duration):
-            if show:
-                click.echo("\r" + status_line(sensor.live_stats(), sensor.pipeline_stats().records), err=True, nl=False)
+        log(f"attached: {', '.join(where)}")
+        if server is not None:
+            server.serve(lambda: snapshot(sensor))
+            log(f"metrics on http://{server.address[0]}:{server.address[1]}/metrics")
+        Service(sensor, log, reload_config=config if options["config_path"] is not None else None, duration=duration,
+                status_interval=cfg.status_interval, terminal=terminal).run()
     finally:
         summary = sensor.stop()  # every session flushed, whatever ended the loop
-        _restore_signals(previous)
         sensor.close()
-    if show:
-        click.echo("", err=True)
-    for line in summary.lines():
-        click.echo(line, err=True)
+        if server is not None:
+            server.close()
+        if terminal:
+            log("")
+        for line in summary.lines():
+            log(line)
 
 
 @main.command()

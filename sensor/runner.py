@@ -208,8 +208,3 @@ def _report_drops(program, seen: int, on_ring_loss: Callable[[int], None] | None
     if drops > seen and on_ring_loss is not None:
         on_ring_loss(drops - seen)
     return drops
-
-
-def status_line(stats: dict[Stat, int], records: int) -> str:
-    return (f"seen {stats[Stat.SEEN]}  selected flows {stats[Stat.SELECTED]}  "
-            f"delivered {stats[Stat.EMITTED]}  drops {stats[Stat.RINGBUF_FULL]}  records {records}   ")

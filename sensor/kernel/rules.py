@@ -20,6 +20,7 @@ PAYLOAD_PROTOCOLS = {"tcp": IPPROTO_TCP, "udp": IPPROTO_UDP}   # prefix rules; w
 # `--proto NAME`: every flow of these IP protocols (a number names any other).
 PROTO_NAMES = {"tcp": (IPPROTO_TCP,), "udp": (IPPROTO_UDP,), "sctp": (IPPROTO_SCTP,),
                "icmp": (IPPROTO_ICMP, IPPROTO_ICMPV6), "icmpv6": (IPPROTO_ICMPV6,)}
+RULE_ENTRIES = 1024  # entries of the ports and prefixes maps: RULE_ENTRIES in bpf/sensor.bpf.c
 
 
 class RuleError(SensorError, ValueError):
@@ -170,9 +171,14 @@ class RuleSet:
         return [kernel_view(r, caps.get((r.proto, r.offset), PREFIX_MAX)) for r in self.prefixes]
 
     def shapes(self) -> list[Shape]:
-        """The distinct shapes the kernel looks up (at most PREFIX_SHAPES)."""
-        return sorted({shape for shape, _ in self._views()},
-                      key=lambda s: (s.proto, s.offset, s.length, s.last_mask))
+        """The distinct shapes the kernel looks up (at most PREFIX_SHAPES); RuleError when
+        the rules do not fit the kernel's tables, whichever pre-filter will run them."""
+        views = self._views()
+        for kind, count in (("port", len(self.ports)), ("prefix", len({(s, m) for s, m in views}))):
+            if count > RULE_ENTRIES:
+                raise RuleError(f"the rules need {count} {kind} table entries (a port rule takes one per end) but "
+                                f"the kernel's {kind} table holds at most {RULE_ENTRIES}: select with fewer rules")
+        return sorted({shape for shape, _ in views}, key=lambda s: (s.proto, s.offset, s.length, s.last_mask))
 
     def prefix_keys(self) -> set[tuple[int, int, int, bytes]]:
         """(proto, offset, length, masked bytes) for every prefix rule, as cut by `caps`."""

@@ -31,6 +31,10 @@ Build = Callable[[Any, bytes, int], ParsedField]
 Resolve = Callable[[bytes, int, dict[str, Any]], int]
 
 _BITFIELD_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
+# Array items one frame may produce, beyond one per byte: items that take no bytes (nested arrays of
+# empty items) must not turn one datagram into millions of fields.
+EXTRA_ARRAY_ITEMS = 4096
+_ITEM_BUDGET = "\0array items left"  # in ctx, shared by the copies array items make of it
 
 
 class DecodeFailure(Exception):
@@ -192,6 +196,15 @@ class _Compiler:
             count = count_of(data, offset, ctx)
             if may_be_empty and count > len(data) - offset:
                 raise DecodeFailure(f"array {name!r}: count {count} is larger than the {len(data) - offset} bytes left")
+            # Nested arrays of items that may be empty multiply: all arrays of a frame share one budget.
+            budget = ctx.get(_ITEM_BUDGET)
+            if budget is None:
+                budget = ctx[_ITEM_BUDGET] = [len(data) + EXTRA_ARRAY_ITEMS]
+            budget[0] -= count
+            if budget[0] < 0:
+                raise DecodeFailure(f"array {name!r}: the frame's arrays would have more than "
+                                    f"{len(data) + EXTRA_ARRAY_ITEMS} items in all ({len(data)} bytes + "
+                                    f"{EXTRA_ARRAY_ITEMS}); decoding stopped")
             start = offset
             items: list[ParsedField] = []
             for index in range(count):

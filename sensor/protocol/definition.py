@@ -21,6 +21,10 @@ from sensor.protocol.expressions import Expression, ExpressionError, parse_expre
 from sensor.yamlload import YamlError, load_yaml
 
 
+MAX_LENGTH = 1 << 24         # no frame is longer (the framers' largest max_frame_size is 16 MiB)
+MAX_ARRAY_NESTING = 16       # arrays within arrays
+
+
 class ProtocolDefinitionError(SensorError, ValueError):
     """A definition that cannot be used; the message says where and what to change."""
 
@@ -276,18 +280,21 @@ def _magic_value(raw: Any, where: str) -> bytes:
     return bytes(values)
 
 
-def _fields(raw_fields: list[Any], scope: set[str], where: str) -> tuple[FieldDefinition, ...]:
-    """Parse fields in order; ``scope`` grows with the numeric names later expressions may use."""
+def _fields(raw_fields: list[Any], scope: set[str], where: str, depth: int = 0) -> tuple[FieldDefinition, ...]:
+    """Parse fields in order; ``scope`` grows with the numeric names later expressions may use.
+    ``depth`` counts the arrays around them."""
+    if depth > MAX_ARRAY_NESTING:
+        raise ProtocolDefinitionError(f"{where}: arrays nested more than {MAX_ARRAY_NESTING} deep")
     parsed = []
     for index, raw in enumerate(raw_fields):
-        definition = _field(raw, scope, f"{where} fields[{index}]")
+        definition = _field(raw, scope, f"{where} fields[{index}]", depth)
         if definition.type in _EXPRESSION_SOURCES:
             scope.add(definition.name)
         parsed.append(definition)
     return tuple(parsed)
 
 
-def _field(raw: Any, scope: set[str], where: str) -> FieldDefinition:
+def _field(raw: Any, scope: set[str], where: str, depth: int) -> FieldDefinition:
     if not isinstance(raw, dict):
         raise ProtocolDefinitionError(f"{where}: a field must be a mapping, got {type(raw).__name__}")
     name = _required_str(raw, "name", where)
@@ -307,6 +314,9 @@ def _field(raw: Any, scope: set[str], where: str) -> FieldDefinition:
         )
     if length is not None and length.constant is not None and length.constant < -1:
         raise ProtocolDefinitionError(f"{where}: length {length.constant} is negative; use -1 for the rest of the frame")
+    if length is not None and length.constant is not None and length.constant > MAX_LENGTH:
+        raise ProtocolDefinitionError(f"{where}: length {length.constant} is larger than any frame "
+                                      f"(at most {MAX_LENGTH} bytes)")
     if field_type is FieldType.BITFIELD and length is not None and length.constant not in BITFIELD_WIDTHS:
         raise ProtocolDefinitionError(f"{where}: a bitfield length must be one of {BITFIELD_WIDTHS} bytes")
     return FieldDefinition(
@@ -319,7 +329,7 @@ def _field(raw: Any, scope: set[str], where: str) -> FieldDefinition:
         enum=_int_map(raw.get("enum"), "enum", where),
         bits=_bits(raw.get("bits"), where) if field_type is FieldType.BITFIELD else {},
         tlv=_tlv(raw.get("tlv"), where) if field_type is FieldType.TLV_SEQUENCE else None,
-        array=_array(raw.get("array"), scope, where) if field_type is FieldType.ARRAY else None,
+        array=_array(raw.get("array"), scope, where, depth) if field_type is FieldType.ARRAY else None,
     )
 
 
@@ -340,7 +350,7 @@ def _expression(raw: Any, key: str, scope: set[str], where: str) -> Expression |
     return expression
 
 
-def _array(raw: Any, scope: set[str], where: str) -> ArrayConfig:
+def _array(raw: Any, scope: set[str], where: str, depth: int) -> ArrayConfig:
     if not isinstance(raw, dict):
         raise ProtocolDefinitionError(f"{where}: an array field needs an 'array' mapping with 'count' and 'item'")
     count = _expression(raw.get("count"), "array count", scope, where)
@@ -351,7 +361,7 @@ def _array(raw: Any, scope: set[str], where: str) -> ArrayConfig:
     if not isinstance(item, list):
         raise ProtocolDefinitionError(f"{where}: array 'item' must be a list of fields")
     # Items see the numeric fields before the array plus earlier fields of the same item.
-    return ArrayConfig(count=count, item=_fields(item, set(scope), f"{where} item"))
+    return ArrayConfig(count=count, item=_fields(item, set(scope), f"{where} item", depth + 1))
 
 
 def _tlv(raw: Any, where: str) -> TlvConfig:

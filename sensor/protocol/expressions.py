@@ -77,7 +77,7 @@ def parse_expression(raw: int | str) -> Expression:
         except (ArithmeticError, TypeError, ValueError) as exc:
             raise ExpressionError(f"{raw!r} cannot be computed: {exc}") from None
         if isinstance(value, int):
-            return _constant(raw, value)
+            return _constant(raw, int(value))  # a comparison gives a bool: True is 1
     variable = tree.id if isinstance(tree, ast.Name) else None
     return Expression(raw, frozenset(names), evaluate, variable=variable)
 

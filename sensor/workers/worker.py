@@ -115,6 +115,11 @@ def _answer(sensor, command: str, args: tuple):
         name, definition = args
         with sensor._lock:
             return sensor.registry.set_decoder(name, DefinitionDecoder(definition))
+    if command == "counters":
+        from sensor.status import local_counters
+        return local_counters(sensor)
+    if command == "reload":
+        return sensor.reload(*args)
     raise ValueError(f"unknown worker command {command!r}")
 
 

@@ -51,10 +51,14 @@ def one_line_error(result) -> str:
     (["-o", "good.db", "-o", "x.txt"], "cannot tell the output format"),
     (["-c", "{tmp}/bomb.yaml"], "more than 200,000 nodes"),
     (["-c", "{tmp}/snap0.yaml"], "snaplen must be between"),
+    (["-c", "{tmp}/ports.yaml"], "need 1026 port table entries (a port rule takes one per end) but the kernel's "
+                                 "port table holds at most 1024"),
+    (["-c", "{tmp}/ports.yaml", "--prefilter", "kernel"], "need 1026 port table entries"),
 ])
 def test_a_bad_option_is_one_line_and_creates_nothing(work, pcap, tmp_path, args, words):
     (tmp_path / "bomb.yaml").write_text(laughs(9).replace("l0:", "ports:", 1))
     (tmp_path / "snap0.yaml").write_text("snaplen: 0\n")
+    (tmp_path / "ports.yaml").write_text(f"default_plugins: false\nports: [{', '.join(f'udp:{p}' for p in range(1000, 1513))}]\n")
     before = files_under(tmp_path)
     args = [a.format(tmp=tmp_path) for a in args]
     result = CliRunner().invoke(main, ["read", str(pcap), "--prefilter", "python", *args])
