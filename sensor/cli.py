@@ -274,7 +274,8 @@ def run(interfaces, netns, duration, mode, force, user, group, metrics, **option
 @_sensor_options
 def read(files, prefilter, no_prefilter, **options) -> None:
     """Read pcap/pcapng files through the same pipeline as live traffic (timestamps from the capture).
-    A broken file is flushed up to the break and the next one read; the exit status is then 1."""
+    A broken file is flushed up to the break and the next one read; the exit status is then 1, as when
+    an output could not write every session."""
     import os
     import stat
 
@@ -296,9 +297,11 @@ def read(files, prefilter, no_prefilter, **options) -> None:
     finally:
         _restore_signals(previous)
         sensor.close()
-    for line in summary.lines():
+    unwritten = [f"output {s.name}: {s.lost} session(s) not written (see above)" for s in sensor.output_stats()
+                 if s.lost]
+    for line in summary.lines() + unwritten:
         click.echo(line, err=True)
-    if not summary.complete:
+    if not summary.complete or unwritten:
         sys.exit(1)
 
 

@@ -85,3 +85,13 @@ def test_a_fifo_is_read_once_a_writer_comes(tmp_path):
     assert result.exit_code == 0, result.output
     assert f"{fifo} is a FIFO: waiting for a writer" in result.output
     assert ports(out) == [44000, 44001]
+
+
+def test_an_output_that_fails_does_not_starve_the_others_and_the_status_says_so(tmp_path):
+    pcap = conversations(45000, 3).write(tmp_path / "three.pcap")
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(main, ["read", str(pcap), "--no-default-plugins", "--no-prefilter",
+                                       "-o", "spi:/dev/full", "-o", str(out)])
+    assert result.exit_code == 1
+    assert "output spi:/dev/full: 3 session(s) not written" in result.output
+    assert ports(out) == [45000, 45001, 45002]
