@@ -237,25 +237,29 @@ def run(interfaces, netns, duration, mode, force, user, group, metrics, **option
         if server is not None:
             server.close()
         raise
-    try:
-        where = sensor.start(interfaces, netns, mode, force, capture=capture)
-    except BaseException:
-        sensor.close()
-        raise
     terminal = sys.stderr.isatty()
 
     def log(line: str, end: str = "\n") -> None:
         click.echo(line, err=True, nl=end == "\n")
 
+    service = Service(sensor, log, reload_config=config if options["config_path"] is not None else None,
+                      duration=duration, status_interval=cfg.status_interval, terminal=terminal)
+    service.install()
+    try:
+        where = sensor.start(interfaces, netns, mode, force, capture=capture)
+    except BaseException:
+        service.restore()
+        sensor.close()
+        raise
     try:
         log(f"attached: {', '.join(where)}")
         if server is not None:
             server.serve(lambda: snapshot(sensor))
             log(f"metrics on http://{server.address[0]}:{server.address[1]}/metrics")
-        Service(sensor, log, reload_config=config if options["config_path"] is not None else None, duration=duration,
-                status_interval=cfg.status_interval, terminal=terminal).run()
+        service.run()
     finally:
         summary = sensor.stop()  # every session flushed, whatever ended the loop
+        service.restore()
         sensor.close()
         if server is not None:
             server.close()

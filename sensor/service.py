@@ -52,18 +52,25 @@ class Service:
         self.status_interval = status_interval
         self.terminal = terminal
         self._signals: deque[int] = deque()
+        self._previous: dict = {}
         self._wake = threading.Event()
         self._drops_seen = 0
         self._drops_warned_at = float("-inf")
 
+    def install(self) -> None:
+        """Take the signals over: call it before attaching, so a stop request that comes while
+        the sensor starts is kept for `run` (which then stops at once) instead of killing it."""
+        self._previous = {s: signal.signal(s, self._queue) for s in SIGNALS}
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
     def run(self) -> None:
-        """Raises AttachmentLost when the program was taken off an interface (after a full stop)."""
-        previous = {s: signal.signal(s, self._queue) for s in SIGNALS}
-        try:
-            self._loop()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        """Raises AttachmentLost when the program was taken off an interface (the caller stops
+        the sensor, which flushes every session)."""
+        self._loop()
 
     def _queue(self, signum: int, _frame) -> None:
         self._signals.append(signum)
