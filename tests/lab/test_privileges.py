@@ -83,7 +83,7 @@ def test_the_sensor_runs_as_the_user_without_capabilities(lab, tmp_path, public_
     plugin.write_text(PLUGIN)
     out = tmp_path / "out.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "sensor", "run", "--netns", lab.sensor, "-i", "to-client",
-                             "-i", "to-server", "--no-default-plugins", "-p", str(plugin), "--port", "udp:9999",
+                             "-i", "to-server", "--no-default-plugins", "--flows", "selected", "-p", str(plugin), "--port", "udp:9999",
                              "--user", "nobody", "-o", str(out), "--duration", "60"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -69,7 +69,7 @@ def records(path: Path) -> list[dict]:
 
 def test_metrics_signals_and_reload(lab, tmp_path):
     out, config, port = tmp_path / "out.jsonl", tmp_path / "sensor.yaml", free_port()
-    config.write_text(f"ports: [udp:5353]\nstatus_interval: 1\nmetrics: 127.0.0.1:{port}\n")
+    config.write_text(f"flows: selected\nports: [udp:5353]\nstatus_interval: 1\nmetrics: 127.0.0.1:{port}\n")
     sensor = Sensor(lab, "-c", str(config), "--no-default-plugins", "-o", str(out))
     try:
         assert wait_attached(lab)
@@ -89,7 +89,7 @@ def test_metrics_signals_and_reload(lab, tmp_path):
         sensor.proc.send_signal(signal.SIGUSR1)
         sensor.wait_for("kernel.emitted 4")
 
-        config.write_text(f"ports: [udp:6000]\nstatus_interval: 1\nmetrics: 127.0.0.1:{port}\n")
+        config.write_text(f"flows: selected\nports: [udp:6000]\nstatus_interval: 1\nmetrics: 127.0.0.1:{port}\n")
         sensor.proc.send_signal(signal.SIGHUP)
         sensor.wait_for("SIGHUP: config reloaded: 2 port")  # one table entry per end
         assert udp_exchange(lab, 6000, [b"new rule"], b"a") == 1
@@ -108,7 +108,8 @@ def test_metrics_signals_and_reload(lab, tmp_path):
 
 
 def test_a_sensor_whose_hook_is_taken_says_so_flushes_and_fails(lab, tmp_path):
-    first = Sensor(lab, "--no-default-plugins", "--port", "udp:5353", "-o", str(tmp_path / "a.jsonl"))
+    first = Sensor(lab, "--no-default-plugins", "--flows", "selected", "--port", "udp:5353",
+                   "-o", str(tmp_path / "a.jsonl"))
     try:
         assert wait_attached(lab)
         first.wait_for("attached:")
