@@ -119,6 +119,7 @@ def test_a_sensor_whose_hook_is_taken_says_so_flushes_and_fails(lab, tmp_path):
                                  "-o", str(tmp_path / "b.jsonl")], capture_output=True, text=True, timeout=60)
         assert second.returncode == 0, second.stderr
         first.wait_for("taken off to-client", timeout=30)
+        first.proc.wait(timeout=60)  # it stops by itself: flush, then exit
     finally:
         code = first.stop()
     assert code == 2
