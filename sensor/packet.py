@@ -5,9 +5,10 @@ this is the userspace hot path, so no scapy/dpkt and no per-field objects.
 
 Contract:
 - IP packets always decode to a `Packet`, whatever the IP protocol. TCP, UDP
-  and SCTP carry ports; other protocols (ICMP, GRE, ...) and non-first IP
-  fragments have ports 0 and `payload` holds the bytes after the IP headers
-  (for ICMP: the whole ICMP message, type and code first).
+  and SCTP carry ports; other protocols (ICMP, GRE, ...) and IP fragments
+  have ports 0 and `payload` holds the bytes after the IP headers (for ICMP:
+  the whole ICMP message, type and code first; for a fragment its data,
+  which sensor.flows.defrag reassembles and decode_datagram decodes).
 - Tunnels are taken apart as the XDP program's header walk does (bpf/parse.h,
   sensor/walk.py, the same step functions): GRE (keyed, PPP-in-GRE, ERSPAN
   I/II/III), VXLAN, VXLAN-GPE, Geneve and GTP-U on their UDP ports, MPLS,
@@ -520,23 +521,23 @@ def _decode_ipv6(frame: bytes, offset: int, timestamp: float, frame_len: int, la
 
 def _decode_l4(packet: Packet, frame: bytes, pos: int, end: int, ip_length_known: bool,
                layers: _Layers) -> Packet:
-    """Fill ports, TCP fields and payload; non-first fragments only get payload.
+    """Fill ports, TCP fields and payload; fragments only get payload.
     An unfragmented packet carrying a tunnel is taken apart: the result is
     the packet inside.
 
     `ip_length_known` is False when the IP header gave no length (0: TSO/GRO
     captures, jumbograms); a UDP length of 0 then means "unknown" too."""
-    if packet.frag_offset:
-        packet.payload = frame[pos:end]
-        return packet
     layers.ips.append((packet.src_ip, packet.dst_ip))
-    proto = packet.ip_protocol
     if not packet.is_fragment:
         inner = _decapsulate(packet, frame, pos, end, layers)
         if inner is not None:
             return inner
     if len(layers.ips) > 1 or layers.tunnels or len(layers.macs) > 1:
         packet.outer = layers.outer(frame)
+    if packet.is_fragment:
+        packet.payload = frame[pos:end]     # the fragment's data: reassembly decodes L4
+        return packet
+    proto = packet.ip_protocol
     if proto == IPPROTO_TCP:
         if pos + 20 > end:
             raise Truncated(f"TCP header needs 20 bytes, {end - pos} available")
@@ -567,6 +568,25 @@ def _decode_l4(packet: Packet, frame: bytes, pos: int, end: int, ip_length_known
     else:
         packet.payload = frame[pos:end]
     return packet
+
+
+def decode_datagram(last: Packet, payload: bytes, frame_len: int) -> Packet:
+    """The packet a reassembled IP datagram makes: the IP fields of `last`
+    (the fragment that completed it), L4 and any tunnel decoded from the
+    whole `payload`. Raises a PacketError like decode_frame."""
+    packet = Packet(last.timestamp, frame_len, last.vlan, last.ip_version, last.src_ip, last.dst_ip,
+                    last.ip_protocol, last.ttl, ip_id=last.ip_id)
+    layers = _Layers()
+    layers.vlan = last.vlan
+    outer = last.outer
+    if outer is not None:
+        layers.tunnels, layers.vni = outer.tunnels, outer.vni
+        if outer.src_ip:
+            layers.ips.append((outer.src_ip, outer.dst_ip))
+    inner = _decode_l4(packet, payload, 0, len(payload), True, layers)
+    if outer is not None and inner.outer is None:
+        inner.outer = outer
+    return inner
 
 
 def _decapsulate(packet: Packet, frame: bytes, pos: int, end: int, layers: _Layers) -> Packet | None:

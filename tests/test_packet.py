@@ -117,7 +117,9 @@ def test_ipv6_fragments() -> None:
     first = decode_frame(raw(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IPv6() / IPv6ExtHdrFragment(id=77, m=1, offset=0)
                              / UDP(sport=9, dport=10) / (b"A" * 16)), 0.0)
     assert (first.is_fragment, first.more_fragments, first.frag_offset, first.ip_id) == (True, True, 0, 77)
-    assert (first.ip_protocol, first.src_port, first.dst_port) == (17, 9, 10)
+    # A fragment's data is left whole for reassembly (sensor.flows.defrag): no ports yet.
+    assert (first.ip_protocol, first.src_port, first.dst_port) == (17, 0, 0)
+    assert first.payload[:4] == b"\x00\x09\x00\x0a"
     later = decode_frame(raw(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IPv6() / IPv6ExtHdrFragment(id=77, m=0, offset=3, nh=17) / (b"B" * 8)), 0.0)
     assert (later.is_fragment, later.more_fragments, later.frag_offset, later.ip_id) == (True, False, 24, 77)
     assert (later.src_port, later.dst_port, later.payload) == (0, 0, b"B" * 8)
@@ -126,7 +128,7 @@ def test_ipv6_fragments() -> None:
 def test_ipv4_fragments() -> None:
     first = decode_frame(raw(ETH / IP(id=555, flags="MF", frag=0) / UDP(sport=4000, dport=53) / (b"q" * 16)), 0.0)
     assert (first.is_fragment, first.more_fragments, first.frag_offset, first.ip_id) == (True, True, 0, 555)
-    assert (first.src_port, first.dst_port) == (4000, 53)
+    assert (first.src_port, first.dst_port, first.payload[:4]) == (0, 0, b"\x0f\xa0\x00\x35")
     later = decode_frame(raw(ETH / IP(id=555, frag=185, proto=17) / (b"r" * 40)), 0.0)
     assert (later.is_fragment, later.more_fragments, later.frag_offset) == (True, False, 1480)
     assert (later.src_port, later.dst_port, later.payload) == (0, 0, b"r" * 40)

@@ -36,11 +36,9 @@ Arkime's rules, kept:
 Choices of ours:
 - VLAN ids are not part of the key unless `vlan_in_key=True` (Arkime's rule);
   `Session.vlan` collects every VLAN id the session's packets carried.
-- No IP defragmentation. A first fragment belongs to its flow like any packet
-  (its partial L4 payload is delivered as is). A later fragment is counted
-  (packets, bytes; databytes unless TCP) on the session of the first fragment
-  with the same (src, dst, protocol, IP id) when that one was seen and is
-  still open, else it is only counted in `orphan_fragments`.
+- IP fragments are reassembled first (sensor.flows.defrag, Arkime's way): a
+  datagram reaches its session once, whole, as one packet; fragments that
+  never make a whole datagram reach no session (`defrag.stats` counts them).
 - PayloadDelivered is emitted for TCP (reassembled) and UDP (per datagram);
   other protocols only count databytes.
 - TCP picked up mid-stream (no SYN or SYN-ACK seen) is reassembled from its
@@ -56,6 +54,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import count
 
+from sensor.flows.defrag import DefragLimits, Defragmenter
 from sensor.flows.events import EndReason, FlowEvent, PayloadDelivered, SessionEnded, SessionStarted, StateChanged
 from sensor.flows.key import FlowKey, community_id
 from sensor.flows.reassembly import SEQ_MASK, TcpReassembler
@@ -71,7 +70,6 @@ _SYN_ACK = TCP_SYN | TCP_ACK
 # Flags that send a TCP packet down the general path; ACK and PSH alone take the fast one.
 _CONTROL_FLAGS = TCP_SYN | TCP_FIN | TCP_RST | TCP_URG | TCP_ECE | TCP_CWR | TCP_AE
 _CONNECTING = SessionState.CONNECTING
-_FragmentKey = tuple[str, str, int, int]
 
 # A PayloadDelivered's fields, as `process_raw` returns them.
 RawPayload = tuple[Session, int, bytes]
@@ -167,7 +165,7 @@ class SessionTable:
         max_sessions: int = 100_000,
         max_ooo_segments: int = 256,
         max_ooo_bytes: int = 1 << 20,
-        max_fragment_ids: int = 4096,
+        defrag: DefragLimits = DefragLimits(),
         vlan_in_key: bool = False,
     ) -> None:
         if max_sessions < 1:
@@ -176,15 +174,13 @@ class SessionTable:
         self.max_sessions = max_sessions
         self.max_ooo_segments = max_ooo_segments
         self.max_ooo_bytes = max_ooo_bytes
-        self.max_fragment_ids = max_fragment_ids
+        self.defrag = Defragmenter(defrag)
         self.vlan_in_key = vlan_in_key
         self.evicted = 0
-        self.orphan_fragments = 0
         self.last_session: Session | None = None  # the session of the last packet processed (None: none)
         self.muted_packets = 0  # packets of terminated flows, swallowed
         # Least recently seen first: eviction pops from the front, expiry scans from it.
         self._sessions: OrderedDict[FlowKey, Session] = OrderedDict()
-        self._fragments: OrderedDict[_FragmentKey, Session] = OrderedDict()
         # Terminated flows -> (last packet time, idle timeout): their later packets start no session.
         self._muted: OrderedDict[FlowKey, tuple[float, float]] = OrderedDict()
         self._ids = count(1)
@@ -216,10 +212,11 @@ class SessionTable:
         """`process`, with each PayloadDelivered left as its (session, direction_index,
         data) tuple: making the event object costs more than the rest of a packet's
         accounting, and the pipeline only unpacks it."""
-        if packet.frag_offset:
-            self.last_session = None
-            self._count_later_fragment(packet)
-            return []
+        if packet.is_fragment:
+            packet = self.defrag.add(packet)
+            if packet is None:
+                self.last_session = None
+                return []
         events: list[FlowEvent | RawPayload] = []
         src_ip, src_port, dst_ip, dst_port = packet.src_ip, packet.src_port, packet.dst_ip, packet.dst_port
         vlan = packet.vlan
@@ -262,8 +259,6 @@ class SessionTable:
                 session.outer = OuterSeen()
             session.outer.add(packet.outer)
         session.bytes[direction] += packet.frame_len
-        if packet.more_fragments:
-            self._remember_fragment(packet, session)
         proto = packet.ip_protocol
         if proto == IPPROTO_TCP:
             # Arkime's tcp_packet_process, step by step: flag counts, close state, reassembly.
@@ -483,23 +478,3 @@ class SessionTable:
             session.trigger(StateTrigger.ESTABLISHED)
         if flags & TCP_FIN:
             session.trigger(StateTrigger.SERVER_FIN if direction else StateTrigger.CLIENT_FIN)
-
-    def _remember_fragment(self, packet: Packet, session: Session) -> None:
-        fragments = self._fragments
-        fragments[(packet.src_ip, packet.dst_ip, packet.ip_protocol, packet.ip_id)] = session
-        if len(fragments) > self.max_fragment_ids:
-            fragments.popitem(last=False)
-
-    def _count_later_fragment(self, packet: Packet) -> None:
-        session = self._fragments.get((packet.src_ip, packet.dst_ip, packet.ip_protocol, packet.ip_id))
-        if session is None or session.closed_at is not None:
-            self.orphan_fragments += 1
-            return
-        direction = 0 if packet.src_ip == session.client_ip else 1
-        session.packets[direction] += 1
-        session.bytes[direction] += packet.frame_len
-        if packet.ip_protocol != IPPROTO_TCP:
-            session.databytes[direction] += len(packet.payload)
-        if packet.timestamp > session.last_ts:
-            session.last_ts = packet.timestamp
-        self._sessions.move_to_end(session.key)

@@ -250,18 +250,6 @@ def test_vlan_ids_are_collected_and_optionally_keyed() -> None:
     assert len(split) == 2
 
 
-def test_later_fragments_count_on_their_flow_or_as_orphans() -> None:
-    table = SessionTable()
-    first = udp(1.0, "10.0.0.1", 4000, "10.0.0.2", 53, b"q" * 100, ip_id=9, is_fragment=True, more_fragments=True)
-    later = udp(1.1, "10.0.0.1", 0, "10.0.0.2", 0, b"r" * 40, ip_id=9, is_fragment=True, frag_offset=1480)
-    stray = udp(1.2, "10.0.0.1", 0, "10.0.0.2", 0, b"s" * 40, ip_id=10, is_fragment=True, frag_offset=1480)
-    events = feed(table, [first, later, stray])
-    session = events[0].session
-    assert payloads(events) == [(0, b"q" * 100)]  # no IP reassembly: the first fragment's bytes only
-    assert (session.packets, session.bytes, session.databytes) == ([2, 0], [142 + 82, 0], [140, 0])
-    assert (table.orphan_fragments, len(table), session.last_ts) == (1, 1, 1.1)
-
-
 def _run_capture(path: Path) -> list[Session]:
     table = SessionTable()
     ended: list[Session] = []
