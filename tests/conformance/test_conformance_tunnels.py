@@ -1,4 +1,4 @@
-"""Arkime's tunnelled sessions in its test corpus: we decapsulate as Arkime
+"""Arkime's tunnelled and fragmented sessions in its test corpus: we decapsulate as Arkime
 does, so its inner sessions are ours (GRE, ERSPAN, VXLAN, VXLAN-GPE, Geneve,
 GTP-U, MPLS, PPPoE, PPP-in-GRE, IP-in-IP, IPv6-in-IPv4). Thresholds are the
 measured values rounded down (before decapsulation: 6 of 52 matched)."""
@@ -31,3 +31,15 @@ def test_tunnelled_sessions_are_found(tunnels) -> None:
 
 def test_tunnelled_sessions_agree_on_core_fields(tunnels) -> None:
     assert tunnels.core_agree / tunnels.expected >= CORE_MIN
+
+
+def test_fragmented_sessions_count_as_arkime_counts(shared_testdata: Path) -> None:
+    """socks5-http-302-frag: the corpus's fragmented capture, reassembled: every core field agrees."""
+    path = shared_testdata / "arkime-pcap"
+    if not path.is_dir():
+        pytest.skip(f"{path} is absent")
+    from sensor.conformance.run import compare_capture, load_expected
+    expected, _ = load_expected(path / "socks5-http-302-frag.test")
+    result = compare_capture(path / "socks5-http-302-frag.pcap", expected, (), frozenset())
+    assert [d.describe() for d in result.differences] == []
+    assert sum(c.matched for c in result.categories.values()) == len(expected) == 1
