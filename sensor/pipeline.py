@@ -18,13 +18,14 @@ from typing import Protocol
 
 from sensor.arkime.runtime import PluginRuntime
 from sensor.arkime.session import PluginSession
+from sensor.flows.ether import EtherSessions
 from sensor.flows.events import SessionEnded, SessionStarted, StateChanged
 from sensor.flows.session import Session
 from sensor.flows.table import FlowOrigin, SessionTable
 from sensor.hooks import FinishedSession, ListenerChain, SessionEnding
 from sensor.kernel.contract import TCPF_ZERO_HI, TCPF_ZERO_LO, TCPFLAG_NAMES, FlowKey, FlowState, Verdict, key_endpoints
 from sensor.kernel.flowsession import end_reason, flow_session
-from sensor.packet import IPPROTO_TCP, LINKTYPE_ETHERNET, PacketError, decode_frame
+from sensor.packet import IPPROTO_TCP, LINKTYPE_ETHERNET, NotIp, PacketError, decode_frame
 from sensor.prefilter import flow_hash
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ class Pipeline:
         self.max_packets = max_packets
         self.hooks = ListenerChain(listeners)
         self.table = table
+        self.ether = EtherSessions()   # sessions of frames that carry no IP packet (ARP, LLDP, ...)
         self.kernel = kernel
         self.bypass = bypass and kernel is not None
         self.stats = PipelineStats()
@@ -139,6 +141,15 @@ class Pipeline:
         self.stats.frames += 1
         try:
             packet = decode_frame(frame, timestamp, linktype, wire_len)
+        except NotIp as e:
+            ended = self.ether.process(frame, timestamp, wire_len or len(frame)) \
+                if linktype == LINKTYPE_ETHERNET else None
+            if ended is None:
+                self.stats.undecodable += 1
+                log.debug("frame not decodable: %s", e)
+            for record in ended or ():
+                self.emit(record)
+            return
         except PacketError as e:
             self.stats.undecodable += 1
             log.debug("frame not decodable: %s", e)
@@ -184,6 +195,8 @@ class Pipeline:
     def expire(self, now: float) -> None:
         for event in self.table.expire(now):
             self._handle(event)
+        for record in self.ether.expire(now):
+            self.emit(record)
         self._finish_deferred(force=False)
         if self.save_every and now >= self._next_save_scan:
             # A session's own packets trigger its time-based records (as Arkime's do, after the
@@ -240,6 +253,8 @@ class Pipeline:
         for key, state in kernel_only:
             if state.verdict != Verdict.BYPASSED:
                 self._record_kernel_flow(key, state, "shutdown")
+        for record in self.ether.close_all():
+            self.emit(record)
         self._finish_deferred(force=True)
 
     def _handle(self, event: SessionStarted | SessionEnded | StateChanged) -> None:

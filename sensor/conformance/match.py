@@ -27,10 +27,11 @@ class Matching:
 
 
 def flow_identity(body: dict) -> FlowIdentity | None:
-    """(ipProtocol, {(ip, port), (ip, port)}), or None for a session without IPs (non-IP)."""
+    """(ipProtocol, {(ip, port), (ip, port)}); for a session without IPs (non-IP)
+    (0, {ethertype}), paired by time; None when it has neither."""
     src, dst = body.get("source") or {}, body.get("destination") or {}
     if "ip" not in src or "ip" not in dst:
-        return None
+        return None if body.get("ipProtocol") or "ethertype" not in body else (0, frozenset((body["ethertype"],)))
     endpoints = frozenset(((canonical_ip(src["ip"]), src.get("port", 0)),
                            (canonical_ip(dst["ip"]), dst.get("port", 0))))
     return (body.get("ipProtocol", 0), endpoints)
