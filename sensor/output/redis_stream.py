@@ -2,7 +2,8 @@
 
 Many sensors can feed one stream that Logstash, Vector or any consumer group
 reads. Entries are `XADD STREAM MAXLEN ~ N * record <json>`, sent in batches.
-Each batch is one MULTI/EXEC that also stores the sequence number of its last
+Each batch is one server-side script call (atomic, one round trip: a MULTI/EXEC
+costs a reply per entry) that also stores the sequence number of its last
 record under `STREAM:ack:WRITER`: after a failure the sink reads that key to
 learn whether the batch it was unsure of arrived, so nothing is sent twice.
 
@@ -40,6 +41,21 @@ USAGE = ("write redis://HOST:PORT/STREAM or unix:///PATH.sock?stream=STREAM, wit
          "?maxlen=N&spool=PATH&spool_max=BYTES")
 
 _encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+
+# KEYS: stream, ack key; ARGV: maxlen (0: no trimming), last sequence number, ack TTL, records...
+# A script runs atomically: the entries and the ack arrive together or not at all.
+APPEND_SCRIPT = """
+local maxlen = tonumber(ARGV[1])
+for i = 4, #ARGV do
+  if maxlen > 0 then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'record', ARGV[i])
+  else
+    redis.call('XADD', KEYS[1], '*', 'record', ARGV[i])
+  end
+end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+return #ARGV - 3
+"""
 
 
 class RedisTargetError(SensorError, ValueError):
@@ -138,7 +154,7 @@ class RedisStreamSink:
                                    password=target.password, socket_timeout=timeout,
                                    socket_connect_timeout=timeout,
                                    retry=Retry(NoBackoff(), 0))  # the spool is the retry: never block on one
-        self._xadd_args = {"maxlen": target.maxlen, "approximate": True} if target.maxlen else {}
+        self._append = self._client.register_script(APPEND_SCRIPT)
 
     def write(self, finished: FinishedSession) -> None:
         """Queue one record (frames and messages are not sent); sent when the batch is
@@ -185,13 +201,10 @@ class RedisStreamSink:
 
     # -- delivery -------------------------------------------------------------
     def _send(self, batch: list[tuple[int, str]]) -> None:
-        """One MULTI/EXEC: the entries and the writer's ack; all of it or nothing."""
-        pipe = self._client.pipeline(transaction=True)
-        for _, payload in batch:
-            pipe.xadd(self.target.stream, {"record": payload}, **self._xadd_args)
-        pipe.set(self.ack_key, batch[-1][0], ex=ACK_TTL)
+        """One script call: the entries and the writer's ack; all of it or nothing."""
         try:
-            pipe.execute()
+            self._append(keys=[self.target.stream, self.ack_key],
+                         args=[self.target.maxlen, batch[-1][0], ACK_TTL, *(payload for _, payload in batch)])
         except redis.RedisError as exc:
             self._acked = None
             raise RedisUnavailable(str(exc) or type(exc).__name__) from exc
