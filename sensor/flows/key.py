@@ -6,14 +6,13 @@ import hashlib
 import socket
 import struct
 
-from sensor.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, Packet
+from sensor.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, Packet
 
 # (ip_protocol, vlan ids or (), endpoint a ip, a port, endpoint b ip, b port), with
 # (a ip, a port) <= (b ip, b port) as strings: both directions of a flow map to
 # one key. The order is only canonical, not numeric; Community ID orders numerically.
 FlowKey = tuple[int, tuple[int, ...], str, int, str, int]
 
-_PORTED_PROTOCOLS = frozenset((IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP))
 
 # ICMP types that come in request/reply pairs map to their counterpart, so both
 # directions hash alike; other types are one-way (Zeek's rule, adopted by the spec).
@@ -46,7 +45,7 @@ def community_id(src_ip: str, dst_ip: str, sport: int | None, dport: int | None,
     """Community ID v1 ("1:<base64 sha1>") per the Corelight spec.
 
     For ICMP/ICMPv6 pass the ICMP type as `sport` and the code as `dport`.
-    Ports are ignored for protocols other than TCP, UDP, SCTP, ICMP and ICMPv6.
+    For other protocols pass ports 0 to get Arkime's value, None for the spec's.
     """
     family = socket.AF_INET6 if ":" in src_ip else socket.AF_INET
     saddr = socket.inet_pton(family, src_ip)
@@ -61,7 +60,9 @@ def community_id(src_ip: str, dst_ip: str, sport: int | None, dport: int | None,
             sport, dport, one_way = icmp_type, icmp_code, True
         has_ports = True
     else:
-        has_ports = proto in _PORTED_PROTOCOLS and sport is not None and dport is not None
+        # Ports given are hashed whatever the protocol: Arkime (db.c) hashes two, zeros when the
+        # protocol has none; None leaves them out (the spec's form for port-less protocols).
+        has_ports = sport is not None and dport is not None
     if not one_way and (saddr, sport or 0) > (daddr, dport or 0):
         saddr, daddr, sport, dport = daddr, saddr, dport, sport
     tail = _PROTO_PAD_PORTS.pack(proto, sport, dport) if has_ports else _PROTO_PAD.pack(proto)

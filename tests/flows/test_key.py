@@ -57,3 +57,12 @@ def test_flow_key_separates_ports_and_optionally_vlans() -> None:
     tagged, other = _packet("1.1.1.1", 1, "2.2.2.2", 2, (10,)), _packet("1.1.1.1", 1, "2.2.2.2", 2, (20,))
     assert flow_key(tagged) == flow_key(other)
     assert flow_key(tagged, with_vlan=True) != flow_key(other, with_vlan=True)
+
+
+def test_port_less_protocols_hash_zero_ports_as_arkime(shared_testdata):
+    """Arkime's Community ID of an ESP/AH flow hashes two zero ports (its db.c), unlike the spec."""
+    import json
+    body = json.loads((shared_testdata / "arkime-pcap" / "ah-esp.test").read_text())["sessions3"][0]["body"]
+    src, dst = body["source"]["ip"], body["destination"]["ip"]
+    assert community_id(src, dst, 0, 0, body["ipProtocol"]) == body["network"]["community_id"]
+    assert community_id(src, dst, None, None, body["ipProtocol"]) != body["network"]["community_id"]
