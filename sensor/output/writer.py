@@ -65,6 +65,13 @@ class _SinkThread:
         except queue.Full:
             self.stats.dropped += 1
 
+    def abandon(self) -> int:
+        """Take the sessions still queued off the queue (the sink is left behind); how many there were."""
+        with self.queue.mutex:
+            left = [item for item in self.queue.queue if isinstance(item, FinishedSession)]
+            self.queue.queue.clear()
+        return len(left)
+
     def request(self, op: str, deadline: float | None) -> _Control | None:
         """Queue `op` behind what is queued; None if there was no room before the deadline."""
         control = _Control(op)
@@ -154,7 +161,7 @@ class OutputWriter:
         done = self._everywhere("close", timeout, wait=True)
         self._state = "closed"
         for sink in self._sinks:
-            sink.stats.dropped += sink.queue.qsize()
+            sink.stats.dropped += sink.abandon()
         return done
 
     def stats(self) -> list[SinkStats]:

@@ -60,6 +60,18 @@ def test_block_when_full_waits_and_loses_nothing(tmp_path):
     assert writer.stats()[0].lost == 0
 
 
+def test_a_sink_still_stuck_at_close_is_left_with_its_queue_counted_as_dropped():
+    stuck = GatedSink()
+    writer = OutputWriter([stuck], ["stuck"])
+    for i in range(4):
+        writer.session_finished(finished(spi_record(sid(i))))
+    assert stuck.entered.wait(30)  # holds session 0; sessions 1-3 wait in its queue
+    assert writer.close(timeout=0.1) is False
+    stats = writer.stats()[0]
+    assert (stats.written, stats.dropped, stats.failed) == (0, 3, 0)
+    stuck.release.set()  # let its thread finish the write it is in
+
+
 def test_close_writes_everything_queued_first(tmp_path):
     path = tmp_path / "records.jsonl"
     writer = OutputWriter([JsonLinesWriter(str(path))])
