@@ -38,7 +38,7 @@ from sensor.errors import SensorError
 from sensor.flows.table import FlowTimeouts
 from sensor.kernel.contract import MAX_SNAPLEN, RINGS_MAX
 from sensor.kernel.rules import RuleError, parse_proto_spec
-from sensor.output import local_file
+from sensor.output import follows_packets, local_file
 from sensor.pipeline import MAX_PACKETS, SAVE_EVERY
 from sensor.yamlload import YamlError, load_yaml
 
@@ -147,9 +147,12 @@ AUTO_WORKERS_MAX = 8
 
 def workers_for(cfg: SensorConfig, live: bool) -> int:
     """The worker processes to run: the config's, else for live capture one
-    per CPU this process may use (up to AUTO_WORKERS_MAX), for files one."""
+    per CPU this process may use (up to AUTO_WORKERS_MAX), for files and for
+    outputs that follow packets (pcap, arkime) one."""
     if cfg.workers is not None:
         return cfg.workers
+    if any(follows_packets(spec) for spec in cfg.outputs):
+        return 1
     return min(len(os.sched_getaffinity(0)), AUTO_WORKERS_MAX) if live else 1
 
 
@@ -178,6 +181,10 @@ def check_config(cfg: SensorConfig, where: str = "config") -> None:
             raise ConfigError(f"{where}: {key} must be 0 (off) or a positive number of seconds")
     for spec in cfg.outputs:
         check_output(spec, where)
+    packet_outputs = [spec for spec in cfg.outputs if follows_packets(spec)]
+    if packet_outputs and (cfg.workers or 1) > 1:
+        raise ConfigError(f"{where}: output {packet_outputs[0]} follows every packet, but {cfg.workers} workers "
+                          f"forward only finished sessions: use --workers 1 (or leave workers unset)")
     if cfg.group is not None and cfg.user is None:
         raise ConfigError(f"{where}: group {cfg.group!r} given without a user; give user too")
     if cfg.user is not None:

@@ -24,7 +24,7 @@ from sensor.output.sqlite import SqliteStore
 from sensor.output.sqlite_schema import StoreError
 
 __all__ = ["DEFAULT_DB", "SINKS", "JsonLinesWriter", "Output", "SinkKind", "SqliteStore", "StoreError", "open_output",
-           "open_outputs", "parse_output_spec", "register_sink"]
+           "follows_packets", "open_outputs", "parse_output_spec", "register_sink"]
 
 DEFAULT_DB = "xdpsensor.db"
 """Where `run` and `read` store sessions when no `-o` is given."""
@@ -55,6 +55,7 @@ class SinkKind:
     extensions: tuple[str, ...] = ()
     check: Callable[[str], None] | None = None
     local_file: Callable[[str], str | None] | None = None  # the file it writes here (default: the target)
+    follows_packets: bool = False  # sees every packet on the capture thread: needs the packets in one process
 
 
 SINKS: dict[str, SinkKind] = {}
@@ -94,9 +95,9 @@ register_sink(_redis_sink_kind("redis", "redis://HOST:PORT/STREAM"))
 register_sink(_redis_sink_kind("unix", "unix:///PATH.sock?stream=NAME"))
 register_sink(SinkKind("arkime", ArkimeBulkWriter, ARKIME_USAGE, (".ndjson",),
                        check=lambda target: parse_arkime_target(target) and None,
-                       local_file=lambda target: parse_arkime_target(target)[0]))
+                       local_file=lambda target: parse_arkime_target(target)[0], follows_packets=True))
 register_sink(SinkKind("pcap", PcapSink, f"{PCAP_USAGE} (the packets, rotating files)", check=check_pcap_target,
-                       local_file=lambda target: None))
+                       local_file=lambda target: None, follows_packets=True))
 
 def local_file(spec: str) -> str | None:
     """The file on this host that output `spec` writes (a Redis stream: its spool), for
@@ -139,6 +140,12 @@ def open_outputs(specs: Sequence[str]) -> list[Output]:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         raise StoreError(f"cannot open output {spec!r}: {reason}") from None
     return opened
+
+
+def follows_packets(spec: str) -> bool:
+    """Whether the `-o` value names a sink that follows packets (pcap, arkime): worker processes
+    forward finished sessions only, so such a sink needs the sensor's packets in one process."""
+    return SINKS[parse_output_spec(spec)[0]].follows_packets
 
 
 def parse_output_spec(spec: str) -> tuple[str, str]:

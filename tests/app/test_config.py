@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from sensor.config import BUNDLED_PLUGINS, ConfigError, load_config, parse_address, resolve_user
+from sensor.config import BUNDLED_PLUGINS, ConfigError, load_config, parse_address, resolve_user, workers_for
 from sensor.flows.table import FlowTimeouts
 
 
@@ -90,3 +90,13 @@ def test_a_plugin_the_user_cannot_read_is_refused_at_load(tmp_path):
     (private / "p.py").write_text("")
     with pytest.raises(ConfigError, match="not readable by user nobody"):
         load_config(write(tmp_path, f"user: nobody\nplugins: [{private / 'p.py'}]\n"))
+
+
+def test_outputs_that_follow_packets_run_in_one_process(tmp_path):
+    """Workers forward finished sessions only: pcap positions and arkime traits need the packets."""
+    pcap = f"pcap:{tmp_path / 'pcap'}"
+    assert workers_for(load_config({"outputs": [pcap]}), live=True) == 1
+    assert workers_for(load_config({"outputs": [f"spi:{tmp_path / 'x.jsonl'}"], "workers": 2}), live=True) == 2
+    with pytest.raises(ConfigError, match="--workers 1"):
+        load_config({"outputs": [pcap], "workers": 2})
+    assert not (tmp_path / "pcap").exists()
