@@ -49,6 +49,41 @@ class KernelFlows(Protocol):
     def delete_flow(self, key: FlowKey) -> None: ...
 
 
+class KernelSaves:
+    """A long kernel-only flow's mid-session records so far and the counters they reported,
+    which later records leave out (the kernel's counters cover the whole flow)."""
+
+    def __init__(self, session_id: int) -> None:
+        self.session_id = session_id
+        self.uid = ""           # the first record's session uid: every later record keeps it
+        self.count = 0
+        self.save_at_ns = 0
+        self.reported: FlowState | None = None
+
+    @property
+    def packets(self) -> int:
+        return self.reported.packets[0] + self.reported.packets[1] if self.reported else 0
+
+    def since(self, state: FlowState) -> FlowState:
+        """`state` with the counts already reported taken off."""
+        if self.reported is None:
+            return state
+        left = type(state).from_buffer_copy(state)
+        for name in ("packets", "bytes", "databytes"):
+            now, before = getattr(left, name), getattr(self.reported, name)
+            for side in (0, 1):
+                now[side] -= before[side]
+        for i in range(len(left.tcpflags)):
+            left.tcpflags[i] -= self.reported.tcpflags[i]
+        return left
+
+    def taken(self, state: FlowState, next_save_ns: int) -> None:
+        """A record reported `state`'s counters; the next time-based one is due at `next_save_ns`."""
+        self.count += 1
+        self.reported = type(state).from_buffer_copy(state)
+        self.save_at_ns = next_save_ns
+
+
 @dataclass(slots=True)
 class PipelineStats:
     frames: int = 0
@@ -125,6 +160,7 @@ class Pipeline:
         self.kernel_records = kernel_records
         self.shard = shard
         self._kernel_ids = count(1)
+        self._kernel_saves: dict[bytes, KernelSaves] = {}  # kernel-only flows with mid-session records
 
     def feed(self, frame: bytes, timestamp: float, kernel_key: FlowKey | None = None,
              linktype: int = LINKTYPE_ETHERNET, wire_len: int | None = None) -> None:
@@ -219,6 +255,8 @@ class Pipeline:
                 ended.append(key)
                 if state.verdict != Verdict.BYPASSED:   # a bypassed flow's session had its record
                     self._record_kernel_flow(key, state, reason)
+            elif state.verdict != Verdict.BYPASSED and self._kernel_save_due(key, state, now_ns):
+                self._save_kernel_mid(key, state, now_ns)
         for key in ended:
             self.kernel.delete_flow(key)
         self.stats.kernel_expired += len(ended)
@@ -230,14 +268,49 @@ class Pipeline:
         return [(k, s) for k, s in self.kernel.flows() if bytes(k) not in tracked
                 and (shard is None or flow_hash(bytes(k)) % shard[1] == shard[0])]
 
+    def _kernel_save_due(self, key: FlowKey, state: FlowState, now_ns: int) -> bool:
+        """Whether a long kernel-only flow gets a mid-session record now: `max_packets` since
+        its last record, or (TCP) `save_every` seconds, as selected sessions get theirs."""
+        if not self.kernel_records:
+            return False
+        saves = self._kernel_saves.get(bytes(key))
+        packets = state.packets[0] + state.packets[1] - (saves.packets if saves else 0)
+        if packets >= self.max_packets:
+            return True
+        save_at = saves.save_at_ns if saves else state.first_ns + round(self.save_every * 1e9)
+        return bool(self.save_every) and key.proto == IPPROTO_TCP and now_ns >= save_at
+
+    def _save_kernel_mid(self, key: FlowKey, state: FlowState, now_ns: int) -> None:
+        """A mid-session record of a kernel-only flow: its counts since the last record, linked
+        to the flow's later records by `rootId` (ids `ID-k`, the final record keeps `ID`)."""
+        saves = self._kernel_saves.setdefault(bytes(key), KernelSaves(next(self._kernel_ids)))
+        session = flow_session(key, saves.since(state), saves.session_id, self.kernel.monotonic_offset or 0.0)
+        session.uid = saves.uid = saves.uid or session.uid
+        handle = self.runtime.session_started(session)
+        record = self.runtime.session_ended(handle, final=False)
+        self.runtime.discard(handle)
+        saves.taken(state, now_ns + round(self.save_every * 1e9))
+        record["rootId"] = session.uid
+        record["xdpsensor"] = {"sessionId": f"{session.uid}-{saves.count}", "midSave": saves.count,
+                               "delivered": 0}
+        self.stats.kernel_records += 1
+        self.emit(record)
+
     def _record_kernel_flow(self, key: FlowKey, state: FlowState, reason: str) -> None:
         """A flow's record from the kernel's counters, through the plugins' save hooks like any."""
+        saves = self._kernel_saves.pop(bytes(key), None)
         if not self.kernel_records:
             return
-        session = flow_session(key, state, next(self._kernel_ids), self.kernel.monotonic_offset or 0.0)
+        session_id = saves.session_id if saves else next(self._kernel_ids)
+        session = flow_session(key, saves.since(state) if saves else state, session_id,
+                               self.kernel.monotonic_offset or 0.0)
+        if saves:
+            session.uid = saves.uid
         handle = self.runtime.session_started(session)
-        record = self.runtime.session_ended(handle, extra={"xdpsensor": {
-            "endReason": reason, "sessionId": session.uid, "delivered": 0}})
+        extra: dict = {"xdpsensor": {"endReason": reason, "sessionId": session.uid, "delivered": 0}}
+        if saves:
+            extra["rootId"] = session.uid
+        record = self.runtime.session_ended(handle, extra=extra)
         self.stats.kernel_records += 1
         if record is None:
             self._deferred[session.uid] = (session, None)

@@ -248,6 +248,14 @@ class PluginRuntime:
             return None
         return self._finish(st)
 
+    def discard(self, handle: int) -> None:
+        """Forget a session without a final save: a kernel flow's mid-session record was
+        taken from a throwaway session, and the flow's next record starts a fresh one."""
+        st = self._sessions.pop(handle)
+        for p in st.parsers:
+            if p is not None and p.buf is not None:
+                self._bufs.pop(p.buf.handle, None)
+
     def close(self) -> None:
         """Stop the time budget's watchdog."""
         if self.budget is not None:
