@@ -255,8 +255,8 @@ class Pipeline:
                 ended.append(key)
                 if state.verdict != Verdict.BYPASSED:   # a bypassed flow's session had its record
                     self._record_kernel_flow(key, state, reason)
-            elif state.verdict != Verdict.BYPASSED and self._kernel_save_due(key, state, now_ns):
-                self._save_kernel_mid(key, state, now_ns)
+            elif state.verdict != Verdict.BYPASSED and self._kernel_save_due(key, state):
+                self._save_kernel_mid(key, state)
         for key in ended:
             self.kernel.delete_flow(key)
         self.stats.kernel_expired += len(ended)
@@ -268,9 +268,9 @@ class Pipeline:
         return [(k, s) for k, s in self.kernel.flows() if bytes(k) not in tracked
                 and (shard is None or flow_hash(bytes(k)) % shard[1] == shard[0])]
 
-    def _kernel_save_due(self, key: FlowKey, state: FlowState, now_ns: int) -> bool:
+    def _kernel_save_due(self, key: FlowKey, state: FlowState) -> bool:
         """Whether a long kernel-only flow gets a mid-session record now: `max_packets` since
-        its last record, or (TCP) `save_every` seconds, as selected sessions get theirs."""
+        its last record, or (TCP) a packet `save_every` seconds on, as selected sessions get theirs."""
         if not self.kernel_records:
             return False
         saves = self._kernel_saves.get(bytes(key))
@@ -278,9 +278,10 @@ class Pipeline:
         if packets >= self.max_packets:
             return True
         save_at = saves.save_at_ns if saves else state.first_ns + round(self.save_every * 1e9)
-        return bool(self.save_every) and key.proto == IPPROTO_TCP and now_ns >= save_at
+        # As Arkime's, on a packet past the save time: an idle flow gets no empty record.
+        return bool(self.save_every) and key.proto == IPPROTO_TCP and state.last_ns >= save_at
 
-    def _save_kernel_mid(self, key: FlowKey, state: FlowState, now_ns: int) -> None:
+    def _save_kernel_mid(self, key: FlowKey, state: FlowState) -> None:
         """A mid-session record of a kernel-only flow: its counts since the last record, linked
         to the flow's later records by `rootId` (ids `ID-k`, the final record keeps `ID`)."""
         saves = self._kernel_saves.setdefault(bytes(key), KernelSaves(next(self._kernel_ids)))
@@ -289,7 +290,7 @@ class Pipeline:
         handle = self.runtime.session_started(session)
         record = self.runtime.session_ended(handle, final=False)
         self.runtime.discard(handle)
-        saves.taken(state, now_ns + round(self.save_every * 1e9))
+        saves.taken(state, state.last_ns + round(self.save_every * 1e9))
         record["rootId"] = session.uid
         record["xdpsensor"] = {"sessionId": f"{session.uid}-{saves.count}", "midSave": saves.count,
                                "delivered": 0}
