@@ -29,7 +29,7 @@ from sensor.prefilter import PythonFlowTable
 from sensor.registry import SessionRegistry
 from sensor.runner import LiveLoop, RunSummary, WorkerLoop
 from sensor.workers.pool import WorkerDeath, WorkerPool, bypass_shard, live_pool, offline_pool
-from sensor.workers.shard import read_sharded
+from sensor.workers.shard import read_in_workers
 from sensor.workers.view import WorkerSessions
 
 log = logging.getLogger(__name__)
@@ -229,12 +229,16 @@ class Sensor:
     def _read_with_workers(self, paths: list[Path], prefilter: str, count: int,
                            on_progress: Callable[[int, int], None] | None,
                            stop: threading.Event | None) -> ReplaySummary:
-        """Deal the records to `count` workers by flow hash (sensor.workers.shard)."""
-        pool = self._start_workers(offline_pool(self.config, prefilter, count))
+        """`count` workers read the files, each keeping the flows that hash to it (sensor.workers.shard)."""
+        pool = self._start_workers(offline_pool(self.config, prefilter, paths, count))
         try:
-            return read_sharded(paths, pool, on_progress, stop)
+            summary = read_in_workers(paths, pool, stop)
         finally:
             self._pool = None
+        if on_progress is not None:
+            total = sum(p.stat().st_size for p in paths)
+            on_progress(total, total)
+        return summary
 
     # -- live -------------------------------------------------------------------
     def start(self, interfaces: Sequence[str], netns: str | None = None, mode: str = "auto",

@@ -289,8 +289,10 @@ class ReplaySummary:
     interrupted: bool = False   # stopped before the end; what was read is flushed
 
     def add(self, part: ReplaySummary) -> None:
-        """Add what a worker did with its share of the records (the reading is counted here)."""
-        self.prefilter = part.prefilter
+        """Add what a worker did with its share; each worker read every record."""
+        if not self.frames:
+            self.prefilter, self.frames, self.linktypes = part.prefilter, part.frames, part.linktypes
+            self.broken, self.interrupted = part.broken, part.interrupted
         self.delivered += part.delivered
         self.unfilterable += part.unfilterable
         self.undecodable += part.undecodable
@@ -405,16 +407,18 @@ class CaptureEvery:
 class RecordFeed:
     """Capture records into a pipeline one at a time, through the filter when
     there is one. With a `clock`, idle sessions and the filter's own flows
-    expire on the records' capture time; without one (a worker, which sees
-    only some records) the caller expires them on the time of all records."""
+    expire on the records' capture time. `keeps` (a worker's share) picks the
+    records fed; the housekeeping still runs on the time of every record, at
+    the points one process would run it."""
 
     def __init__(self, pipeline: Pipeline, capture_filter: CaptureFilter | None, summary: ReplaySummary,
-                 clock: CaptureEvery | None = None) -> None:
+                 clock: CaptureEvery | None = None, keeps: Callable[[PcapRecord], bool] | None = None) -> None:
         self.pipeline = pipeline
         self.capture_filter = capture_filter
         self.summary = summary
         self.clock = clock
         self.kernel_clock = CaptureEvery(clock.period) if clock is not None and capture_filter else None
+        self.keeps = keeps
         self._previous: float | None = None
 
     def feed(self, rec: PcapRecord) -> None:
@@ -423,17 +427,21 @@ class RecordFeed:
         if self.kernel_clock is not None and previous is not None and self.kernel_clock.due(previous):
             # As Arkime, on the previous packet's clock: a packet never times out its own flow.
             pipeline.expire_kernel(round(previous * 1e9))
-        if self.capture_filter is None:
-            pipeline.feed(rec.data, rec.timestamp, linktype=rec.linktype, wire_len=rec.wire_len)
-            self.summary.delivered += 1
-        else:
-            record = self.capture_filter.process(rec)
-            if record is not None:
-                pipeline.feed(rec.data, rec.timestamp, kernel_key=record.header.key,
-                              linktype=rec.linktype, wire_len=rec.wire_len)
-                self.summary.delivered += 1
+        if self.keeps is None or self.keeps(rec):
+            self._deliver(rec)
         if self.clock is not None and self.clock.due(rec.timestamp):
             pipeline.expire(rec.timestamp)
+
+    def _deliver(self, rec: PcapRecord) -> None:
+        if self.capture_filter is None:
+            self.pipeline.feed(rec.data, rec.timestamp, linktype=rec.linktype, wire_len=rec.wire_len)
+            self.summary.delivered += 1
+            return
+        record = self.capture_filter.process(rec)
+        if record is not None:
+            self.pipeline.feed(rec.data, rec.timestamp, kernel_key=record.header.key,
+                               linktype=rec.linktype, wire_len=rec.wire_len)
+            self.summary.delivered += 1
 
     def finish(self, started: float) -> ReplaySummary:
         """End every session; the summary, timed from `started` (time.monotonic())."""

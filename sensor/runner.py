@@ -84,127 +84,134 @@ class RingFeed:
         self.records += total
         return total
 
+    def run(self, stopping: Callable[[], bool], each_pass: Callable[[], None]) -> None:
+        """Read the ring until `stopping()`: on each wakeup (or POLL_SECONDS),
+        drain it; by the clock, expire idle sessions and end the kernel's own
+        flows; then `each_pass()` (the caller's own business)."""
+        now = time.monotonic()
+        next_expire, next_kernel = now + EXPIRE_EVERY, now + KERNEL_EXPIRE_EVERY
+        pipeline, lock = self.pipeline, self.lock
+        while not stopping():
+            self.ring.wait(POLL_SECONDS)
+            self.drain()
+            now = time.monotonic()
+            if now >= next_expire:
+                with lock:
+                    pipeline.expire(time.time())
+                next_expire = now + EXPIRE_EVERY
+            if now >= next_kernel:
+                with lock:
+                    pipeline.expire_kernel(time.monotonic_ns())
+                next_kernel = now + KERNEL_EXPIRE_EVERY
+            each_pass()
 
-class LiveLoop:
-    """One capture feeding one pipeline from ring 0."""
 
-    def __init__(self, capture: LiveCapture, pipeline: Pipeline, lock: threading.RLock,
-                 on_ring_loss: Callable[[int], None] | None = None) -> None:
+class _KernelLoop:
+    """What both loops do beside reading: attach, run `_loop` on a thread,
+    report ring loss, stop the thread."""
+
+    name = "xdpsensor-live"
+
+    def __init__(self, capture: LiveCapture, on_ring_loss: Callable[[int], None] | None) -> None:
         self.capture = capture
-        self.pipeline = pipeline
-        self.lock = lock
         self.on_ring_loss = on_ring_loss
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._feed: RingFeed | None = None
         self._started = 0.0
         self._where: list[str] = []
         self._drops = 0
 
-    def start(self) -> list[str]:
-        """Attach everywhere (or raise having attached nothing), then read on a thread."""
-        ring = self.capture.ring(0)
-        try:
-            attachments = self.capture.start()
-        except BaseException:
-            ring.close()
-            raise
-        self._feed = RingFeed(ring, self.pipeline, self.capture.program.monotonic_offset, self.lock)
+    def _attach(self) -> list[str]:
+        """Attach everywhere (or raise having attached nothing), then run `_loop` on a thread."""
+        attachments = self.capture.start()
         self._where = [f"{a.where} [{a.mode}, {a.method}]" for a in attachments]
         self._started = time.monotonic()
-        self._thread = threading.Thread(target=self._loop, name="xdpsensor-live", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
         self._thread.start()
         return self._where
 
     def _loop(self) -> None:
-        now = time.monotonic()
-        next_expire, next_kernel = now + EXPIRE_EVERY, now + KERNEL_EXPIRE_EVERY
-        feed = self._feed
-        while not self._stopping.is_set():
-            feed.ring.wait(POLL_SECONDS)
-            feed.drain()
-            now = time.monotonic()
-            if now >= next_expire:
-                with self.lock:
-                    self.pipeline.expire(time.time())
-                self._check_drops()
-                next_expire = now + EXPIRE_EVERY
-            if now >= next_kernel:
-                with self.lock:
-                    self.pipeline.expire_kernel(time.monotonic_ns())
-                next_kernel = now + KERNEL_EXPIRE_EVERY
+        raise NotImplementedError
 
     def _check_drops(self) -> None:
-        self._drops = _report_drops(self.capture.program, self._drops, self.on_ring_loss)
+        drops = self.capture.program.stat(Stat.RINGBUF_FULL)
+        if drops > self._drops and self.on_ring_loss is not None:
+            self.on_ring_loss(drops - self._drops)
+        self._drops = drops
 
-    def stats(self) -> dict[Stat, int]:
-        return self.capture.program.stats()
-
-    def stop(self) -> RunSummary:
-        """Stop the loop, detach, drain the ring, end every session."""
+    def _halt(self) -> None:
+        """Stop the thread, then detach."""
         self._stopping.set()
         if self._thread is not None:
             self._thread.join()
         self.capture.stop()
+
+    def stats(self) -> dict[Stat, int]:
+        return self.capture.program.stats()
+
+
+class LiveLoop(_KernelLoop):
+    """One capture feeding one pipeline from ring 0; `lock` is held per batch."""
+
+    def __init__(self, capture: LiveCapture, pipeline: Pipeline, lock: threading.RLock,
+                 on_ring_loss: Callable[[int], None] | None = None) -> None:
+        super().__init__(capture, on_ring_loss)
+        self.pipeline = pipeline
+        self.lock = lock
+        self._feed: RingFeed | None = None
+
+    def start(self) -> list[str]:
+        """Attach everywhere (or raise having attached nothing), then read on a thread."""
+        ring = self.capture.ring(0)
+        self._feed = RingFeed(ring, self.pipeline, self.capture.program.monotonic_offset, self.lock)
+        try:
+            return self._attach()
+        except BaseException:
+            ring.close()
+            raise
+
+    def _loop(self) -> None:
+        self._feed.run(self._stopping.is_set, self._check_drops)
+
+    def stop(self) -> RunSummary:
+        """Stop the loop, detach, drain the ring, end every session."""
+        self._halt()
         self._feed.drain()
         self._feed.ring.close()
         with self.lock:
             self.pipeline.close()
         self._check_drops()
-        stats = self.capture.program.stats()
         p = self.pipeline.stats
-        return RunSummary(time.monotonic() - self._started, stats, p.records, p.frames, p.undecodable, self._where)
+        return RunSummary(time.monotonic() - self._started, self.stats(), p.records, p.frames, p.undecodable,
+                          self._where)
 
 
-class WorkerLoop:
-    """The parent's loop when workers read the rings: attach, start nothing
-    but a thread that reports ring loss; the pool's workers feed their own
-    pipelines and end their shares of the kernel's own flows."""
+class WorkerLoop(_KernelLoop):
+    """The parent's loop when workers read the rings: the pool's workers feed
+    their own pipelines and end their shares of the kernel's own flows; this
+    thread only reports ring loss."""
+
+    name = "xdpsensor-kernel"
 
     def __init__(self, capture: LiveCapture, pool: WorkerPool,
                  on_ring_loss: Callable[[int], None] | None = None) -> None:
-        self.capture = capture
+        super().__init__(capture, on_ring_loss)
         self.pool = pool
-        self.on_ring_loss = on_ring_loss
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._started = 0.0
-        self._where: list[str] = []
-        self._drops = 0
 
     def start(self) -> list[str]:
         """Attach everywhere (or raise having attached nothing); the workers already run."""
-        attachments = self.capture.start()
-        self._where = [f"{a.where} [{a.mode}, {a.method}]" for a in attachments]
-        self._started = time.monotonic()
-        self._thread = threading.Thread(target=self._loop, name="xdpsensor-kernel", daemon=True)
-        self._thread.start()
-        return self._where
+        return self._attach()
 
     def _loop(self) -> None:
         while not self._stopping.wait(EXPIRE_EVERY):
-            self._drops = _report_drops(self.capture.program, self._drops, self.on_ring_loss)
-
-    def stats(self) -> dict[Stat, int]:
-        return self.capture.program.stats()
+            self._check_drops()
 
     def stop(self) -> RunSummary:
         """Detach, then let every worker read the rest of its ring and flush its sessions."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join()
-        self.capture.stop()
+        self._halt()
         totals = self.pool.stop()
-        self._drops = _report_drops(self.capture.program, self._drops, self.on_ring_loss)
-        return RunSummary(time.monotonic() - self._started, self.capture.program.stats(),
+        self._check_drops()
+        return RunSummary(time.monotonic() - self._started, self.stats(),
                           sum(t.records for t in totals), sum(t.frames for t in totals),
                           sum(t.undecodable for t in totals), self._where,
                           workers=len(self.pool.workers), deaths=list(self.pool.deaths))
-
-
-def _report_drops(program, seen: int, on_ring_loss: Callable[[int], None] | None) -> int:
-    """Tell `on_ring_loss` about ring-full drops since `seen`; the new total."""
-    drops = program.stat(Stat.RINGBUF_FULL)
-    if drops > seen and on_ring_loss is not None:
-        on_ring_loss(drops - seen)
-    return drops

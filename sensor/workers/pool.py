@@ -80,7 +80,6 @@ class WorkerPool:
         self._replies: dict[int, list] = {}
         self._replied = threading.Condition()
         self._thread: threading.Thread | None = None
-        self._stopping = False
 
     # -- start / stop ------------------------------------------------------------------------
     def start(self) -> None:
@@ -118,13 +117,22 @@ class WorkerPool:
                 return False
         return True
 
-    def stop(self) -> list[WorkerTotals]:
+    def stop(self) -> list:
         """Ask every live worker to flush and exit; wait for them. Totals of those that finished."""
-        self._stopping = True
         for worker in self.workers:
             self.send(worker.index, ("stop",))
         if self._thread is not None:
             self._thread.join(STOP_TIMEOUT)
+        self._kill_all()
+        return [w.totals for w in self.workers if w.totals is not None]
+
+    def join(self, stop: threading.Event | None = None) -> list:
+        """Wait until every worker has finished by itself (offline: the end of
+        the files); `stop` set asks them to end now, flushing."""
+        while self._thread is not None and self._thread.is_alive():
+            if stop is not None and stop.is_set():
+                return self.stop()
+            self._thread.join(0.2)
         self._kill_all()
         return [w.totals for w in self.workers if w.totals is not None]
 
@@ -217,7 +225,8 @@ def live_pool(config: SensorConfig, program: SensorProgram, count: int) -> Worke
     return WorkerPool(count, run_live_worker, (config, program))
 
 
-def offline_pool(config: SensorConfig, prefilter: str, count: int) -> WorkerPool:
-    """Workers for capture records, each with its own `prefilter` (kernel, python or none)."""
+def offline_pool(config: SensorConfig, prefilter: str, paths: list, count: int) -> WorkerPool:
+    """Workers that each read the capture files and keep their share, each
+    with its own `prefilter` (kernel, python or none)."""
     from sensor.workers.worker import run_offline_worker
-    return WorkerPool(count, run_offline_worker, (config, prefilter))
+    return WorkerPool(count, run_offline_worker, (config, prefilter, paths, count))

@@ -1,9 +1,9 @@
-"""`read --workers K`: capture records dealt to K worker processes by the
+"""`read --workers K`: capture records shared among K worker processes by the
 kernel's own symmetric flow hash (prefilter.flow_hash, the Python twin of
 flow_hash() in bpf/sensor.bpf.c), so a flow goes to the same worker index as
-it would live and both its directions meet. Each worker runs its own
-pre-filter and pipeline on its share; the parent reads the files, deals the
-records and owns the outputs.
+it would live and both its directions meet. Every worker reads the files and
+keeps its share, through its own pre-filter and pipeline; the parent owns the
+outputs.
 
 Later IP fragments carry no ports: they follow their first fragment's worker
 (remembered as the kernel does); other frames without a flow go to worker 0."""
@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 import threading
 
 from sensor.capture.pcapfile import PcapRecord
-from sensor.offline import EXPIRE_EVERY, CaptureEvery, ReplaySummary, program_frame, read_captures
+from sensor.offline import ReplaySummary, program_frame
 from sensor.packet import LINKTYPE_ETHERNET
 from sensor.prefilter import FRAG_ENTRIES, ParsedFrame, flow_hash, parse_frame
 from sensor.workers.pool import WorkerPool
 
-BATCH = 512             # records per message to a worker
 MEMO_MAX = 1 << 16      # remembered (addresses, ports) -> worker
 
 
@@ -63,40 +62,13 @@ class Sharder:
         return shard
 
 
-def read_sharded(paths: Sequence[Path], pool: WorkerPool, on_progress: Callable[[int, int], None] | None = None,
-                 stop: threading.Event | None = None) -> ReplaySummary:
-    """Deal the captures' records to the pool's (started) workers, stop them,
-    and add up what they did."""
-    summary = ReplaySummary()
+def read_in_workers(paths: Sequence[Path], pool: WorkerPool, stop: threading.Event | None = None) -> ReplaySummary:
+    """Wait for the pool's (started) workers to read the captures, each its
+    share; what they did, added up."""
     started = time.monotonic()
-    shard = Sharder(pool.count)
-    batches: list[list[PcapRecord]] = [[] for _ in range(pool.count)]
-    expiry, kernel_expiry, previous = CaptureEvery(EXPIRE_EVERY), CaptureEvery(EXPIRE_EVERY), None
-
-    def send(index: int) -> None:
-        if batches[index]:
-            pool.send(index, ("records", batches[index]))
-            batches[index] = []
-
-    def everyone(message: tuple) -> None:
-        for index in range(pool.count):
-            send(index)
-            pool.send(index, message)
-
-    # Housekeeping runs on the time of all records, at the points one process would run it.
-    for rec in read_captures(paths, summary, on_progress, stop):
-        if previous is not None and kernel_expiry.due(previous):   # as RecordFeed: the previous record's clock
-            everyone(("expire_kernel", round(previous * 1e9)))
-        previous = rec.timestamp
-        index = shard(rec)
-        batches[index].append(rec)
-        if len(batches[index]) >= BATCH:
-            send(index)
-        if expiry.due(rec.timestamp):
-            everyone(("expire", rec.timestamp))
-    for index in range(pool.count):
-        send(index)
-    for part in pool.stop():
+    parts = pool.join(stop)
+    summary = ReplaySummary()
+    for part in parts:
         summary.add(part)
     summary.seconds = time.monotonic() - started
     return summary

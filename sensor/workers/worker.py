@@ -1,13 +1,11 @@
 """One worker process: its own Sensor assembly (plugins, bindings, registry,
-pipeline) fed by one ring (live) or by the capture records the parent sends
-it (offline), with everything it finishes or publishes sent to the parent.
+pipeline) fed by one ring (live) or by its share of the capture files'
+records (offline), with everything it finishes or publishes sent to the parent.
 
 Messages to the parent are lists of tuples, one list per send:
 ("ready", pid), ("finished", FinishedSession), ("event", event),
 ("reply", request_id, value), ("done", WorkerTotals or, offline, ReplaySummary).
-From the parent: ("stop",), ("ask", request_id, command, args); offline
-also ("records", [PcapRecord, ...]), ("expire", capture_seconds) and
-("expire_kernel", capture_ns)."""
+From the parent: ("stop",) and ("ask", request_id, command, args)."""
 from __future__ import annotations
 
 import ctypes
@@ -85,7 +83,7 @@ class ForwardOutput:
         pass
 
 
-def _detach_from_terminal() -> None:
+def _become_worker() -> None:
     """The parent stops the workers (in order, flushing); a Ctrl-C or a
     service manager's SIGTERM to the whole group must not, and a worker must
     not outlive its parent."""
@@ -131,8 +129,8 @@ def _totals(pipeline, feed_errors: int) -> WorkerTotals:
 def run_live_worker(index: int, config: SensorConfig, program: SensorProgram, conn: Connection) -> None:
     """Body of live worker `index`: read ring `index` until the parent says stop."""
     from sensor.capture.ring import RingReader
-    from sensor.runner import EXPIRE_EVERY, KERNEL_EXPIRE_EVERY, POLL_SECONDS, RingFeed
-    _detach_from_terminal()
+    from sensor.runner import RingFeed
+    _become_worker()
     outbox = Outbox(conn)
     sensor = _worker_sensor(config, outbox)
     pipeline = sensor._new_pipeline(program)
@@ -141,28 +139,8 @@ def run_live_worker(index: int, config: SensorConfig, program: SensorProgram, co
                     program.monotonic_offset, sensor._lock)
     outbox.put(("ready", os.getpid()))
     outbox.flush()
-    next_expire = time.monotonic() + EXPIRE_EVERY
-    next_kernel = time.monotonic() + KERNEL_EXPIRE_EVERY
-    stopping = False
-    while not stopping:
-        feed.ring.wait(POLL_SECONDS)
-        feed.drain()
-        if time.monotonic() >= next_expire:
-            with sensor._lock:
-                pipeline.expire(time.time())
-            next_expire = time.monotonic() + EXPIRE_EVERY
-        if time.monotonic() >= next_kernel:
-            with sensor._lock:
-                pipeline.expire_kernel(time.monotonic_ns())
-            next_kernel = time.monotonic() + KERNEL_EXPIRE_EVERY
-        while conn.poll(0):
-            for message in conn.recv():
-                if message[0] == "stop":
-                    stopping = True
-                else:
-                    _, request, command, args = message
-                    outbox.put(("reply", request, _answer(sensor, command, args)))
-        outbox.flush()
+    stopping = threading.Event()
+    feed.run(stopping.is_set, lambda: _serve(sensor, conn, outbox, stopping))
     feed.drain()       # the parent detached first: this is the last of the ring
     with sensor._lock:
         pipeline.close()
@@ -171,42 +149,49 @@ def run_live_worker(index: int, config: SensorConfig, program: SensorProgram, co
     outbox.flush()
 
 
-def run_offline_worker(index: int, config: SensorConfig, prefilter: str, conn: Connection) -> None:
-    """Body of offline worker `index`: its share of the capture records, through
-    its own pre-filter and pipeline, until the parent says stop."""
-    from sensor.offline import RecordFeed, ReplaySummary, capture_filter
-    _detach_from_terminal()
+def run_offline_worker(index: int, config: SensorConfig, prefilter: str, paths: list, count: int,
+                       conn: Connection) -> None:
+    """Body of offline worker `index`: read every record of the files, keep
+    the flows that hash to it, through its own pre-filter and pipeline.
+    Reading everything (rather than being sent a share) costs a read per
+    worker but no copy between processes, and lets each worker run the
+    housekeeping (session and kernel-flow expiry) on the time of all records,
+    at the points one process would."""
+    from sensor.offline import (
+        EXPIRE_EVERY, PROGRESS_EVERY, CaptureEvery, RecordFeed, ReplaySummary, capture_filter, read_captures,
+    )
+    from sensor.workers.shard import Sharder
+    _become_worker()
     outbox = Outbox(conn)
     sensor = _worker_sensor(config, outbox)
     program, flow_filter = sensor.flow_filter(prefilter)
     pipeline = sensor._new_pipeline(flow_filter)
     started = time.monotonic()
-    feed = RecordFeed(pipeline, capture_filter(pipeline, flow_filter), ReplaySummary())
+    shard, stop = Sharder(count), threading.Event()
+    feed = RecordFeed(pipeline, capture_filter(pipeline, flow_filter), ReplaySummary(), CaptureEvery(EXPIRE_EVERY),
+                      keeps=lambda rec: shard(rec) == index)
     outbox.put(("ready", os.getpid()))
     outbox.flush()
-    stopping = False
-    while not stopping:
-        for message in conn.recv():
-            if message[0] == "records":
-                with sensor._lock:
-                    for rec in message[1]:
-                        feed.feed(rec)
-            elif message[0] == "expire":
-                with sensor._lock:
-                    pipeline.expire(message[1])
-            elif message[0] == "expire_kernel":
-                with sensor._lock:
-                    pipeline.expire_kernel(message[1])
-            elif message[0] == "stop":
-                stopping = True
-            else:
-                _, request, command, args = message
-                outbox.put(("reply", request, _answer(sensor, command, args)))
-        outbox.flush()
     with sensor._lock:
+        for n, rec in enumerate(read_captures(paths, feed.summary, stop=stop)):
+            feed.feed(rec)
+            if n % PROGRESS_EVERY == 0:
+                _serve(sensor, conn, outbox, stop)
         summary = feed.finish(started)
     if program is not None:
         program.close()
     sensor.writer.flush()
     outbox.put(("done", summary))
+    outbox.flush()
+
+
+def _serve(sensor, conn: Connection, outbox: Outbox, stop: threading.Event) -> None:
+    """Answer what the parent asked meanwhile; "stop" sets `stop`."""
+    while conn.poll(0):
+        for message in conn.recv():
+            if message[0] == "stop":
+                stop.set()
+            else:
+                _, request, command, args = message
+                outbox.put(("reply", request, _answer(sensor, command, args)))
     outbox.flush()
