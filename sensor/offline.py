@@ -30,7 +30,7 @@ from sensor.arkime.loader import load_paths
 from sensor.arkime.runtime import PluginRuntime
 from sensor.capture.pcapfile import PcapError, PcapRecord, iter_records
 from sensor.capture.ring import RingReader
-from sensor.flows.table import SessionTable
+from sensor.flows.table import FlowTimeouts, SessionTable
 from sensor.hooks import FinishedCollector
 from sensor.kernel.contract import FlowKey, FlowState, Stat, Verdict
 from sensor.kernel.program import Record, SensorProgram, parse_record
@@ -484,15 +484,16 @@ def replay(pcaps: Iterable[str | Path], pipeline: Pipeline,
 
 def read_records(pcaps: Iterable[str | Path], plugins: Iterable[str | Path] = (),
                  frame_filter: FlowTable | SensorProgram | None = None, bypass: bool = False,
-                 kernel_records: bool = True) -> list[dict]:
+                 kernel_records: bool = True, timeouts: FlowTimeouts = FlowTimeouts()) -> list[dict]:
     """Every session of the captures as SPI records, with the given plugin
     files/dirs loaded. Without `frame_filter` every flow goes to the plugins,
     like Arkime reading a file; with one, what that pre-filter emits does, and
-    (`kernel_records`) every other flow gets its record from the filter's counters."""
+    (`kernel_records`) every other flow gets its record from the filter's counters.
+    `timeouts`: the idle timeouts of sessions and of the filter's flows alike."""
     runtime = PluginRuntime()
     load_paths(runtime, plugins)
     collected = FinishedCollector()
-    pipeline = Pipeline(runtime, SessionTable(), [collected], kernel=frame_filter, bypass=bypass,
+    pipeline = Pipeline(runtime, SessionTable(timeouts), [collected], kernel=frame_filter, bypass=bypass,
                         kernel_records=kernel_records)
     replay(pcaps, pipeline, frame_filter)
     return collected.records

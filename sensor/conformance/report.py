@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,17 @@ class CategoryCounts:
         self.missing += other.missing
         self.extra += other.extra
         self.core_agree += other.core_agree
+
+    @property
+    def coverage(self) -> float:
+        """Share of Arkime's sessions that have a record of ours."""
+        return _ratio(self.matched, self.expected)
+
+    @property
+    def agreement(self) -> float:
+        """Matched sessions with every core field equal, over the sessions of either
+        side (Arkime's plus our extra ones): a missing or extra session disagrees."""
+        return _ratio(self.core_agree, self.expected + self.extra)
 
 
 @dataclass(slots=True)
@@ -123,6 +135,7 @@ class ConformanceReport:
     directory: str
     plugins: tuple[str, ...]
     shipped: frozenset[str]
+    path: str = "none"  # how the captures were read (sensor.conformance.paths)
     captures: list[CaptureResult] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # pcaps without a .test beside them
 
@@ -199,6 +212,7 @@ class ConformanceReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "directory": self.directory,
+            "path": self.path,
             "plugins": list(self.plugins),
             "shippedProtocols": sorted(self.shipped),
             "totals": {
@@ -292,13 +306,36 @@ class ConformanceReport:
         return "\n".join(lines)
 
 
+def compare_paths(reports: Sequence[ConformanceReport]) -> str:
+    """Per category, Arkime's sessions and for each report (read path) how many
+    of them have a record (coverage) and agree on every core field."""
+    head = f"{'category':<11} {'Arkime':>6}" + "".join(
+        f" | {r.path + ': found':>13} {'cover':>7} {'agree':>7} {'extra':>5}" for r in reports)
+    lines = [head, "-" * len(head)]
+    totals = [r.category_totals() for r in reports]
+    for category in CATEGORIES:
+        expected = max(t[category].expected for t in totals)
+        if not expected and not any(t[category].actual for t in totals):
+            continue
+        row = f"{category:<11} {expected:>6}"
+        for t in totals:
+            n = t[category]
+            row += f" | {n.matched:>13} {n.coverage:>7.1%} {n.agreement:>7.1%} {n.extra:>5}"
+        lines.append(row)
+    lines.append("")
+    lines.append("cover: Arkime's sessions we have a record of; agree: sessions with every core field "
+                 "equal, over Arkime's plus our extra ones")
+    return "\n".join(lines)
+
+
 def _ratio(part: int, whole: int) -> float:
     return part / whole if whole else 1.0
 
 
 def _counts_dict(n: CategoryCounts) -> dict[str, int]:
     return {"expected": n.expected, "actual": n.actual, "matched": n.matched,
-            "missing": n.missing, "extra": n.extra, "coreAgree": n.core_agree}
+            "missing": n.missing, "extra": n.extra, "coreAgree": n.core_agree,
+            "coverage": n.coverage, "agreement": n.agreement}
 
 
 def _stats_dict(s: ProtocolFieldStats) -> dict[str, int]:

@@ -12,10 +12,10 @@ from sensor.conformance.compare import (
 )
 from sensor.conformance.match import match_sessions
 from sensor.conformance.normalise import merge_segments, normalise_body, undo_test_rules
+from sensor.conformance.paths import NO_PREFILTER, ReadPath
 from sensor.conformance.report import CaptureResult, ConformanceReport, ProtocolFieldStats, SessionDifference
 from sensor.conformance.scope import IN_SCOPE, actual_category, expected_category
 from sensor.errors import SensorError
-from sensor.offline import read_records
 
 
 _PROTOCOL_NAMES = {0: "non-ip", 1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
@@ -26,13 +26,15 @@ class ConformanceError(SensorError):
 
 
 def run_conformance(directory: str | Path, plugins: Iterable[str | Path] = (),
-                    shipped: Iterable[str] | None = None) -> ConformanceReport:
+                    shipped: Iterable[str] | None = None, path: str = NO_PREFILTER) -> ConformanceReport:
     """Compare our records for every `X.pcap` in `directory` with Arkime's `X.test`.
 
-    `plugins` are plugin files/dirs loaded for every capture (no pre-filter:
-    every session gets a record). `shipped` names the protocols whose field
-    values are compared; by default, those the given plugins claim
-    (`shipped_protocols`)."""
+    `plugins` are plugin files/dirs loaded for every capture. `path` is how
+    the captures are read (sensor.conformance.paths): `none`, every flow to
+    the plugins as Arkime reads a file; `kernel` or `python`, the default
+    `xdpsensor read` behind that pre-filter. `shipped` names the protocols
+    whose field values are compared; by default, those the given plugins
+    claim (`shipped_protocols`)."""
     root = Path(directory)
     if not root.is_dir():
         raise ConformanceError(f"{root} is not a directory: pass the folder holding Arkime's X.pcap/X.test pairs")
@@ -41,16 +43,17 @@ def run_conformance(directory: str | Path, plugins: Iterable[str | Path] = (),
         raise ConformanceError(f"{root} holds no *.pcap: pass the folder of Arkime's test captures (tests/pcap)")
     plugin_paths = tuple(str(p) for p in plugins)
     names = frozenset(shipped) if shipped is not None else shipped_protocols(plugin_paths)
-    report = ConformanceReport(str(root), plugin_paths, names - TRANSPORT_PROTOCOLS)
-    for pcap in pcaps:
-        test = pcap.with_suffix(".test")
-        if not test.is_file():
-            report.skipped.append(pcap.name)
-            continue
-        expected, merged = load_expected(test)
-        result = compare_capture(pcap, expected, plugin_paths, report.shipped)
-        result.segments_merged = merged
-        report.captures.append(result)
+    report = ConformanceReport(str(root), plugin_paths, names - TRANSPORT_PROTOCOLS, path)
+    with ReadPath(path, plugin_paths) as reader:
+        for pcap in pcaps:
+            test = pcap.with_suffix(".test")
+            if not test.is_file():
+                report.skipped.append(pcap.name)
+                continue
+            expected, merged = load_expected(test)
+            result = compare_capture(pcap, expected, reader, report.shipped)
+            result.segments_merged = merged
+            report.captures.append(result)
     return report
 
 
@@ -70,14 +73,18 @@ def load_expected(test: Path) -> tuple[list[dict], int]:
     return merge_segments(bodies)
 
 
-def compare_capture(pcap: Path, expected: list[dict], plugins: tuple[str, ...],
+def compare_capture(pcap: Path, expected: list[dict], reader: ReadPath | tuple[str, ...],
                     shipped: frozenset[str]) -> CaptureResult:
-    """Read one capture without pre-filter and compare its records with `expected`."""
+    """Read one capture through `reader` (or, given plugin paths, without
+    pre-filter) and compare its records with `expected`."""
+    if not isinstance(reader, ReadPath):
+        with ReadPath(NO_PREFILTER, tuple(reader)) as plain:
+            return compare_capture(pcap, expected, plain, shipped)
     result = CaptureResult(pcap.stem)
     try:
         result.linktypes = frozenset(rec.linktype for rec in read_pcap(pcap))
         # Our mid-session records are joined as Arkime's segments are (load_expected).
-        actual, _ = merge_segments([normalise_body(r) for r in read_records([pcap], plugins)])
+        actual, _ = merge_segments([normalise_body(r) for r in reader.records(pcap)])
     except PcapError as e:
         result.error = f"{type(e).__name__}: {e}"
         actual = []
