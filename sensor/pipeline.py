@@ -103,10 +103,12 @@ def overlay_kernel_counts(session: Session, key: FlowKey, state: FlowState, mono
     sides = (client, 1 - client)
     session.packets = [state.packets[s] for s in sides]
     session.bytes = [state.bytes[s] for s in sides]
-    if "xdp-bypassed" in session.tags:
-        # Userspace stopped seeing the payload; the kernel's count includes
-        # retransmissions, but it is the only whole one left.
+    if "xdp-bypassed" in session.tags or state.late_select:
+        # Userspace missed payload (after the bypass, or the other side's before a
+        # selection on a later payload); the kernel counted it all, by Arkime's rules.
         session.databytes = [state.databytes[s] for s in sides]
+        raw = bytes(state.payload8)
+        session.first_payload = [raw[s * 8:s * 8 + state.payload8_len[s]] for s in sides]
     for i, name in enumerate(TCPFLAG_NAMES):
         session.tcpflags[name] = state.tcpflags[i]
     zero = (state.tcpflags[TCPF_ZERO_LO], state.tcpflags[TCPF_ZERO_HI])

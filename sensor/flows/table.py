@@ -54,6 +54,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import count
 
+from sensor.flows.accounting import has_session_type, payload_databytes
 from sensor.flows.defrag import DefragLimits, Defragmenter
 from sensor.flows.events import EndReason, FlowEvent, PayloadDelivered, SessionEnded, SessionStarted, StateChanged
 from sensor.flows.key import FlowKey, community_id
@@ -314,10 +315,12 @@ class SessionTable:
                 if not session.first_payload[direction]:
                     session.first_payload[direction] = payload[:FIRST_PAYLOAD_BYTES]
                 events.append((session, direction, payload))
-        else:
+        elif proto == IPPROTO_SCTP:
             session.databytes[direction] += len(packet.payload)
-            if proto == IPPROTO_SCTP and not session.first_payload[direction]:
+            if not session.first_payload[direction]:
                 session.first_payload[direction] = _sctp_first_message_bytes(packet.payload)
+        else:
+            session.databytes[direction] += payload_databytes(proto, len(packet.payload))
         return events
 
     def expire(self, now: float) -> list[SessionEnded]:
@@ -393,7 +396,9 @@ class SessionTable:
             client, server = (packet.dst_ip, packet.dst_port), (packet.src_ip, packet.src_port)
         else:
             client, server = (packet.src_ip, packet.src_port), (packet.dst_ip, packet.dst_port)
-        if proto in (IPPROTO_ICMP, IPPROTO_ICMPV6) and len(packet.payload) >= 2:
+        if not has_session_type(proto):
+            cid = ""
+        elif proto in (IPPROTO_ICMP, IPPROTO_ICMPV6) and len(packet.payload) >= 2:
             # Community ID hashes ICMP type and code in place of ports.
             cid = community_id(packet.src_ip, packet.dst_ip, packet.payload[0], packet.payload[1], proto)
         else:

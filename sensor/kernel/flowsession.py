@@ -8,6 +8,7 @@ turns its entry into the `Session` the plugin runtime renders as an SPI
 record, exactly as a session built from packets."""
 from __future__ import annotations
 
+from sensor.flows.accounting import has_session_type
 from sensor.flows.key import community_id
 from sensor.flows.session import Session
 from sensor.flows.state import SessionState
@@ -64,7 +65,9 @@ def flow_session(key: FlowKey, state: FlowState, session_id: int, clock_offset: 
     sides = (state.client, 1 - state.client)       # client -> server first, as Session indexes
     proto = key.proto
     first, last = state.first_ns / 1e9 + clock_offset, state.last_ns / 1e9 + clock_offset
-    if proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
+    if not has_session_type(proto):
+        cid = ""
+    elif proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
         # Community ID hashes the first message's type and code in place of ports.
         icmp_bit = FlowFlag.ICMP_HI if state.client else FlowFlag.ICMP_LO
         if state.flags & icmp_bit:
@@ -81,7 +84,8 @@ def flow_session(key: FlowKey, state: FlowState, session_id: int, clock_offset: 
     )
     session.packets = [state.packets[s] for s in sides]
     session.bytes = [state.bytes[s] for s in sides]
-    session.databytes = [state.databytes[s] for s in sides]
+    # The kernel counts databytes for every protocol; Arkime only for its own session types.
+    session.databytes = [state.databytes[s] if has_session_type(proto) else 0 for s in sides]
     raw = bytes(state.payload8)
     session.first_payload = [raw[s * 8:s * 8 + state.payload8_len[s]] for s in sides]
     if proto == IPPROTO_TCP:

@@ -86,6 +86,9 @@ def test_every_kind_of_flow_has_the_record_every_packet_gives(capture):
     assert tcp["xdpsensor"]["endReason"] == "shutdown"
     sctp = next(r for r in records.values() if r["ipProtocol"] == 132)
     assert sctp["destination"]["port"] == 2905 and sctp["srcPayload8"] == b"sctp mes".hex()
+    ospf = next(r for r in records.values() if r["ipProtocol"] == 89)   # Arkime's "other" session
+    assert "community_id" not in ospf["network"] and ospf["client"]["bytes"] == 0
+    assert ospf["source"]["bytes"] > 0
 
 
 @pytest.mark.kernel
@@ -141,3 +144,27 @@ def test_a_flow_session_takes_the_kernels_client_and_sides():
     session = flow_session(key, state, 1, clock_offset=1_700_000_000.0)
     assert (session.client_ip, session.client_port, session.server_port) == (C, 40000, 53)
     assert session.packets == [3, 1] and session.first_ts == 1_700_000_002.0
+
+
+def server_speaks_first() -> Capture:
+    """An SMTP-like exchange: the server's greeting passes before the client's
+    first bytes select the flow; then a long reply after the plugin-free
+    pipeline would have bypassed it."""
+    cap = Capture()
+    conv = cap.tcp((C, 40020), (S, 2525)).handshake()
+    conv.send("s", b"220 greeting from the server\r\n")
+    conv.send("c", b"EHLO client\r\n")
+    conv.send("s", b"250 ok\r\n", b"250 more\r\n")
+    conv.close()
+    return cap
+
+
+@pytest.mark.parametrize("bypass", [False, True])
+def test_a_flow_selected_after_the_other_sides_payload_counts_it(tmp_path, bypass):
+    path = server_speaks_first().write(tmp_path / "late.pcap")
+    rules = RuleSet().add_specs(prefixes=["tcp:0:EHLO"])
+    [plain] = read_records([path])
+    [late] = read_records([path], frame_filter=PythonFlowTable(rules), bypass=bypass)
+    assert late["xdpsensor"]["delivered"] > 0          # selected, not a kernel-only record
+    assert core_differences(plain, late) == []
+    assert late["dstPayload8"] == b"220 gree".hex()

@@ -1,0 +1,24 @@
+"""What Arkime counts of an IP protocol beyond packets and bytes.
+
+Arkime has a session type of its own for TCP, UDP, SCTP, ICMP/ICMPv6 and ESP,
+and gives those sessions databytes and a Community ID. Every other IP
+protocol (IGMP, OSPF, PIM, GRE, AH, IP-in-IP, ...) is its "other" session:
+no databytes, no Community ID (capture/db.c, capture/parsers/*.c)."""
+from __future__ import annotations
+
+from sensor.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP
+
+IPPROTO_ESP = 50
+_ARKIME_SESSION_TYPES = frozenset((IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ESP, IPPROTO_ICMPV6,
+                                   IPPROTO_SCTP))
+
+
+def has_session_type(proto: int) -> bool:
+    """Whether Arkime counts databytes and writes a Community ID for this IP protocol."""
+    return proto in _ARKIME_SESSION_TYPES
+
+
+def payload_databytes(proto: int, payload_len: int) -> int:
+    """The databytes a packet of a port-less protocol (not TCP, UDP or SCTP)
+    adds, given what follows its IP header."""
+    return payload_len if proto in _ARKIME_SESSION_TYPES else 0
