@@ -28,10 +28,6 @@
 #define RINGBUF_PAGES 1024
 #endif
 
-#define ETH_P_8021Q_ 0x8100
-#define ETH_P_8021AD_ 0x88A8
-#define IP_MF_ 0x2000
-#define IP_OFFMASK_ 0x1FFF
 #define IPPROTO_ICMPV6_ 58
 #define IPPROTO_SCTP_ 132
 
@@ -52,6 +48,20 @@ BPF_PERCPU_ARRAY(scratch, struct record_buf, 1);
  * copies for the others (sensor/kernel/program.py fills `rings`). */
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 BPF_ARRAY_OF_MAPS(rings, "events", SENSOR_RINGS_MAX);
+/* enum udp_tunnel by host-order UDP destination port (sensor/kernel/program.py fills it). */
+BPF_ARRAY(udp_tunnels, __u8, 65536);
+
+/* What a UDP destination port carries: the walk (parse.h) asks for UDP packets only. */
+static __always_inline __u8 udp_tunnel_kind(__u16 port)
+{
+    __u32 idx = port;
+    __u8 *kind = udp_tunnels.lookup(&idx);
+    return kind ? *kind : UDP_TUNNEL_NONE;
+}
+
+#include "parse.h"
+
+BPF_PERCPU_ARRAY(walks, struct walk, 1);   /* the walk's working state (see walk_frame) */
 
 /* What the parser learnt about one frame. */
 struct parsed {
@@ -71,6 +81,7 @@ struct parsed {
     __u8 has_icmp;              /* ICMP/ICMPv6 with type and code */
     __u8 icmp_type;
     __u8 icmp_code;
+    __u16 tunnels;              /* enum sensor_tunnel: what the flow came out of */
 };
 
 static __always_inline void count(__u32 idx)
@@ -78,16 +89,6 @@ static __always_inline void count(__u32 idx)
     __u64 *v = stats.lookup(&idx);
     if (v)
         *v += 1;    /* per-CPU slot: no atomics needed */
-}
-
-/* Bounds-checked pointer into the frame; the mask gives the verifier a
- * range for the variable offset. */
-static __always_inline void *at(void *data, void *data_end, __u32 off, __u32 size)
-{
-    void *p = data + (off & 0xffff);
-    if (p + size > data_end)
-        return NULL;
-    return p;
 }
 
 /* Every IP protocol is a flow, keyed as Arkime keys it: TCP, UDP and SCTP
@@ -141,109 +142,31 @@ static __always_inline int parse_l4(void *data, void *data_end, struct parsed *p
     return 0;
 }
 
-static __always_inline int parse_ipv4(void *data, void *data_end, __u32 off, struct parsed *p)
+/* The walk (parse.h) down to the innermost IP header, then its L4 header.
+ * Returns enum walk_result. A later fragment has no L4 header: its payload
+ * is all the IP packet carries. */
+static __always_inline int parse_frame(struct xdp_md *ctx, struct parsed *p)
 {
-    struct iphdr *ip = at(data, data_end, off, sizeof(*ip));
-    if (!ip)
-        return -1;
-    __u32 ihl = ip->ihl * 4;
-    if (ihl < sizeof(*ip))
-        return -1;
-    p->key.family = 4;
-    p->key.proto = ip->protocol;
-    __builtin_memcpy(p->key.addr, &ip->saddr, 4);
-    __builtin_memcpy(p->key.addr + 16, &ip->daddr, 4);
-    __u16 frag = bpf_ntohs(ip->frag_off);
-    p->frag_id = ip->id;
-    __u16 tot_len = bpf_ntohs(ip->tot_len);
-    if (frag & IP_OFFMASK_) {
+    __u32 zero = 0;
+    struct walk *w = walks.lookup(&zero);
+    if (!w)
+        return WALK_NOT_IP;
+    int rc = walk_frame(ctx, &p->key, w);
+    p->frag_id = w->frag_id;
+    p->tunnels = w->tunnels;
+    p->vlan[0] = w->vlan[0];
+    p->vlan[1] = w->vlan[1];
+    if (rc == WALK_LATER_FRAGMENT) {
         p->is_later_fragment = 1;
-        p->payload_len = tot_len > ihl ? tot_len - ihl : 0;
-        return 0;
+        p->payload_len = w->l4_end > w->l4_off ? w->l4_end - w->l4_off : 0;
     }
-    p->is_first_fragment = (frag & IP_MF_) != 0;
-    p->l4_off = off + ihl;
-    /* Ethernet pads short frames: the IP length, not the frame, ends L4. */
-    __u32 l4_end = off + tot_len;
-    return parse_l4(data, data_end, p, l4_end);
-}
-
-static __always_inline int is_ipv6_ext(__u8 nexthdr)
-{
-    return nexthdr == 0 || nexthdr == 43 || nexthdr == 44 || nexthdr == 51 || nexthdr == 60;
-}
-
-static __always_inline int parse_ipv6(void *data, void *data_end, __u32 off, struct parsed *p)
-{
-    struct ipv6hdr *ip6 = at(data, data_end, off, sizeof(*ip6));
-    if (!ip6)
-        return -1;
-    p->key.family = 6;
-    __builtin_memcpy(p->key.addr, &ip6->saddr, 16);
-    __builtin_memcpy(p->key.addr + 16, &ip6->daddr, 16);
-    __u32 l4_end = off + sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
-    __u8 nexthdr = ip6->nexthdr;
-    off += sizeof(*ip6);
-
-#pragma unroll
-    for (int i = 0; i < SENSOR_IPV6_EXT_MAX; i++) {
-        if (!is_ipv6_ext(nexthdr))
-            break;
-        __u8 *ext = at(data, data_end, off, 8);
-        if (!ext)
-            return -1;
-        if (nexthdr == 44) {        /* fragment header: fixed 8 bytes */
-            __u16 frag = bpf_ntohs(*(__u16 *)(ext + 2));
-            p->frag_id = *(__u32 *)(ext + 4);
-            if (frag & 0xfff8) {
-                p->key.proto = ext[0];
-                p->is_later_fragment = 1;
-                p->payload_len = l4_end > off + 8 ? l4_end - off - 8 : 0;
-                return 0;
-            }
-            p->is_first_fragment = (frag & 1) != 0;
-            off += 8;
-        } else if (nexthdr == 51) { /* AH counts in 4-byte units */
-            off += (ext[1] + 2) * 4;
-        } else {
-            off += (ext[1] + 1) * 8;
-        }
-        nexthdr = ext[0];
-    }
-    if (is_ipv6_ext(nexthdr)) {
-        count(STAT_IPV6_EXT_LIMIT);
-        return -3;
-    }
-    p->key.proto = nexthdr;
-    p->l4_off = off;
-    return parse_l4(data, data_end, p, l4_end);
-}
-
-/* Ethernet with up to two VLAN tags (802.1Q / 802.1ad), then IP. */
-static __always_inline int parse_frame(void *data, void *data_end, struct parsed *p)
-{
-    struct ethhdr *eth = at(data, data_end, 0, sizeof(*eth));
-    if (!eth)
-        return -1;
-    __u16 proto = eth->h_proto;
-    __u32 off = sizeof(*eth);
-
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-        if (proto != bpf_htons(ETH_P_8021Q_) && proto != bpf_htons(ETH_P_8021AD_))
-            break;
-        __u16 *tag = at(data, data_end, off, 4);
-        if (!tag)
-            return -1;
-        p->vlan[i] = bpf_ntohs(tag[0]) & 0x0fff;
-        proto = tag[1];
-        off += 4;
-    }
-    if (proto == bpf_htons(ETH_P_IP))
-        return parse_ipv4(data, data_end, off, p);
-    if (proto == bpf_htons(ETH_P_IPV6))
-        return parse_ipv6(data, data_end, off, p);
-    return -4;
+    if (rc != WALK_FLOW)
+        return rc;
+    p->is_first_fragment = w->first_fragment;
+    p->l4_off = w->l4_off;
+    asm volatile("" ::: "memory");
+    int l4 = parse_l4((void *)(long)ctx->data, (void *)(long)ctx->data_end, p, w->l4_end);
+    return l4 == -1 ? WALK_TRUNCATED : WALK_FLOW;
 }
 
 /* Order the endpoints so both directions share one key; returns the
@@ -596,8 +519,6 @@ static __always_inline void remember_first_fragment(const struct parsed *p, cons
 
 int xdp_sensor(struct xdp_md *ctx)
 {
-    void *data = (void *)(long)ctx->data;
-    void *data_end = (void *)(long)ctx->data_end;
     __u32 zero = 0;
 
     count(STAT_SEEN);
@@ -606,16 +527,20 @@ int xdp_sensor(struct xdp_md *ctx)
         return XDP_PASS;
 
     struct parsed p = {};
-    int rc = parse_frame(data, data_end, &p);
-    if (rc == -4) {
-        count(STAT_NOT_IP);
-        return XDP_PASS;
-    }
-    if (rc < 0) {
-        if (rc == -1)
+    int rc = parse_frame(ctx, &p);
+    if (rc != WALK_FLOW && rc != WALK_LATER_FRAGMENT) {
+        if (rc == WALK_NOT_IP)
+            count(STAT_NOT_IP);
+        else if (rc == WALK_TRUNCATED)
             count(STAT_TRUNCATED);
+        else if (rc == WALK_EXT_LIMIT)
+            count(STAT_IPV6_EXT_LIMIT);
+        else
+            count(STAT_WALK_DEPTH);
         return XDP_PASS;
     }
+    if (p.tunnels)
+        count(STAT_TUNNELLED);
     if (p.is_later_fragment) {
         handle_later_fragment(ctx, cfg, &p);
         return XDP_PASS;

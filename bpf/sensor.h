@@ -88,6 +88,8 @@ enum sensor_stat {
     STAT_FRAG_FOLLOWED,     /* later fragments attributed to a known flow */
     STAT_FRAG_ORPHAN,       /* later fragments whose first fragment was not seen */
     STAT_RING_GONE,         /* records lost because their ring had no reader (a worker died) */
+    STAT_TUNNELLED,         /* frames whose flow was found inside a tunnel (bpf/parse.h) */
+    STAT_WALK_DEPTH,        /* more than SENSOR_WALK_STEPS headers before the innermost packet */
     STAT_MAX,
 };
 
@@ -217,6 +219,7 @@ enum sensor_tunnel {
     TUNNEL_VXLAN = 32,
     TUNNEL_VXLAN_GPE = 64,
     TUNNEL_GENEVE = 128,
+    TUNNEL_IP = 256,        /* IP-in-IP, IPv6-in-IPv4, ...: Arkime names no protocol for it */
 };
 
 /* What a UDP destination port carries, in the `udp_tunnels` array (index: host-order port). */

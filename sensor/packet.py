@@ -597,6 +597,7 @@ def _decapsulate(packet: Packet, frame: bytes, pos: int, end: int, layers: _Laye
         return None
     proto = packet.ip_protocol
     if proto == IPPROTO_IPIP or proto == IPPROTO_IPV6:
+        layers.tunnels |= Tunnel.IP
         return _decode_ethertype(frame, pos, ETHERTYPE_IPV4 if proto == IPPROTO_IPIP else ETHERTYPE_IPV6,
                                  packet.timestamp, packet.frame_len, layers)
     if proto == IPPROTO_GRE:

@@ -16,28 +16,22 @@ from __future__ import annotations
 import ctypes as ct
 import struct
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from sensor.kernel.contract import (
     IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, MAX_SNAPLEN, PORTED_PROTOCOLS,
     TCPF_COUNT, TCPF_ZERO_HI, TCPF_ZERO_LO, TCPFLAG_NAMES, FlowFlag, FlowKey, FlowState, Reason, RecordHeader,
-    Stat, Verdict,
+    Stat, Verdict, WalkResult,
 )
 from sensor.kernel.program import ProgramOptions, Record
 from sensor.kernel.rules import RuleSet
+from sensor.walk import DEFAULT_UDP_TUNNELS, walk_frame
 
 FRAG_ENTRIES = 4096      # bpf/sensor.bpf.c FRAG_ENTRIES
-IPV6_EXT_MAX = 8         # bpf/sensor.h SENSOR_IPV6_EXT_MAX
 TEST_RUN_IFINDEX = 1     # BPF_PROG_TEST_RUN runs on the netns loopback device: ingress_ifindex 1
 
-_ETH_P_IP, _ETH_P_IPV6 = 0x0800, 0x86DD
-_VLAN_TPIDS = (0x8100, 0x88A8)
-_IPV6_EXT = frozenset((0, 43, 44, 51, 60))
-_ZERO12 = bytes(12)
 _U16 = struct.Struct("!H")
-_IPV4 = struct.Struct("!BxHHHxB2x4s4s")      # ver/ihl, tot_len, id, frag, proto, src, dst
-_IPV6_FIXED = struct.Struct("!4xHB")          # payload_len, nexthdr
 _TCP = struct.Struct("!4xIIBBH")              # seq, ack, data offset byte, flags, window
 _KEY_TAIL = struct.Struct("<BB2x")            # proto, family, pad
 _HASH_WORDS = struct.Struct("<9I")
@@ -47,6 +41,8 @@ _M32 = 0xFFFFFFFF
 
 # Why a frame was not counted on a flow (the kernel's stats index).
 NOT_IP, TRUNCATED, IPV6_EXT_LIMIT = Stat.NOT_IP, Stat.TRUNCATED, Stat.IPV6_EXT_LIMIT
+_WALK_STATS = {WalkResult.NOT_IP: NOT_IP, WalkResult.TRUNCATED: TRUNCATED, WalkResult.EXT_LIMIT: IPV6_EXT_LIMIT,
+               WalkResult.DEPTH_LIMIT: Stat.WALK_DEPTH}
 _M32_SIGN = 0x80000000
 
 # tcp flags byte -> the tcpflags[] indexes it counts, as count_tcp_flags() does
@@ -84,56 +80,8 @@ class ParsedFrame:
     tcp_seq: int = 0
     tcp_ack: int = 0
     icmp: tuple[int, int] | None = None                      # ICMP type, code
-    vlan: tuple[int, int] = (0, 0)                           # outer, inner VLAN id
-
-
-def _ipv4(frame: bytes, off: int, vlan: tuple[int, int]) -> ParsedFrame | Stat:
-    n = len(frame)
-    if off + 20 > n:
-        return TRUNCATED
-    ver_ihl, tot_len, ip_id, frag, proto, src, dst = _IPV4.unpack_from(frame, off)
-    ihl = (ver_ihl & 0x0F) * 4
-    if ihl < 20:
-        return TRUNCATED
-    src, dst = src + _ZERO12, dst + _ZERO12
-    frag_id = ((ip_id & 0xFF) << 8) | (ip_id >> 8)  # the kernel keeps the raw network-order u16
-    if frag & 0x1FFF:
-        return ParsedFrame(None, 0, proto, payload_len=max(tot_len - ihl, 0), frag_key=(src, dst, frag_id, proto),
-                           sender=src)
-    return _l4(frame, off + ihl, off + tot_len, proto, 4, src, dst, vlan, bool(frag & 0x2000), frag_id)
-
-
-def _ipv6(frame: bytes, off: int, vlan: tuple[int, int]) -> ParsedFrame | Stat:
-    n = len(frame)
-    if off + 40 > n:
-        return TRUNCATED
-    payload_len, nexthdr = _IPV6_FIXED.unpack_from(frame, off)
-    src, dst = frame[off + 8:off + 24], frame[off + 24:off + 40]
-    l4_end = off + 40 + payload_len
-    off += 40
-    first_fragment, frag_id = False, 0
-    for _ in range(IPV6_EXT_MAX):
-        if nexthdr not in _IPV6_EXT:
-            break
-        if off + 8 > n:
-            return TRUNCATED
-        following = frame[off]
-        if nexthdr == 44:       # fragment header: fixed 8 bytes
-            frag_id = int.from_bytes(frame[off + 4:off + 8], "little")
-            frag = _U16.unpack_from(frame, off + 2)[0]
-            if frag & 0xFFF8:
-                return ParsedFrame(None, 0, following, payload_len=max(l4_end - off - 8, 0),
-                                   frag_key=(src, dst, frag_id, following), sender=src)
-            first_fragment = bool(frag & 1)
-            off += 8
-        elif nexthdr == 51:     # AH counts in 4-byte units
-            off += (frame[off + 1] + 2) * 4
-        else:
-            off += (frame[off + 1] + 1) * 8
-        nexthdr = following
-    if nexthdr in _IPV6_EXT:
-        return IPV6_EXT_LIMIT
-    return _l4(frame, off, l4_end, nexthdr, 6, src, dst, vlan, first_fragment, frag_id)
+    vlan: tuple[int, int] = (0, 0)                           # the first two VLAN ids the walk met
+    tunnels: int = 0                                         # Tunnel bits: what the flow came out of
 
 
 def _l4(frame: bytes, l4_off: int, l4_end: int, proto: int, family: int, src: bytes, dst: bytes,
@@ -190,29 +138,22 @@ def _l4(frame: bytes, l4_off: int, l4_end: int, proto: int, family: int, src: by
         first_fragment, (src, dst, frag_id, proto) if first_fragment else None, src, seq, ack, icmp, vlan)
 
 
-def parse_frame(frame: bytes) -> ParsedFrame | Stat:
-    """Parse like parse_frame() in bpf/sensor.bpf.c: Ethernet, up to two VLAN
-    tags, IPv4 (options, fragments) or IPv6 (extension headers), then TCP,
-    UDP or SCTP ports, ICMP type and code, or nothing for other protocols.
+def parse_frame(frame: bytes, udp_tunnels: Mapping[int, int] = DEFAULT_UDP_TUNNELS) -> ParsedFrame | Stat:
+    """Parse like parse_frame() in bpf/sensor.bpf.c: the header walk
+    (sensor.walk, bpf/parse.h) to the innermost IP packet, then TCP, UDP or
+    SCTP ports, ICMP type and code, or nothing for other protocols.
     Returns the kernel's stats index when the frame is on no flow."""
-    if len(frame) < 14:
-        return TRUNCATED
-    ethertype = (frame[12] << 8) | frame[13]
-    off = 14
-    vlan = [0, 0]
-    for i in range(2):
-        if ethertype not in _VLAN_TPIDS:
-            break
-        if off + 4 > len(frame):
-            return TRUNCATED
-        vlan[i] = ((frame[off] << 8) | frame[off + 1]) & 0x0FFF
-        ethertype = (frame[off + 2] << 8) | frame[off + 3]
-        off += 4
-    if ethertype == _ETH_P_IP:
-        return _ipv4(frame, off, (vlan[0], vlan[1]))
-    if ethertype == _ETH_P_IPV6:
-        return _ipv6(frame, off, (vlan[0], vlan[1]))
-    return NOT_IP
+    result, w = walk_frame(frame, udp_tunnels)
+    vlan = (w.vlan[0], w.vlan[1])
+    if result == WalkResult.LATER_FRAGMENT:
+        return ParsedFrame(None, 0, w.proto, payload_len=max(w.l4_end - w.l4_off, 0),
+                           frag_key=(w.src, w.dst, w.frag_id, w.proto), sender=w.src, vlan=vlan, tunnels=w.tunnels)
+    if result != WalkResult.FLOW:
+        return _WALK_STATS[result]
+    p = _l4(frame, w.l4_off, w.l4_end, w.proto, w.family, w.src, w.dst, vlan, w.first_fragment, w.frag_id)
+    if isinstance(p, ParsedFrame):
+        p.tunnels = w.tunnels
+    return p
 
 
 def flow_hash(key: bytes) -> int:
@@ -302,10 +243,12 @@ class PythonFlowTable:
         would write to the ring buffer, or None."""
         stats = self._stats
         stats[Stat.SEEN] += 1
-        p = parse_frame(frame)
+        p = parse_frame(frame, self.options.udp_tunnels)
         if not isinstance(p, ParsedFrame):
             stats[p] += 1
             return None
+        if p.tunnels:
+            stats[Stat.TUNNELLED] += 1
         if p.key is None:
             return self._later_fragment(frame, p, ts_ns)
         stats[Stat.PARSED] += 1

@@ -243,7 +243,7 @@ class Walk:
     proto: int = 0
     src: bytes = b""            # 16 bytes, IPv4 zero-padded
     dst: bytes = b""
-    l4_off: int = 0
+    l4_off: int = 0             # the innermost L4 header (a later fragment: its payload)
     l4_end: int = 0
     vlan: list[int] = field(default_factory=lambda: [0, 0])
     tunnels: int = 0
@@ -316,9 +316,9 @@ def _ipv4(frame: bytes, off: int, w: Walk, udp_tunnels: Mapping[int, int]) -> Wa
     w.src, w.dst = src + _ZERO12, dst + _ZERO12
     w.frag_id = ((ip_id & 0xFF) << 8) | (ip_id >> 8)  # the raw network-order u16, read natively
     w.first_fragment = False
+    w.l4_off, w.l4_end = off + ihl, off + tot_len
     if frag & 0x1FFF:
         return WalkResult.LATER_FRAGMENT
-    w.l4_off, w.l4_end = off + ihl, off + tot_len
     if frag & 0x2000:
         w.first_fragment = True
         return WalkResult.FLOW      # a fragment is never decapsulated: its flow is this one
@@ -345,7 +345,7 @@ def _ipv6(frame: bytes, off: int, w: Walk, udp_tunnels: Mapping[int, int]) -> Wa
             w.frag_id = int.from_bytes(frame[off + 4:off + 8], "little")
             frag = _U16.unpack_from(frame, off + 2)[0]
             if frag & 0xFFF8:
-                w.proto = following
+                w.proto, w.l4_off = following, off + 8
                 return WalkResult.LATER_FRAGMENT
             w.first_fragment = bool(frag & 1)
             off += 8
@@ -370,6 +370,7 @@ def _l4(frame: bytes, w: Walk, udp_tunnels: Mapping[int, int]) -> WalkResult | N
         return WalkResult.FLOW
     if proto == IPPROTO_IPIP or proto == IPPROTO_IPV6:
         w.proto = ETHERTYPE_IPV4 if proto == IPPROTO_IPIP else ETHERTYPE_IPV6
+        w.tunnels |= Tunnel.IP
         return None
     if proto == IPPROTO_GRE:
         step = gre_step(frame, off)

@@ -67,6 +67,8 @@ class Stat(enum.IntEnum):
     FRAG_FOLLOWED = 13
     FRAG_ORPHAN = 14
     RING_GONE = 15
+    TUNNELLED = 16
+    WALK_DEPTH = 17
 
 
 STAT_COUNT = len(Stat)
@@ -100,6 +102,7 @@ class Tunnel(enum.IntFlag):
     VXLAN = 32
     VXLAN_GPE = 64
     GENEVE = 128
+    IP = 256
 
 
 class UdpTunnel(enum.IntEnum):

@@ -7,8 +7,8 @@ import ctypes as ct
 import mmap
 import os
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 
 from sensor.errors import SensorError
 from sensor.kernel import bpfsys
@@ -17,6 +17,7 @@ from sensor.kernel.contract import (
     PrefixKey, PrefixShape, RecordHeader, SensorConfig, Stat, Verdict, select_proto_bits,
 )
 from sensor.kernel.rules import RuleSet
+from sensor.walk import DEFAULT_UDP_TUNNELS
 
 DEFAULT_SNAPLEN = 1522  # a full 1514-byte frame plus two VLAN tags
 
@@ -34,6 +35,8 @@ class ProgramOptions:
     emit_undecided: bool = False
     rings: int = 1                     # one per worker process
     wakeup_bytes: int = 64 * 1024      # a ring's reader is woken once it holds this much
+    # UDP destination port -> the tunnel it carries (sensor.walk.parse_udp_tunnels)
+    udp_tunnels: Mapping[int, int] = field(default_factory=lambda: dict(DEFAULT_UDP_TUNNELS))
 
     def __post_init__(self) -> None:
         if not 1 <= self.snaplen <= MAX_SNAPLEN:
@@ -90,7 +93,7 @@ class SensorProgram:
             raise ProgramError(f"could not compile/load the XDP program: {e}. "
                                "Run `xdpsensor check` to see what the host lacks.") from e
         self._map_fd = {name: self.bpf[name.encode()].map_fd for name in
-                        ("flows", "ports", "prefixes", "prefix_shapes", "config", "stats", "rings")}
+                        ("flows", "ports", "prefixes", "prefix_shapes", "config", "stats", "rings", "udp_tunnels")}
         # Ring 0 is bcc's `events`; the others are made here with its size.
         self.ring_size = options.ring_size
         self._own_rings = [bpfsys.ringbuf_create(self.ring_size, f"events{i}") for i in range(1, options.rings)]
@@ -104,6 +107,8 @@ class SensorProgram:
                                     emit_undecided=int(options.emit_undecided),
                                     rings=options.rings, wakeup_bytes=options.wakeup_bytes)
         self._write_config()
+        for port, kind in options.udp_tunnels.items():
+            self._update("udp_tunnels", ct.c_uint32(port), ct.c_uint8(kind))
         # bpf_ktime_get_ns() is CLOCK_MONOTONIC: this turns it into epoch time.
         self.monotonic_offset = time.time() - time.monotonic()
 
