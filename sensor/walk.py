@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from sensor.kernel.contract import (
-    GTP_EXT_MAX, IPV6_EXT_MAX, MPLS_MAX, VLAN_MAX, WALK_OFFSET_MAX, WALK_STEPS, Tunnel, UdpTunnel, WalkResult,
+    GTP_EXT_MAX, IPPROTO_UDP, IPV6_EXT_MAX, MPLS_MAX, VLAN_MAX, WALK_OFFSET_MAX, WALK_STEPS, Tunnel, UdpTunnel, WalkResult,
 )
 
 ETHERTYPE_IPV4 = 0x0800
@@ -34,8 +34,6 @@ ETHERTYPE_ERSPAN = 0x88BE       # ERSPAN type II (type I when GRE has no sequenc
 ETHERTYPE_ERSPAN3 = 0x22EB
 
 IPPROTO_IPIP = 4
-IPPROTO_TCP = 6
-IPPROTO_UDP = 17
 IPPROTO_IPV6 = 41
 IPPROTO_GRE = 47
 IPV6_EXTENSIONS = frozenset((0, 43, 44, 51, 60))
