@@ -27,7 +27,8 @@ MEMO_MAX = 1 << 16      # remembered (addresses, ports) -> worker
 class Sharder:
     """The worker of each capture record. Plain IPv4 frames are looked up by
     their raw addresses and ports, so the full parse (and the hash) runs once
-    per flow direction, not per packet."""
+    per flow direction, not per packet; tunnel packets (whose flow is the one
+    inside) are parsed every time."""
 
     def __init__(self, count: int) -> None:
         self.count = count
@@ -41,25 +42,29 @@ class Sharder:
             raw = data[23:24] + data[26:38]              # protocol, addresses, ports
             shard = self._memo.get(raw)
             if shard is None:
-                if len(self._memo) >= MEMO_MAX:
-                    self._memo.clear()
-                shard = self._memo[raw] = self._parsed(rec)
+                shard, plain = self._parsed(rec)
+                if plain:
+                    if len(self._memo) >= MEMO_MAX:
+                        self._memo.clear()
+                    self._memo[raw] = shard
             return shard
-        return self._parsed(rec)
+        return self._parsed(rec)[0]
 
-    def _parsed(self, rec: PcapRecord) -> int:
+    def _parsed(self, rec: PcapRecord) -> tuple[int, bool]:
+        """(the worker, whether the frame's addresses and ports are its flow's:
+        not so inside a tunnel, nor for a frame on no TCP/UDP flow)."""
         frame = program_frame(rec.linktype, rec.data)
         p = parse_frame(frame) if frame is not None else None
         if not isinstance(p, ParsedFrame):
-            return 0
+            return 0, False
         if p.key is None:
-            return self._frags.get(p.frag_key, 0)
+            return self._frags.get(p.frag_key, 0), False
         shard = flow_hash(p.key) % self.count
         if p.first_fragment:
             self._frags[p.frag_key] = shard
             if len(self._frags) > FRAG_ENTRIES:
                 self._frags.popitem(last=False)
-        return shard
+        return shard, not p.tunnels
 
 
 def read_in_workers(paths: Sequence[Path], pool: WorkerPool, stop: threading.Event | None = None) -> ReplaySummary:
