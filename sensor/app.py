@@ -123,7 +123,8 @@ class Sensor:
         packet_outputs = [output for output in self.outputs if hasattr(output, "record_saving")]
         self._pipeline = Pipeline(self.runtime, table, [self.registry, *packet_outputs, self.writer, self],
                                   kernel=kernel, bypass=bypass, save_every=self.config.save_every,
-                                  max_packets=self.config.max_packets, kernel_records=self.config.flows == "all")
+                                  max_packets=self.config.max_packets, kernel_records=self.config.flows == "all",
+                                  udp_tunnels=self.config.udp_tunnel_table())
         return self._pipeline
 
     def session_finished(self, finished: FinishedSession) -> None:
@@ -333,7 +334,8 @@ class Sensor:
 
 
 def program_options(cfg: SensorConfig, rings: int = 1) -> ProgramOptions:
-    return ProgramOptions(snaplen=cfg.snaplen or DEFAULT_SNAPLEN, emit_undecided=cfg.emit_undecided, rings=rings)
+    return ProgramOptions(snaplen=cfg.snaplen or DEFAULT_SNAPLEN, emit_undecided=cfg.emit_undecided, rings=rings,
+                          udp_tunnels=cfg.udp_tunnel_table())
 
 
 def attach_program(cfg: SensorConfig, interfaces: Sequence[str], netns: str | None = None, mode: str = "auto",

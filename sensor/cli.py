@@ -119,6 +119,9 @@ def _sensor_options(command):
                      help="bytes copied per packet, 1-2048 (default: a full 1522-byte frame)"),
         click.option("--emit-undecided", is_flag=True,
                      help="also send first payloads of undecided flows (complete late-selected sessions, more load)"),
+        click.option("--udp-tunnels", default=None,
+                     help="UDP tunnels to take apart, NAME:PORT,... of vxlan, vxlan-gpe, geneve, gtp "
+                          "(default: vxlan:4789,vxlan-gpe:4790,geneve:6081,gtp:2152)"),
         click.option("--workers", type=int, default=None,
                      help="Python worker processes, flows shared by a symmetric hash (default: run, one per "
                           "usable CPU up to 8; read, 1)"),

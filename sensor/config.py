@@ -30,6 +30,7 @@ import grp
 import os
 import pwd
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from sensor.kernel.contract import MAX_SNAPLEN, RINGS_MAX
 from sensor.kernel.rules import RuleError, parse_proto_spec
 from sensor.output import follows_packets, local_file
 from sensor.pipeline import MAX_PACKETS, SAVE_EVERY
+from sensor.walk import DEFAULT_UDP_TUNNELS, parse_udp_tunnels
 from sensor.yamlload import YamlError, load_yaml
 
 BUNDLED_PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
@@ -73,7 +75,12 @@ class SensorConfig:
     max_packets: int = MAX_PACKETS  # packets after which a session gets a mid-session record
     flows: str = "all"          # "all": every flow has a record; "selected": only flows a rule selected
     protos: list[str] = field(default_factory=list)   # IP protocols whose every flow is selected, as --proto
+    udp_tunnels: str | None = None  # NAME:PORT,... the UDP tunnels taken apart (None: Arkime's ports)
     base_dir: Path = field(default_factory=Path.cwd)
+
+    def udp_tunnel_table(self) -> Mapping[int, int]:
+        """UDP destination port -> the tunnel it carries (sensor.walk.parse_udp_tunnels)."""
+        return DEFAULT_UDP_TUNNELS if self.udp_tunnels is None else parse_udp_tunnels(self.udp_tunnels)
 
     def plugin_paths(self) -> list[Path]:
         """Bundled plugins first (when on), then the user's, in the order given."""
@@ -86,7 +93,7 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
     "outputs": list, "max_frames_per_session": int, "timeouts": dict, "max_sessions": int,
     "snaplen": int, "emit_undecided": bool, "user": (str, int), "group": (str, int), "metrics": (str, int),
     "status_interval": (int, float), "plugin_time_budget": (int, float), "workers": int,
-    "save_every": (int, float), "max_packets": int,
+    "save_every": (int, float), "max_packets": int, "udp_tunnels": str,
     "flows": str, "protos": list,
 }
 FLOWS = ("all", "selected")
@@ -176,6 +183,10 @@ def check_config(cfg: SensorConfig, where: str = "config") -> None:
         raise ConfigError(f"{where}: snaplen must be between 1 and {MAX_SNAPLEN} bytes, got {cfg.snaplen}")
     if cfg.max_packets < 1:
         raise ConfigError(f"{where}: max_packets must be at least 1 (Arkime's maxPackets; default {MAX_PACKETS})")
+    try:
+        cfg.udp_tunnel_table()
+    except ValueError as e:
+        raise ConfigError(f"{where}: udp_tunnels: {e}") from None
     for key in ("status_interval", "plugin_time_budget", "save_every"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"{where}: {key} must be 0 (off) or a positive number of seconds")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import count
 from typing import Protocol
@@ -27,6 +27,7 @@ from sensor.kernel.contract import TCPF_ZERO_HI, TCPF_ZERO_LO, TCPFLAG_NAMES, Fl
 from sensor.kernel.flowsession import end_reason, flow_session
 from sensor.packet import IPPROTO_TCP, LINKTYPE_ETHERNET, NotIp, PacketError, decode_frame
 from sensor.prefilter import flow_hash
+from sensor.walk import DEFAULT_UDP_TUNNELS
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +135,11 @@ class Pipeline:
     def __init__(self, runtime: PluginRuntime, table: SessionTable, listeners: Sequence[object] = (),
                  kernel: KernelFlows | None = None, bypass: bool = False,
                  save_every: float = SAVE_EVERY, max_packets: int = MAX_PACKETS, kernel_records: bool = True,
-                 shard: tuple[int, int] | None = None) -> None:
+                 shard: tuple[int, int] | None = None, udp_tunnels: Mapping[int, int] = DEFAULT_UDP_TUNNELS) -> None:
         self.runtime = runtime
         self.save_every = save_every  # 0: no time-based mid-session records
         self.max_packets = max_packets
+        self.udp_tunnels = udp_tunnels   # UDP destination port -> the tunnel the decoder takes apart
         self.hooks = ListenerChain(listeners)
         self.table = table
         self.ether = EtherSessions()   # sessions of frames that carry no IP packet (ARP, LLDP, ...)
@@ -178,7 +180,7 @@ class Pipeline:
               linktype: int, wire_len: int | None) -> None:
         self.stats.frames += 1
         try:
-            packet = decode_frame(frame, timestamp, linktype, wire_len)
+            packet = decode_frame(frame, timestamp, linktype, wire_len, self.udp_tunnels)
         except NotIp as e:
             ended = self.ether.process(frame, timestamp, wire_len or len(frame)) \
                 if linktype == LINKTYPE_ETHERNET else None
