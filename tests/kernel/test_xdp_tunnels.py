@@ -32,7 +32,6 @@ def test_the_inner_flow_is_selected_and_counted(xdp, name: str) -> None:
     assert state.verdict == Verdict.SELECTED
     assert list(state.vlan) == ([12, 0] if name == "vlan-vxlan" else [0, 0])
     assert sum(state.packets) == 1 and sum(state.bytes) == len(frame)
-    assert sum(state.databytes) == len(tf.PAYLOAD)
     assert xdp.delta(Stat.TUNNELLED) == 1
 
 
