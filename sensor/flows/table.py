@@ -327,6 +327,8 @@ class SessionTable:
         """End the sessions idle for longer than their timeout at packet time `now`."""
         due: list[Session] = []
         for session in self._sessions.values():
+            if session.last_ts > now:
+                continue  # from a later time (an earlier capture file): not due, and no guide to the rest
             if session.last_ts + self._min_timeout > now:
                 break  # sessions further on were seen more recently: none can be due
             if self._deadline(session) <= now:
