@@ -70,6 +70,7 @@ class Sensor:
             self.outputs, names = list(outputs), None
         self.writer = OutputWriter(self.outputs, names)
         self._reported: dict[str, int] = {}  # losses already published, by what was lost
+        self._losses_seen = 0   # the sum of the loss counters at the last look
         self._pipeline: Pipeline | None = None
         self._kernel: KernelFlows | None = None
         self._live: LiveLoop | WorkerLoop | None = None
@@ -120,6 +121,7 @@ class Sensor:
         # A session that neither a plugin nor a binding still wants stops crossing the ring.
         bypass = kernel is not None and (bool(self.load_report.loaded) or bool(self.bindings))
         self._reported.pop("listener", None)  # a new chain counts from 0
+        self._losses_seen = -1
         packet_outputs = [output for output in self.outputs if hasattr(output, "record_saving")]
         self._pipeline = Pipeline(self.runtime, table, [self.registry, *packet_outputs, self.writer, self],
                                   kernel=kernel, bypass=bypass, save_every=self.config.save_every,
@@ -132,7 +134,13 @@ class Sensor:
         self._report_losses()
 
     def _report_losses(self) -> None:
-        """Publish what failed since the last report: plugin callbacks, listener calls, output writes."""
+        """Publish what failed since the last report: plugin callbacks, listener calls, output writes.
+        Runs for every finished session, so it first checks one cheap sum of the counters."""
+        marker = self.runtime.errors.total + self.writer.lost() + (
+            self._pipeline.hooks.errors.total if self._pipeline is not None else 0)
+        if marker == self._losses_seen:
+            return
+        self._losses_seen = marker
         totals = [("plugin", "plugin", self.runtime.errors.total,
                    "plugin callback error(s); see the log for file and line")]
         if self._pipeline is not None:

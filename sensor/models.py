@@ -7,19 +7,14 @@ messages read the same in both tools.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sensor.flows.state import Direction
+from sensor.ids import new_id
 
 __all__ = ["Direction", "Field", "Frame", "ParsedField", "ParsedMessage", "new_id"]
-
-
-def new_id() -> str:
-    """A fresh uuid4 string, the id format ProtoPoke uses everywhere."""
-    return str(uuid.uuid4())
 
 
 @dataclass(slots=True)
@@ -173,7 +168,7 @@ Field = ParsedField
 class ParsedMessage:
     """A decoded view of one frame.
 
-    ``id`` is a uuid4 string made on first access: generating one costs more
+    ``id`` is a uuid4-shaped string made on first access: generating one costs more
     than decoding a small frame, and most messages are never asked for theirs.
     """
 

@@ -23,10 +23,10 @@ across a long silence) or of `expire(now)`.
 """
 from __future__ import annotations
 
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from sensor.ids import new_id
 from sensor.walk import (
     ETHERTYPE_ERSPAN, ETHERTYPE_ERSPAN3, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_MPLS, ETHERTYPE_PPP,
     ETHERTYPE_PPPOE, ETHERTYPE_TEB, ETHERTYPE_VLAN,
@@ -171,5 +171,5 @@ def _record(s: _EtherSession, end_reason: str) -> dict:
         "server": {"bytes": 0},
         "source": {"bytes": s.bytes, "mac": sorted(s.src_macs), "mac-cnt": len(s.src_macs), "packets": s.packets},
         "totDataBytes": 0,
-        "xdpsensor": {"endReason": end_reason, "sessionId": str(uuid.uuid4())},
+        "xdpsensor": {"endReason": end_reason, "sessionId": new_id()},
     }

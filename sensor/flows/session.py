@@ -6,12 +6,12 @@ Per-direction lists are indexed like Arkime's `which`: 0 client->server,
 """
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 
 from sensor.flows.key import FlowKey
 from sensor.flows.reassembly import TcpReassembler
 from sensor.flows.state import EndReason, SessionState, StateTrigger, next_state
+from sensor.ids import new_id
 from sensor.packet import Outer
 
 FIRST_PAYLOAD_BYTES = 8  # what srcPayload8/dstPayload8 keep
@@ -90,7 +90,7 @@ class Session:
     # plugins but, like Arkime, not counted in databytes/first_payload.
     handshake_seen: bool = False
     # Stable across processes (store, API, records); `id` is the table's counter.
-    uid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    uid: str = field(default_factory=new_id)
 
     def direction_of(self, src_ip: str, src_port: int) -> int:
         """0 when a packet from (src_ip, src_port) goes client->server, else 1."""

@@ -1,9 +1,10 @@
 """The output writer: a pipeline listener that hands finished sessions to the sinks off the capture thread.
 
 Each sink has its own bounded queue and thread, so a slow sink delays only
-itself and a failing one fails only itself. A sink is flushed whenever its
-queue runs empty and at least every FLUSH_EVERY seconds while busy, so a
-batching sink holds a session only while more are waiting. When a sink's queue is full the
+itself and a failing one fails only itself. A sink is flushed when its queue
+has stayed empty for LINGER seconds and at least every FLUSH_EVERY seconds
+while busy, so a batching sink holds a session only while more are coming
+(a flood is committed in batches, not one session at a time). When a sink's queue is full the
 session is dropped for that sink (live capture must not wait) or, with
 `block_when_full` (reading files, where waiting loses nothing), the pipeline
 waits. Every session a sink did not get is counted: `dropped` (queue full or
@@ -15,9 +16,11 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sensor.errors import SensorError
 from sensor.hooks import FinishedSession
 from sensor.output import Output
 
@@ -25,6 +28,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE = 1024  # finished sessions waiting per sink
 FLUSH_EVERY = 1.0     # a busy sink is flushed at least this often (seconds)
+LINGER = 0.005        # a sink whose queue ran dry waits this long for more before it flushes (seconds)
 
 
 @dataclass(slots=True)
@@ -56,6 +60,7 @@ class _SinkThread:
     def __init__(self, name: str, sink: Output, capacity: int) -> None:
         self.sink = sink
         self.stats = SinkStats(name)
+        self._failed_ops: Counter[str] = Counter()
         self.queue: queue.Queue[FinishedSession | _Control] = queue.Queue(capacity)
         self.thread = threading.Thread(target=self._run, name=f"xdpsensor-output-{name}", daemon=True)
 
@@ -83,16 +88,30 @@ class _SinkThread:
 
     def _run(self) -> None:
         flushed = time.monotonic()
+        unflushed = False  # written since the last flush
         while True:
-            item = self.queue.get()
+            try:
+                item = self.queue.get(block=not unflushed)
+            except queue.Empty:
+                # Run dry with writes not flushed: a flood is still coming if the queue refills
+                # meanwhile (and the batch grows); else flush now. The pipeline's puts wake no one
+                # while this thread sleeps, so the two threads do not trade the GIL per session.
+                time.sleep(LINGER)
+                if self.queue.empty():
+                    self._call("flush")
+                    flushed, unflushed = time.monotonic(), False
+                continue
             if isinstance(item, FinishedSession):
                 self._write(item)
-                if self.queue.empty() or time.monotonic() - flushed >= FLUSH_EVERY:
+                unflushed = True
+                if time.monotonic() - flushed >= FLUSH_EVERY:
                     self._call("flush")
-                    flushed = time.monotonic()
+                    flushed, unflushed = time.monotonic(), False
                 continue
             self._call(item.op)
             item.done.set()
+            if item.op in ("flush", "close"):
+                flushed, unflushed = time.monotonic(), False
             if item.op == "close":
                 return
 
@@ -103,15 +122,28 @@ class _SinkThread:
         except Exception as exc:
             self.stats.failed += 1
             if self.stats.failed == 1:
-                log.exception("output %s failed to write session %s (further failures are only counted): %s",
-                              self.stats.name, finished.session_id, exc)
+                _report(exc, "output %s: writing session %s failed (further failures are only counted): %s",
+                        self.stats.name, finished.session_id)
 
     def _call(self, op: str) -> None:
         try:
             getattr(self.sink, op)()
         except Exception as exc:
             self.stats.errors += 1
-            log.exception("output %s: %s failed: %s", self.stats.name, op, exc)
+            self._failed_ops[op] += 1
+            if self._failed_ops[op] == 1:
+                _report(exc, "output %s: %s failed (further failures are only counted): %s", self.stats.name, op)
+
+
+def _report(exc: Exception, message: str, *args: object) -> None:
+    """One line for what the environment did (a full disk, a closed socket, a refused store);
+    a traceback only for what looks like a bug in the sink."""
+    if isinstance(exc, OSError) and exc.strerror:
+        log.error(message, *args, exc.strerror if exc.filename is None else f"{exc.strerror}: {exc.filename}")
+    elif isinstance(exc, (OSError, SensorError)):
+        log.error(message, *args, exc)
+    else:
+        log.error(message, *args, f"{type(exc).__name__}: {exc}", exc_info=exc)
 
 
 def _left(deadline: float | None) -> float | None:
@@ -163,6 +195,10 @@ class OutputWriter:
         for sink in self._sinks:
             sink.stats.dropped += sink.abandon()
         return done
+
+    def lost(self) -> int:
+        """Sessions some sink did not get, all sinks together (cheaper than `stats`)."""
+        return sum(s.stats.dropped + s.stats.failed for s in self._sinks)
 
     def stats(self) -> list[SinkStats]:
         """A snapshot of each sink's counters, in sink order."""

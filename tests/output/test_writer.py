@@ -127,3 +127,29 @@ def test_a_sink_kind_is_registered_once_by_scheme(tmp_path):
             register_sink(SinkKind("other", JsonLinesWriter, "other:PATH", (".db",)))
     finally:
         del SINKS["lines"]
+
+
+def test_a_full_disk_is_one_line_and_the_other_outputs_go_on(tmp_path):
+    """`-o spi:/dev/full`: every write fails with ENOSPC. The log says so in one line per kind of
+    failure (no traceback), the store still gets every session, the loss is counted and the exit
+    status says the read was not complete."""
+    import subprocess
+    import sys
+    capture = Capture()
+    for port in range(40000, 40006):
+        capture.tcp(("10.0.0.1", port), ("10.0.0.2", 80)).handshake().send("c", b"GET /\r\n").close()
+    pcap = capture.write(tmp_path / "six.pcap")
+    db = tmp_path / "s.db"
+    run = subprocess.run([sys.executable, "-m", "sensor", "read", str(pcap), "--no-default-plugins",
+                          "--no-prefilter", "-o", "spi:/dev/full", "-o", f"sqlite:{db}"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    full = [line for line in run.stderr.splitlines() if "No space left on device" in line]
+    assert len(full) == 2
+    assert full[0].startswith("output spi:/dev/full: writing session ")
+    assert full[0].endswith(" failed (further failures are only counted): No space left on device")
+    assert full[1] == "output spi:/dev/full: close failed (further failures are only counted): No space left on device"
+    assert "output spi:/dev/full: 6 session(s) not written (see above)" in run.stderr
+    with SqliteStore(db, readonly=True) as reader:
+        assert len(reader.list_sessions(limit=None)) == 6
