@@ -102,23 +102,42 @@ class SensorRun:
     summary: str
 
 
+@dataclass(slots=True)
+class SensorProcess:
+    pid: int
+    summary: str = ""           # its stderr, once it has stopped
+
+
+@contextlib.contextmanager
+def sensor_running(lab: lab_mod.Lab, out: Path, *args: str) -> Iterator[SensorProcess]:
+    """`xdpsensor run` on the lab's sensor interfaces with `args`, SPI records
+    to `out`; attached and settled when this yields, stopped (SIGINT) after."""
+    cmd = [sys.executable, "-m", "sensor", "run", "--netns", lab.sensor, "-i", "to-client", "-i", "to-server",
+           "-o", f"spi:{out}", "--duration", "600", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    running = SensorProcess(proc.pid)
+    attached = False
+    try:
+        attached = wait_attached(lab, timeout=60)
+        if attached:
+            time.sleep(1.0)  # workers settle
+            yield running
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        running.summary = proc.communicate(timeout=120)[1]
+    if not attached:
+        raise RuntimeError("the sensor did not attach: " + running.summary)
+
+
 def run_sensor(lab: lab_mod.Lab, packets: int, rate: int, flows: int, *args: str) -> SensorRun:
     """`xdpsensor run` on the lab with `args`, measured while trafgen sends."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "sessions.jsonl"
-        cmd = [sys.executable, "-m", "sensor", "run", "--netns", lab.sensor, "-i", "to-client", "-i", "to-server",
-               "-o", f"spi:{out}", "--duration", "600", *args]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        try:
-            if not wait_attached(lab, timeout=60):
-                raise RuntimeError("the sensor did not attach: " + proc.communicate(timeout=30)[1])
-            time.sleep(1.0)  # workers settle
+        with sensor_running(lab, out, *args) as proc:
             cpu0, (xdp_ns0, runs0) = tree_cpu_seconds(proc.pid), xdp_totals(lab)
             seconds = send_udp(lab, packets, rate, flows)
             time.sleep(0.2)  # what is still in the ring: up to the 50 ms poll bound
             cpu1, (xdp_ns1, runs1) = tree_cpu_seconds(proc.pid), xdp_totals(lab)
-        finally:
-            proc.send_signal(signal.SIGINT)
-            _, err = proc.communicate(timeout=120)
         records = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
-    return SensorRun(cpu1 - cpu0, xdp_ns1 - xdp_ns0, runs1 - runs0, seconds, records, err)
+    return SensorRun(cpu1 - cpu0, xdp_ns1 - xdp_ns0, runs1 - runs0, seconds, records, proc.summary)
