@@ -2,8 +2,8 @@
  * payload prefix, count every packet, emit the packets of selected flows to
  * the ring buffer. It only watches: every path returns XDP_PASS.
  *
- * Compiled by bcc (sensor/kernel/loader.py) with -I bpf/ and the map sizes
- * as -D flags. Tunables arrive through the `config` map, rules through the
+ * Compiled by bcc (sensor/kernel/program.py) with -I bpf/, the map sizes
+ * and the clock (SENSOR_COARSE_CLOCK) as -D flags. Tunables arrive through the `config` map, rules through the
  * `ports`, `prefix_shapes` and `prefixes` maps. */
 #include <uapi/linux/bpf.h>
 #include <uapi/linux/if_ether.h>
@@ -44,6 +44,9 @@ BPF_ARRAY(prefix_shapes, struct prefix_shape, SENSOR_PREFIX_SHAPES);
 BPF_ARRAY(config, struct sensor_config, 1);
 BPF_PERCPU_ARRAY(stats, __u64, STAT_MAX);
 BPF_PERCPU_ARRAY(scratch, struct record_buf, 1);
+/* Userspace's own bookkeeping, never touched here: flows each of the sensor's
+ * processes deleted, by pid (sensor/kernel/program.py counts evictions with it). */
+BPF_HASH(deleters, __u32, __u64, 256);
 /* One ring per worker process; `events` is ring 0 and the template userspace
  * copies for the others (sensor/kernel/program.py fills `rings`). */
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
@@ -83,6 +86,19 @@ struct parsed {
     __u8 icmp_code;
     __u16 tunnels;              /* enum sensor_tunnel: what the flow came out of */
 };
+
+/* The clock of flow and record times, chosen at load time: the coarse one
+ * (a tick's resolution, ~35 ns cheaper per packet) only where a tick is at
+ * most 1 ms, so record times stay exact to the ms; BPF_PROG_TEST_RUN always
+ * takes the precise one (frames run within one tick must stay apart). */
+static __always_inline __u64 now_ns(void)
+{
+#ifdef SENSOR_COARSE_CLOCK
+    return bpf_ktime_get_coarse_ns();
+#else
+    return bpf_ktime_get_ns();
+#endif
+}
 
 static __always_inline void count(__u32 idx)
 {
@@ -277,7 +293,7 @@ static __always_inline int prefix_selected(struct xdp_md *ctx, const struct pars
  * record. An empty slot (its worker died) loses the record, counted, and
  * bypasses the flow. */
 static __always_inline void emit(struct xdp_md *ctx, const struct sensor_config *cfg,
-                                 const struct flow_key *key, __u8 side, __u8 client,
+                                 const struct flow_key *key, struct flow_state *f, __u8 side,
                                  __u8 reason, __u8 verdict, __u64 now)
 {
     __u32 zero = 0;
@@ -289,9 +305,7 @@ static __always_inline void emit(struct xdp_md *ctx, const struct sensor_config 
     void *ring = rings.lookup(&ring_index);
     if (!ring) {
         /* Its worker died: the flow stops coming up, and is still counted. */
-        struct flow_state *f = flows.lookup((struct flow_key *)key);
-        if (f)
-            f->verdict = VERDICT_BYPASSED;
+        f->verdict = VERDICT_BYPASSED;
         count(STAT_RING_GONE);
         return;
     }
@@ -310,17 +324,24 @@ static __always_inline void emit(struct xdp_md *ctx, const struct sensor_config 
     buf->hdr.wire_len = wire_len;
     buf->hdr.caplen = caplen;
     buf->hdr.side = side;
-    buf->hdr.client = client;
+    buf->hdr.client = f->client;
     buf->hdr.reason = reason;
     buf->hdr.verdict = verdict;
     buf->hdr.key = *key;
     __u64 size = sizeof(buf->hdr) + caplen;
     __u64 held = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA);
     __u64 wake = held < cfg->wakeup_bytes && held + size >= cfg->wakeup_bytes;
-    if (bpf_ringbuf_output(ring, buf, size, wake ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP) == 0)
+    if (bpf_ringbuf_output(ring, buf, size, wake ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP) == 0) {
         count(STAT_EMITTED);
-    else
-        count(STAT_RINGBUF_FULL);
+        return;
+    }
+    count(STAT_RINGBUF_FULL);
+    /* The flow's record will say how many of its packets never came up. The
+     * flow count reads before it adds (bcc's LLVM has no fetching atomics):
+     * two CPUs losing a flow's first record at the same instant count it twice. */
+    if (f->ring_lost == 0)
+        count(STAT_FLOW_RING_LOST);
+    __sync_fetch_and_add(&f->ring_lost, 1);
 }
 
 /* Arkime's counting (tcp.c): a SYN counts syn or syn-ack and nothing else
@@ -500,11 +521,11 @@ static __always_inline void handle_later_fragment(struct xdp_md *ctx, const stru
     __sync_fetch_and_add(&f->bytes[side], len);
     if (k.proto != IPPROTO_TCP)
         __sync_fetch_and_add(&f->databytes[side], p->payload_len);
-    __u64 now = bpf_ktime_get_ns();
+    __u64 now = now_ns();
     f->last_ns = now;
     if (f->verdict == VERDICT_SELECTED) {
         __sync_fetch_and_add(&f->emitted, 1);
-        emit(ctx, cfg, &k, side, f->client, REASON_FRAGMENT, f->verdict, now);
+        emit(ctx, cfg, &k, f, side, REASON_FRAGMENT, f->verdict, now);
     }
 }
 
@@ -550,7 +571,7 @@ int xdp_sensor(struct xdp_md *ctx)
         count(STAT_OTHER_L4);
 
     __u8 side = canonicalize(&p.key);
-    __u64 now = bpf_ktime_get_ns();
+    __u64 now = now_ns();
     __u32 len = ctx->data_end - ctx->data;
 
     struct flow_state *f = flows.lookup(&p.key);
@@ -561,20 +582,22 @@ int xdp_sensor(struct xdp_md *ctx)
         if (proto_selected(cfg, p.key.proto)) {
             fresh.verdict = VERDICT_SELECTED;
             fresh.reason = REASON_ALL;
-            count(STAT_SELECTED);
         } else if (has_ports(p.key.proto) && port_selected(&p.key, fresh.client)) {
             fresh.verdict = VERDICT_SELECTED;
             fresh.reason = REASON_PORT;
-            count(STAT_SELECTED);
         }
-        if (flows.update(&p.key, &fresh) < 0) {
+        /* NOEXIST: when two CPUs meet a new flow at once, the second finds
+         * the first's entry instead of replacing it (and its packet). */
+        if (flows.insert(&p.key, &fresh) == 0) {
+            count(STAT_FLOW_NEW);
+            if (fresh.verdict == VERDICT_SELECTED)
+                count(STAT_SELECTED);
+        }
+        f = flows.lookup(&p.key);
+        if (!f) {
             count(STAT_FLOW_FAIL);
             return XDP_PASS;
         }
-        count(STAT_FLOW_NEW);
-        f = flows.lookup(&p.key);
-        if (!f)
-            return XDP_PASS;
     }
 
     __sync_fetch_and_add(&f->packets[side], 1);
@@ -616,14 +639,14 @@ int xdp_sensor(struct xdp_md *ctx)
                 count(STAT_IGNORED);
             }
             if (cfg->emit_undecided && f->undecided_payloads <= 2)
-                emit(ctx, cfg, &p.key, side, f->client, REASON_UNDECIDED, VERDICT_UNDECIDED, now);
+                emit(ctx, cfg, &p.key, f, side, REASON_UNDECIDED, VERDICT_UNDECIDED, now);
             return XDP_PASS;
         }
     }
 
     if (verdict == VERDICT_SELECTED) {
         __sync_fetch_and_add(&f->emitted, 1);
-        emit(ctx, cfg, &p.key, side, f->client, reason, verdict, now);
+        emit(ctx, cfg, &p.key, f, side, reason, verdict, now);
     } else if (verdict == VERDICT_BYPASSED) {
         count(STAT_BYPASSED_PKTS);
     }

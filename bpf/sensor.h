@@ -79,7 +79,7 @@ enum sensor_stat {
     STAT_TRUNCATED,         /* a header ran past the end of the frame */
     STAT_IPV6_EXT_LIMIT,    /* more than SENSOR_IPV6_EXT_MAX extension headers */
     STAT_FLOW_NEW,          /* flows created */
-    STAT_FLOW_FAIL,         /* flow table insert failed */
+    STAT_FLOW_FAIL,         /* packets counted on no flow: the table could not take their flow */
     STAT_SELECTED,          /* flows that became SELECTED */
     STAT_IGNORED,           /* flows that became IGNORED */
     STAT_EMITTED,           /* records written to the ring buffer */
@@ -90,6 +90,9 @@ enum sensor_stat {
     STAT_RING_GONE,         /* records lost because their ring had no reader (a worker died) */
     STAT_TUNNELLED,         /* frames whose flow was found inside a tunnel (bpf/parse.h) */
     STAT_WALK_DEPTH,        /* more than SENSOR_WALK_STEPS headers before the innermost packet */
+    STAT_FLOW_RING_LOST,    /* flows that lost a record to a full ring (their flow_state.ring_lost left 0) */
+    STAT_FLOW_EVICTED,      /* written by userspace, never by the program: flows the LRU table evicted
+                             * before userspace ended them (a lower bound; sensor/kernel/program.py) */
     STAT_MAX,
 };
 
@@ -115,6 +118,7 @@ struct flow_state {
     __u64 last_ns;
     __u32 tcpflags[TCPF_MAX];
     __u32 emitted;          /* records emitted for this flow */
+    __u32 ring_lost;        /* records of this flow lost because the ring was full */
     __u32 seq_next[2];      /* TCP: next in-order sequence number per side (FLOW_SEQ_*) */
     __u8 payload8[16];      /* first payload bytes per side at [side * 8] (srcPayload8) */
     __u8 payload8_len[2];

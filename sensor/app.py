@@ -19,7 +19,7 @@ from sensor.events import CaptureErrorEvent, EventBus
 from sensor.flows.table import SessionTable
 from sensor.hooks import FinishedSession
 from sensor.kernel.attach import Attachment
-from sensor.kernel.program import DEFAULT_SNAPLEN, ProgramOptions, SensorProgram
+from sensor.kernel.program import DEFAULT_SNAPLEN, ProgramOptions, SensorProgram, coarse_clock_is_exact
 from sensor.kernel.rules import RuleSet
 from sensor.offline import ReplaySummary, replay
 from sensor.output import Output, open_outputs
@@ -112,8 +112,8 @@ class Sensor:
         self.worker_answers("reload", (cfg,))
         return needs_restart
 
-    def program_options(self, rings: int = 1) -> ProgramOptions:
-        return program_options(self.config, rings)
+    def program_options(self, rings: int = 1, live: bool = False) -> ProgramOptions:
+        return program_options(self.config, rings, live)
 
     def _new_pipeline(self, kernel: KernelFlows | None) -> Pipeline:
         table = SessionTable(self.config.timeouts, max_sessions=self.config.max_sessions)
@@ -259,7 +259,7 @@ class Sensor:
             raise RuntimeError("this sensor is already running: stop() it first")
         workers = workers_for(self.config, live=True)
         if capture is None:
-            capture = LiveCapture(SensorProgram(self.program_options(rings=workers)), interfaces, netns, mode, force)
+            capture = LiveCapture(SensorProgram(self.program_options(rings=workers, live=True)), interfaces, netns, mode, force)
         program = capture.program
         try:
             program.set_rules(self.rules)
@@ -341,16 +341,17 @@ class Sensor:
         self.close()
 
 
-def program_options(cfg: SensorConfig, rings: int = 1) -> ProgramOptions:
+def program_options(cfg: SensorConfig, rings: int = 1, live: bool = False) -> ProgramOptions:
+    """The program's options for `cfg`; live, the cheap tick clock where it keeps times exact to the ms."""
     return ProgramOptions(snaplen=cfg.snaplen or DEFAULT_SNAPLEN, emit_undecided=cfg.emit_undecided, rings=rings,
-                          udp_tunnels=cfg.udp_tunnel_table())
+                          udp_tunnels=cfg.udp_tunnel_table(), coarse_clock=live and coarse_clock_is_exact())
 
 
 def attach_program(cfg: SensorConfig, interfaces: Sequence[str], netns: str | None = None, mode: str = "auto",
                    force: bool = False) -> LiveCapture:
     """The privileged half of a live start: the program loaded and attached, selecting nothing
     until `Sensor.start(capture=...)` writes its rules (which needs no privilege)."""
-    program = SensorProgram(program_options(cfg, rings=workers_for(cfg, live=True)))
+    program = SensorProgram(program_options(cfg, rings=workers_for(cfg, live=True), live=True))
     capture = LiveCapture(program, interfaces, netns, mode, force)
     try:
         capture.start()

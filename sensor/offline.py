@@ -33,6 +33,7 @@ from sensor.capture.ring import RingReader
 from sensor.flows.table import FlowTimeouts, SessionTable
 from sensor.hooks import FinishedCollector
 from sensor.kernel.contract import FlowKey, FlowState, Stat, Verdict
+from sensor.kernel.flowsession import Attention
 from sensor.kernel.program import Record, SensorProgram, parse_record
 from sensor.packet import (
     LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_NULL,
@@ -98,9 +99,10 @@ class FlowTable(Protocol):
 
     def process(self, frame: bytes, ts_ns: int) -> Record | None: ...
     def flow(self, key: FlowKey) -> FlowState | None: ...
-    def flows(self) -> Iterator[tuple[FlowKey, FlowState]]: ...
+    def flows(self, attention: Attention | None = None) -> Iterator[tuple[FlowKey, FlowState]]: ...
     def set_verdict(self, key: FlowKey, verdict: Verdict) -> bool: ...
     def delete_flow(self, key: FlowKey) -> None: ...
+    def delete_flows(self, keys: Sequence[FlowKey]) -> None: ...
     def stats(self) -> dict[Stat, int]: ...
 
 
@@ -180,15 +182,22 @@ class TestRunTable:
         state = self.program.flow(key)
         return None if state is None else self._captured(state)
 
-    def flows(self) -> Iterator[tuple[FlowKey, FlowState]]:
+    def flows(self, attention: Attention | None = None) -> Iterator[tuple[FlowKey, FlowState]]:
+        # Attention compares capture times: it is tested after the program's times are mapped back.
         for key, state in self.program.flows():
-            yield key, self._captured(state)
+            state = self._captured(state)
+            if attention is None or attention.wants(key.proto, state.flags, state.packets[0] + state.packets[1],
+                                                    state.first_ns, state.last_ns):
+                yield key, state
 
     def set_verdict(self, key: FlowKey, verdict: Verdict) -> bool:
         return self.program.set_verdict(key, verdict)
 
     def delete_flow(self, key: FlowKey) -> None:
         self.program.delete_flow(key)
+
+    def delete_flows(self, keys: Sequence[FlowKey]) -> None:
+        self.program.delete_flows(keys)
 
     def stats(self) -> dict[Stat, int]:
         """Counters since this table took the program over."""
@@ -251,8 +260,8 @@ class CaptureFilter:
         state = self.table.flow(key)
         return None if state is None else self._with_wire_bytes(key, state)
 
-    def flows(self) -> Iterator[tuple[FlowKey, FlowState]]:
-        for key, state in self.table.flows():
+    def flows(self, attention: Attention | None = None) -> Iterator[tuple[FlowKey, FlowState]]:
+        for key, state in self.table.flows(attention):
             yield key, self._with_wire_bytes(key, state)
 
     def _with_wire_bytes(self, key: FlowKey, state: FlowState) -> FlowState:
@@ -266,8 +275,12 @@ class CaptureFilter:
         return self.table.set_verdict(key, verdict)
 
     def delete_flow(self, key: FlowKey) -> None:
-        self.table.delete_flow(key)
-        self._extra.pop(bytes(key), None)
+        self.delete_flows([key])
+
+    def delete_flows(self, keys: Sequence[FlowKey]) -> None:
+        self.table.delete_flows(keys)
+        for key in keys:
+            self._extra.pop(bytes(key), None)
 
     def stats(self) -> dict[Stat, int]:
         return self.table.stats()

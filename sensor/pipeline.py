@@ -24,7 +24,7 @@ from sensor.flows.session import Session
 from sensor.flows.table import FlowOrigin, SessionTable
 from sensor.hooks import FinishedSession, ListenerChain, SessionEnding
 from sensor.kernel.contract import TCPF_ZERO_HI, TCPF_ZERO_LO, TCPFLAG_NAMES, FlowKey, FlowState, Verdict, key_endpoints
-from sensor.kernel.flowsession import end_reason, flow_session
+from sensor.kernel.flowsession import Attention, end_reason, flow_session
 from sensor.packet import IPPROTO_TCP, LINKTYPE_ETHERNET, NotIp, PacketError, decode_frame
 from sensor.prefilter import flow_hash
 from sensor.walk import DEFAULT_UDP_TUNNELS
@@ -45,9 +45,10 @@ class KernelFlows(Protocol):
     monotonic_offset: float | None
 
     def flow(self, key: FlowKey) -> FlowState | None: ...
-    def flows(self) -> Iterator[tuple[FlowKey, FlowState]]: ...
+    def flows(self, attention: Attention | None = None) -> Iterator[tuple[FlowKey, FlowState]]: ...
     def set_verdict(self, key: FlowKey, verdict: Verdict) -> bool: ...
     def delete_flow(self, key: FlowKey) -> None: ...
+    def delete_flows(self, keys: Sequence[FlowKey]) -> None: ...
 
 
 class KernelSaves:
@@ -253,7 +254,8 @@ class Pipeline:
         if self.kernel is None:
             return
         timeouts, ended = self.table.timeouts, []
-        for key, state in self._kernel_only():
+        attention = Attention(now_ns, timeouts, self.max_packets, round(self.save_every * 1e9))
+        for key, state in self._kernel_only(attention):
             reason = end_reason(key, state, now_ns, timeouts)
             if reason is not None:
                 ended.append(key)
@@ -261,15 +263,14 @@ class Pipeline:
                     self._record_kernel_flow(key, state, reason)
             elif state.verdict != Verdict.BYPASSED and self._kernel_save_due(key, state):
                 self._save_kernel_mid(key, state)
-        for key in ended:
-            self.kernel.delete_flow(key)
+        self.kernel.delete_flows(ended)
         self.stats.kernel_expired += len(ended)
         self._finish_deferred(force=False)
 
-    def _kernel_only(self) -> list[tuple[FlowKey, FlowState]]:
-        """Kernel flows of this pipeline's shard that no session here stands for."""
+    def _kernel_only(self, attention: Attention | None = None) -> list[tuple[FlowKey, FlowState]]:
+        """Kernel flows of this pipeline's shard that no session here stands for (those `attention` wants)."""
         tracked, shard = self._tracked, self.shard
-        return [(k, s) for k, s in self.kernel.flows() if bytes(k) not in tracked
+        return [(k, s) for k, s in self.kernel.flows(attention) if bytes(k) not in tracked
                 and (shard is None or flow_hash(bytes(k)) % shard[1] == shard[0])]
 
     def _kernel_save_due(self, key: FlowKey, state: FlowState) -> bool:
@@ -313,6 +314,8 @@ class Pipeline:
             session.uid = saves.uid
         handle = self.runtime.session_started(session)
         extra: dict = {"xdpsensor": {"endReason": reason, "sessionId": session.uid, "delivered": 0}}
+        if state.ring_lost:
+            extra["xdpsensor"]["ringLost"] = state.ring_lost
         if saves:
             extra["rootId"] = session.uid
         record = self.runtime.session_ended(handle, extra=extra)
@@ -382,6 +385,7 @@ class Pipeline:
     def _end(self, session: Session, reason: str) -> None:
         key = self._kernel_keys.pop(session.id, None)
         delivered = None
+        ring_lost = 0
         if key is not None and self.kernel is not None:
             raw = bytes(key)
             self._tracked[raw] -= 1
@@ -392,6 +396,7 @@ class Pipeline:
             if state is not None:
                 overlay_kernel_counts(session, key, state, self.kernel.monotonic_offset)
                 self._subtract_saved(session)
+                ring_lost = state.ring_lost
             if reason not in ("shutdown", "terminated"):
                 # The next connection on this 5-tuple starts as a fresh flow.
                 self.kernel.delete_flow(key)
@@ -401,6 +406,8 @@ class Pipeline:
         ours = {"endReason": reason, "sessionId": session.uid}
         if delivered is not None:
             ours["delivered"] = delivered
+        if ring_lost:
+            ours["ringLost"] = ring_lost    # packets the kernel counted that never came up: the ring was full
         extra = {"xdpsensor": ours}
         self._save_at.pop(session.id, None)
         self._saved_counts.pop(session.id, None)

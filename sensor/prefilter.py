@@ -9,14 +9,15 @@ caller passes (capture time offline), so `monotonic_offset` is 0.0.
 
 Where this mirror is knowingly not the kernel: the flow and fragment tables
 evict the least recently used entry when full (the kernel's LRU hash evicts
-approximately), and the ring buffer never fills.
+approximately) and count each flow evicted (the kernel's count is userspace's
+lower bound), and the ring buffer never fills.
 """
 from __future__ import annotations
 
 import ctypes as ct
 import struct
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from sensor.kernel.contract import (
@@ -24,6 +25,7 @@ from sensor.kernel.contract import (
     TCPF_COUNT, TCPF_ZERO_HI, TCPF_ZERO_LO, TCPFLAG_NAMES, FlowFlag, FlowKey, FlowState, Reason, RecordHeader,
     Stat, Verdict, WalkResult,
 )
+from sensor.kernel.flowsession import Attention
 from sensor.kernel.program import ProgramOptions, Record
 from sensor.kernel.rules import RuleSet
 from sensor.walk import DEFAULT_UDP_TUNNELS, walk_frame
@@ -38,6 +40,7 @@ _HASH_WORDS = struct.Struct("<9I")
 _RECORD_FIELDS = struct.Struct("<QIIIHBBBB2x")
 _RECORD_PAD = bytes(ct.sizeof(RecordHeader) - _RECORD_FIELDS.size - ct.sizeof(FlowKey))
 _M32 = 0xFFFFFFFF
+_KEY_PROTO = FlowKey.proto.offset
 
 # Why a frame was not counted on a flow (the kernel's stats index).
 NOT_IP, TRUNCATED, IPV6_EXT_LIMIT = Stat.NOT_IP, Stat.TRUNCATED, Stat.IPV6_EXT_LIMIT
@@ -316,6 +319,7 @@ class PythonFlowTable:
             self._stats[Stat.SELECTED] += 1
         if len(self._flows) >= self.options.flow_entries:
             self._flows.popitem(last=False)
+            self._stats[Stat.FLOW_EVICTED] += 1
         f = self._flows[p.key] = _Flow(ts_ns, client, verdict, reason, flow_hash(p.key))
         self._stats[Stat.FLOW_NEW] += 1
         return f
@@ -442,9 +446,11 @@ class PythonFlowTable:
         f = self._flows.get(bytes(key))
         return None if f is None else f.state()
 
-    def flows(self) -> Iterator[tuple[FlowKey, FlowState]]:
+    def flows(self, attention: Attention | None = None) -> Iterator[tuple[FlowKey, FlowState]]:
         for raw, f in list(self._flows.items()):
-            yield FlowKey.from_buffer_copy(raw), f.state()
+            if attention is None or attention.wants(raw[_KEY_PROTO], f.flags, f.packets[0] + f.packets[1],
+                                                    f.first_ns, f.last_ns):
+                yield FlowKey.from_buffer_copy(raw), f.state()
 
     def set_verdict(self, key: FlowKey, verdict: Verdict) -> bool:
         """Like SensorProgram.set_verdict: False if the flow is gone."""
@@ -456,6 +462,10 @@ class PythonFlowTable:
 
     def delete_flow(self, key: FlowKey) -> None:
         self._flows.pop(bytes(key), None)
+
+    def delete_flows(self, keys: Sequence[FlowKey]) -> None:
+        for key in keys:
+            self._flows.pop(bytes(key), None)
 
     def stats(self) -> dict[Stat, int]:
         return {stat: self._stats[stat] for stat in Stat}

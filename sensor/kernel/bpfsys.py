@@ -20,12 +20,14 @@ BPF_PROG_LOAD = 5
 BPF_PROG_TEST_RUN = 10
 BPF_PROG_GET_FD_BY_ID = 13
 BPF_OBJ_GET_INFO_BY_FD = 15
+BPF_MAP_LOOKUP_BATCH = 24
 BPF_LINK_CREATE = 28
 BPF_LINK_GET_FD_BY_ID = 30
 BPF_LINK_GET_NEXT_ID = 31
 BPF_LINK_DETACH = 34
 BPF_XDP = 37
 BPF_LINK_TYPE_XDP = 6
+BPF_MAP_TYPE_LRU_HASH = 9
 BPF_MAP_TYPE_RINGBUF = 27
 BPF_PROG_TYPE_XDP = 6
 
@@ -164,3 +166,19 @@ def prog_load(prog_type: int, insns: bytes, log_size: int = 65536) -> tuple[int,
             raise
         fd = -1
     return fd, log.value.decode(errors="replace")
+
+
+def lookup_batch_works() -> bool:
+    """Whether BPF_MAP_LOOKUP_BATCH reads an LRU hash map (the flow table's
+    expiry scan): on an empty one it answers ENOENT, an older kernel EINVAL."""
+    fd = map_create(BPF_MAP_TYPE_LRU_HASH, 4, 8, 1)
+    try:
+        token, keys, values = (ct.c_ubyte * 4)(), (ct.c_ubyte * 4)(), (ct.c_ubyte * 8)()
+        attr = _attr("=QQQQIIQQ", 0, ct.addressof(token), ct.addressof(keys), ct.addressof(values), 1, fd, 0, 0)
+        try:
+            _bpf(BPF_MAP_LOOKUP_BATCH, attr)
+        except BpfError as e:
+            return e.errno == errno.ENOENT
+        return True
+    finally:
+        os.close(fd)

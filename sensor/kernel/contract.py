@@ -69,6 +69,8 @@ class Stat(enum.IntEnum):
     RING_GONE = 15
     TUNNELLED = 16
     WALK_DEPTH = 17
+    FLOW_RING_LOST = 18     # flows that lost a record to a full ring
+    FLOW_EVICTED = 19       # written by userspace (SensorProgram): flows the LRU table evicted, a lower bound
 
 
 STAT_COUNT = len(Stat)
@@ -150,6 +152,7 @@ class FlowState(ct.Structure):
         ("last_ns", ct.c_uint64),
         ("tcpflags", ct.c_uint32 * TCPF_COUNT),
         ("emitted", ct.c_uint32),
+        ("ring_lost", ct.c_uint32),
         ("seq_next", ct.c_uint32 * 2),
         ("payload8", ct.c_ubyte * 16),
         ("payload8_len", ct.c_uint8 * 2),

@@ -17,6 +17,7 @@ HELPERS: dict[int, tuple[str, str, str]] = {
     1: ("bpf_map_lookup_elem", "3.19", "every map read"),
     2: ("bpf_map_update_elem", "3.19", "new flows"),
     5: ("bpf_ktime_get_ns", "4.1", "flow and packet times"),
+    160: ("bpf_ktime_get_coarse_ns", "5.11", "flow and packet times live, where a tick is <= 1 ms"),
     130: ("bpf_ringbuf_output", "5.8", "packets of selected flows to userspace"),
     134: ("bpf_ringbuf_query", "5.8", "waking the reader once per batch"),
     189: ("bpf_xdp_load_bytes", "5.18", "payload prefixes and captured frames"),
@@ -32,6 +33,7 @@ MAP_TYPES: dict[int, tuple[str, str, str]] = {
 }
 _ARRAY_OF_MAPS, _RINGBUF = 12, bpfsys.BPF_MAP_TYPE_RINGBUF
 TEST_RUN_SINCE = "4.12"  # BPF_PROG_TEST_RUN on XDP programs
+BATCH_SINCE = "5.6"      # BPF_MAP_LOOKUP_BATCH / DELETE_BATCH: the flow table's expiry scan
 XDP_LINK_SINCE = "5.9"   # BPF_LINK_CREATE for XDP: wanted, not needed (netlink is the fallback); see sensor.check
 
 _XDP_PASS = 2
@@ -108,6 +110,8 @@ def features() -> list[Feature]:
     found += [Feature(f"helper {name}", since, use, _helper_probe(h)) for h, (name, since, use) in HELPERS.items()]
     found.append(Feature("BPF_PROG_TEST_RUN for XDP", TEST_RUN_SINCE, "`read` through the real program",
                          _test_run_probe))
+    found.append(Feature("batch map operations", BATCH_SINCE, "reading and expiring the flow table",
+                         bpfsys.lookup_batch_works))
     return found
 
 

@@ -24,19 +24,21 @@ _CLOSED_BOTH = FlowFlag.FIN_LO | FlowFlag.FIN_HI
 def closing_reason(key: FlowKey, state: FlowState) -> str | None:
     """"rst" or "fin" once a TCP flow is closed as Arkime closes it (a RST, or
     a FIN from each side), else None: it then ends after the closing timeout."""
-    if key.proto != IPPROTO_TCP:
+    return _closing(key.proto, state.flags)
+
+
+def _closing(proto: int, flags: int) -> str | None:
+    if proto != IPPROTO_TCP:
         return None
-    if state.flags & FlowFlag.RST:
+    if flags & FlowFlag.RST:
         return "rst"
-    if state.flags & _CLOSED_BOTH == _CLOSED_BOTH:
+    if flags & _CLOSED_BOTH == _CLOSED_BOTH:
         return "fin"
     return None
 
 
-def idle_limit_ns(key: FlowKey, state: FlowState, timeouts: FlowTimeouts) -> int:
-    """How long the flow may stay without packets, by Arkime's per-protocol timeouts."""
-    proto = key.proto
-    if closing_reason(key, state) is not None:
+def _idle_limit_ns(proto: int, flags: int, timeouts: FlowTimeouts) -> int:
+    if _closing(proto, flags) is not None:
         seconds = timeouts.tcp_closing
     elif proto == IPPROTO_TCP:
         seconds = timeouts.tcp
@@ -51,11 +53,42 @@ def idle_limit_ns(key: FlowKey, state: FlowState, timeouts: FlowTimeouts) -> int
     return int(seconds * 1e9)
 
 
+def idle_limit_ns(key: FlowKey, state: FlowState, timeouts: FlowTimeouts) -> int:
+    """How long the flow may stay without packets, by Arkime's per-protocol timeouts."""
+    return _idle_limit_ns(key.proto, state.flags, timeouts)
+
+
 def end_reason(key: FlowKey, state: FlowState, now_ns: int, timeouts: FlowTimeouts) -> str | None:
     """Why the flow has ended at `now_ns` (the table's clock), or None while it may go on."""
     if now_ns - state.last_ns <= idle_limit_ns(key, state, timeouts):
         return None
     return closing_reason(key, state) or "timeout"
+
+
+class Attention:
+    """Which flows an expiry pass at `now_ns` must look at: those that ended,
+    or may be due a mid-session record (`packets` in all, or TCP spanning
+    `span_ns`; 0: no time-based records). A cheap test on a few raw fields,
+    so that a table of a million flows is read without building a million
+    objects; it never leaves out a flow `end_reason` or a mid-session check
+    would take."""
+
+    __slots__ = ("packets", "span_ns", "_idle_before", "_closed_before")
+
+    def __init__(self, now_ns: int, timeouts: FlowTimeouts, packets: int, span_ns: int) -> None:
+        self.packets, self.span_ns = packets, span_ns
+        # A flow has ended when its last packet is before these (by protocol; closed TCP apart).
+        self._idle_before = [now_ns - _idle_limit_ns(proto, 0, timeouts) for proto in range(256)]
+        self._closed_before = now_ns - int(timeouts.tcp_closing * 1e9)
+
+    def wants(self, proto: int, flags: int, packets: int, first_ns: int, last_ns: int) -> bool:
+        if last_ns < self._idle_before[proto] or packets >= self.packets:
+            return True
+        if proto != IPPROTO_TCP:
+            return False
+        if _closing(proto, flags) is not None and last_ns < self._closed_before:
+            return True
+        return self.span_ns > 0 and last_ns - first_ns >= self.span_ns
 
 
 def flow_session(key: FlowKey, state: FlowState, session_id: int, clock_offset: float) -> Session:

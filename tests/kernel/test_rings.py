@@ -43,6 +43,20 @@ def test_a_full_ring_counts_what_it_lost(make_harness):
     assert [r.frame[-1] for r in xdp.records] == list(range(emitted))  # the first ones, in order
 
 
+def test_a_flow_that_lost_records_at_the_ring_says_how_many_and_is_counted_once(make_harness):
+    xdp = make_harness(ONE_PAGE, ports=("udp:5353",))
+    for i in range(20):
+        xdp.program.test_run(udp(40000, 5353, bytes([i]) * 500))
+    whole = udp(40001, 5353, b"w" * 500)    # a second flow, also past a full ring
+    xdp.program.test_run(whole)
+    xdp.program.test_run(whole)
+    lost = {bytes(k): s.ring_lost for k, s in xdp.program.flows() if s.ring_lost}
+    xdp.collect()
+    emitted = len(xdp.records)
+    assert sum(lost.values()) == 22 - emitted == xdp.delta(Stat.RINGBUF_FULL)
+    assert len(lost) == xdp.delta(Stat.FLOW_RING_LOST) == 2
+
+
 def test_the_reader_is_woken_only_once_the_ring_holds_a_batch(make_harness):
     xdp = make_harness(ONE_PAGE, ports=("udp:5353",))
     reader = xdp.readers[0]

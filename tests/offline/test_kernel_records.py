@@ -11,7 +11,7 @@ from scapy.layers.sctp import SCTP, SCTPChunkData, SCTPChunkInit
 from sensor.conformance.compare import core_differences
 from sensor.flows.table import FlowTimeouts
 from sensor.kernel.contract import FlowFlag, FlowState, make_key
-from sensor.kernel.flowsession import end_reason, flow_session
+from sensor.kernel.flowsession import Attention, end_reason, flow_session
 from sensor.kernel.program import ProgramOptions, SensorProgram
 from sensor.kernel.rules import RuleSet
 from sensor.offline import read_records
@@ -133,6 +133,28 @@ def test_end_reasons_follow_arkimes_timeouts():
     assert end_reason(key, state, 10**9 + 6 * 10**9, timeouts) == "rst"
     icmp = make_key(1, (C, 0), (S, 0))
     assert end_reason(icmp, FlowState(last_ns=0), 11 * 10**9, timeouts) == "timeout"
+
+
+def test_expiry_attention_takes_every_flow_that_ended_and_only_few_others():
+    timeouts, now = FlowTimeouts(), 1000 * 10**9
+    attention = Attention(now, timeouts, packets=10_000, span_ns=480 * 10**9)
+    taken = left = 0
+    for proto, port in ((6, 80), (17, 53), (1, 0), (132, 9), (47, 0)):
+        key = make_key(proto, (C, 40000 + port if port else 0), (S, port))
+        for flags in (0, FlowFlag.FIN_LO, FlowFlag.FIN_LO | FlowFlag.FIN_HI, FlowFlag.RST):
+            for idle_s in (0, 4, 6, 9, 11, 59, 61, 479, 481):
+                state = FlowState(last_ns=now - idle_s * 10**9, first_ns=now - 500 * 10**9 if proto != 6 else 0,
+                                  flags=flags)
+                wanted = attention.wants(proto, flags, 1, state.first_ns, state.last_ns)
+                if end_reason(key, state, now, timeouts) is not None:
+                    assert wanted, (proto, flags, idle_s)
+                taken += wanted
+                left += not wanted
+    assert left > taken / 2     # it does sort: the quiet-but-live flows stay out
+    # A live flow is still taken when it may be due a mid-session record.
+    assert attention.wants(17, 0, 10_000, now - 10**9, now)
+    assert attention.wants(6, 0, 2, now - 481 * 10**9, now)
+    assert not attention.wants(6, 0, 2, now - 100 * 10**9, now)
 
 
 def test_a_flow_session_takes_the_kernels_client_and_sides():

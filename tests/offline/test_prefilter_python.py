@@ -392,3 +392,14 @@ def test_too_many_prefix_shapes_are_refused_like_the_kernel():
     rules = RuleSet(prefixes={parse_prefix_spec(f"tcp:{i}:ab") for i in range(9)})
     with pytest.raises(ValueError, match="shapes"):
         PythonFlowTable(rules)
+
+
+def test_a_full_table_evicts_the_least_recent_flow_and_counts_it():
+    t = table(flow_entries=2)
+    run(t, udp(40000, 9), udp(40001, 9), udp(40000, 9), udp(40002, 9))
+    assert state(t, IPPROTO_UDP, (C4, 40001), (S4, 9)) is None      # the least recently seen
+    assert sum(state(t, IPPROTO_UDP, (C4, 40000), (S4, 9)).packets) == 2
+    assert t.stats()[Stat.FLOW_EVICTED] == 1 and t.stats()[Stat.FLOW_NEW] == 3
+    t.delete_flows([make_key(IPPROTO_UDP, (C4, 40000), (S4, 9)), make_key(IPPROTO_UDP, (C4, 40001), (S4, 9))])
+    assert [bytes(k) for k, _ in t.flows()] == [bytes(make_key(IPPROTO_UDP, (C4, 40002), (S4, 9)))]
+    assert t.stats()[Stat.FLOW_EVICTED] == 1     # deleted is not evicted
