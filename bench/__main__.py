@@ -4,8 +4,8 @@ import os
 import sys
 
 BENCHES = ["bench_packet_flows", "bench_prefilter", "bench_framing_protocol", "bench_outputs", "bench_xdp",
-           "bench_xdp_live", "bench_offload", "bench_scaling"]
-ROOT_ONLY = {"bench_xdp", "bench_xdp_live", "bench_offload"}  # BPF_PROG_TEST_RUN, the lab (bench_scaling skips its live part)
+           "bench_xdp_live", "bench_expiry", "bench_offload", "bench_scaling"]
+ROOT_ONLY = {"bench_xdp", "bench_xdp_live", "bench_expiry", "bench_offload"}  # BPF_PROG_TEST_RUN, the lab (bench_scaling skips its live part)
 
 for name in BENCHES:
     if name in ROOT_ONLY and os.geteuid() != 0:
