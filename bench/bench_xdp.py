@@ -10,6 +10,7 @@ path is the one a busy link mostly takes."""
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
@@ -35,6 +36,10 @@ def _frames() -> dict[str, bytes]:
         "selected TCP flow (emit 100 B)": bytes(eth / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1002, dport=80, flags="PA") / Raw(b"GET / HTTP/1.1\r\n" + b"h" * 30)),
         "selected UDP flow (emit 1514 B)": bytes(eth / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1003, dport=5353) / Raw(b"m" * 1472)),
     }
+
+
+def _bpf_stats_on() -> bool:
+    return Path("/proc/sys/kernel/bpf_stats_enabled").read_text().strip() != "0"
 
 
 def _decided(program: SensorProgram, rules: RuleSet, frames: dict[str, bytes]) -> SensorProgram:
@@ -76,6 +81,7 @@ def main() -> None:
     drain()
 
     udp = frames["ignored UDP flow"]
+    stats_on_before = _bpf_stats_on()
     parse = _runs_ns(parse_fd, udp, REPEAT)
     rows = [("baseline: count + XDP_PASS", _runs_ns(count_fd, udp, REPEAT)),
             ("baseline: parse Eth/IPv4/UDP + count", parse)]
@@ -92,6 +98,9 @@ def main() -> None:
         median = statistics.median(runs)
         print(f"{name:<38}{median:>10.0f}{f'{min(runs)}-{max(runs)}':>10}{median / base:>9.2f}")
     print(f"(ring-buffer drops during the selected runs: {program.stats()[Stat.RINGBUF_FULL]})")
+    if stats_on_before or _bpf_stats_on():
+        print("WARNING: kernel.bpf_stats_enabled was on during this run (a live bench elsewhere?): every run "
+              "above then includes its two clock reads; the rows are not comparable")
     program.close()
     coarse.close()
     baseline.cleanup()
