@@ -57,6 +57,26 @@ def test_a_flow_that_lost_records_at_the_ring_says_how_many_and_is_counted_once(
     assert len(lost) == xdp.delta(Stat.FLOW_RING_LOST) == 2
 
 
+def test_the_record_of_a_flow_that_lost_packets_at_the_ring_says_how_many(make_harness):
+    from sensor.arkime.runtime import PluginRuntime
+    from sensor.flows.table import SessionTable
+    from sensor.hooks import FinishedCollector
+    from sensor.pipeline import Pipeline
+    xdp = make_harness(ONE_PAGE, ports=("udp:5353",))
+    for i in range(20):
+        xdp.program.test_run(udp(40000, 5353, bytes([i]) * 500))
+    xdp.collect()
+    collected = FinishedCollector()
+    pipeline = Pipeline(PluginRuntime(), SessionTable(), [collected], kernel=xdp.program)
+    for n, record in enumerate(xdp.records):
+        pipeline.feed(record.frame, 1.0 + n / 1000, record.header.key)
+    pipeline.close()
+    [rec] = [r for r in collected.records if r["source"]["port"] == 40000]
+    assert rec["source"]["packets"] == 20                        # the kernel counted every packet
+    assert rec["xdpsensor"]["delivered"] == len(xdp.records)
+    assert rec["xdpsensor"]["ringLost"] == 20 - len(xdp.records) == xdp.delta(Stat.RINGBUF_FULL) > 0
+
+
 def test_the_reader_is_woken_only_once_the_ring_holds_a_batch(make_harness):
     xdp = make_harness(ONE_PAGE, ports=("udp:5353",))
     reader = xdp.readers[0]
