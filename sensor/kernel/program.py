@@ -228,7 +228,7 @@ class SensorProgram:
         minus deleted (by any of the sensor's processes) minus present. Read in
         this order it never counts a flow that was not evicted, and it is exact
         once traffic stops; the kernel slot keeps the largest value seen."""
-        deleted = sum(ct.c_uint64.from_buffer_copy(v).value for _, v in self.bpf[b"deleters"].items())
+        deleted = sum(v.value for _, v in self.bpf[b"deleters"].items())
         evicted = created - deleted - present
         if evicted > self.stat(Stat.FLOW_EVICTED):
             values = (ct.c_uint64 * self._ncpus)(evicted)
