@@ -214,7 +214,8 @@ class SensorProgram:
             err = ct.get_errno()
             n = got.value
             present += n
-            yield from [(FlowKey.from_buffer_copy(keys, i * _KEY_SIZE), FlowState.from_buffer_copy(values, i * _STATE_SIZE))
+            yield from [(FlowKey.from_buffer_copy(keys, i * _KEY_SIZE),
+                         FlowState.from_buffer_copy(values, i * _STATE_SIZE))
                         for i in _wanted(attention, keys, values, n)]
             if failed:
                 if err != errno.ENOENT:     # ENOENT: the table's end
