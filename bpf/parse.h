@@ -26,6 +26,8 @@
 #define ETH_P_PPP_ 0x880B
 #define ETH_P_ERSPAN_ 0x88BE
 #define ETH_P_ERSPAN3_ 0x22EB
+#define ETH_P_NSH_ 0x894F
+#define ETH_P_CISCO_META_ 0x8909
 #define IP_MF_ 0x2000
 #define IP_OFFMASK_ 0x1FFF
 #define GRE_C_ 0x8000
@@ -69,7 +71,18 @@ static __always_inline __u16 be16(const __u8 *p)
     return ((__u16)p[0] << 8) | p[1];
 }
 
-/* Ethernet and its VLAN tags (the walk keeps the first two). */
+/* A VLAN id met on the way (a tag, or the one an ERSPAN header names): the walk keeps the first two. */
+static __always_inline void walk_vlan(struct walk *w, __u16 id)
+{
+    __u8 seen = w->vlans;
+    if (seen == 0)
+        w->vlan[0] = id;
+    else if (seen == 1)
+        w->vlan[1] = id;
+    w->vlans = seen + 1;
+}
+
+/* Ethernet and its VLAN tags. */
 static __always_inline int walk_ether(void *data, void *data_end, __u32 off, struct walk *w)
 {
     __u8 *eth = at(data, data_end, off, 14);
@@ -84,12 +97,7 @@ static __always_inline int walk_ether(void *data, void *data_end, __u32 off, str
         __u8 *tag = at(data, data_end, o, 4);
         if (!tag)
             return WALK_TRUNCATED;
-        __u8 seen = w->vlans;
-        if (seen == 0)
-            w->vlan[0] = be16(tag) & 0x0fff;
-        else if (seen == 1)
-            w->vlan[1] = be16(tag) & 0x0fff;
-        w->vlans = seen + 1;
+        walk_vlan(w, be16(tag) & 0x0fff);
         t = be16(tag + 2);
         o += 4;
     }
@@ -163,8 +171,46 @@ static __always_inline int walk_ppp(void *data, void *data_end, __u32 off, struc
     return ppp_protocol(be16(h), o + 2, w);
 }
 
+/* A Network Service Header (version 0): its length (4-byte words, at least
+ * the base and path headers), then what its next protocol names. */
+static __always_inline int walk_nsh(void *data, void *data_end, __u32 off, struct walk *w)
+{
+    __u8 *h = at(data, data_end, off, 8);
+    if (!h || (h[0] >> 6))
+        return WALK_NOT_IP;
+    __u32 size = (h[1] & 0x3f) * 4;
+    if (size < 8 || !at(data, data_end, off, size))
+        return WALK_NOT_IP;
+    __u8 next = h[3];
+    if (next == 1)
+        w->next_type = ETH_P_IP_;
+    else if (next == 2)
+        w->next_type = ETH_P_IPV6_;
+    else if (next == 3)
+        w->next_type = ETH_P_TEB_;
+    else if (next == 4)
+        w->next_type = ETH_P_NSH_;
+    else if (next == 5)
+        w->next_type = ETH_P_MPLS_UC_;
+    else
+        return WALK_NOT_IP;
+    w->next_off = off + size;
+    return WALK_NEXT;
+}
+
+/* Cisco metadata (the security group tag): 6 bytes, then the ethertype of what follows. */
+static __always_inline int walk_cisco_meta(void *data, void *data_end, __u32 off, struct walk *w)
+{
+    __u8 *h = at(data, data_end, off, 8);
+    if (!h)
+        return WALK_NOT_IP;
+    w->next_off = off + 8;
+    w->next_type = be16(h + 6);
+    return WALK_NEXT;
+}
+
 /* ERSPAN II (version 1, 8 bytes) or III (version 2, 12 bytes + 8 with the
- * platform subheader), then Ethernet. */
+ * platform subheader), then Ethernet; the VLAN it names counts as met. */
 static __always_inline int walk_erspan(void *data, void *data_end, __u32 off, __u16 type, struct walk *w)
 {
     __u32 size = 8;
@@ -183,6 +229,9 @@ static __always_inline int walk_erspan(void *data, void *data_end, __u32 off, __
         if (!h || h[0] >> 4 != 1)
             return WALK_NOT_IP;
     }
+    __u8 *h = at(data, data_end, off, 2);
+    if (h && (be16(h) & 0x0fff))
+        walk_vlan(w, be16(h) & 0x0fff);
     w->next_off = off + size;
     w->next_type = ETH_P_TEB_;
     return WALK_NEXT;
@@ -454,6 +503,10 @@ static __always_inline int walk_frame(struct xdp_md *ctx, struct flow_key *key, 
         } else if (type == ETH_P_PPP_) {
             rc = walk_ppp(data, data_end, off, w);
             w->tunnels |= TUNNEL_PPP;
+        } else if (type == ETH_P_NSH_) {
+            rc = walk_nsh(data, data_end, off, w);
+        } else if (type == ETH_P_CISCO_META_) {
+            rc = walk_cisco_meta(data, data_end, off, w);
         } else if (type == ETH_P_ERSPAN_ || type == ETH_P_ERSPAN3_) {
             rc = walk_erspan(data, data_end, off, type, w);
         } else {

@@ -32,9 +32,10 @@ from dataclasses import dataclass
 
 from sensor.kernel.contract import IPPROTO_TCP, IPPROTO_UDP, MPLS_MAX, VLAN_MAX, WALK_OFFSET_MAX, WALK_STEPS, TcpFlag, Tunnel
 from sensor.walk import (
-    DEFAULT_UDP_TUNNELS, ETHERTYPE_ERSPAN, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_ERSPAN3, ETHERTYPE_MPLS, ETHERTYPE_PPP, ETHERTYPE_PPPOE,
-    ETHERTYPE_TEB, IPPROTO_GRE, IPPROTO_IPIP, IPPROTO_IPV6, UDP_TUNNEL_BITS, erspan_step, gre_step, mpls_step,
-    ppp_step, pppoe_step, udp_tunnel_step,
+    DEFAULT_UDP_TUNNELS, ETHERTYPE_CISCO_METADATA, ETHERTYPE_ERSPAN, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_ERSPAN3,
+    ETHERTYPE_MPLS, ETHERTYPE_NSH, ETHERTYPE_PPP, ETHERTYPE_PPPOE, ETHERTYPE_TEB, IPPROTO_GRE, IPPROTO_IPIP,
+    IPPROTO_IPV6, UDP_TUNNEL_BITS, cisco_metadata_step, erspan_step, gre_step, mpls_step, nsh_step, ppp_step,
+    pppoe_step, udp_tunnel_step,
 )
 
 LINKTYPE_NULL = 0
@@ -360,6 +361,10 @@ def _decode_ethertype(
         step, bit, name = pppoe_step(frame, offset), Tunnel.PPPOE, "PPPoE session"
     elif ethertype == ETHERTYPE_PPP:
         step, bit, name = ppp_step(frame, offset), Tunnel.PPP, "PPP"
+    elif ethertype == ETHERTYPE_NSH:
+        step, bit, name = nsh_step(frame, offset), Tunnel.NONE, "NSH"
+    elif ethertype == ETHERTYPE_CISCO_METADATA:
+        step, bit, name = cisco_metadata_step(frame, offset), Tunnel.NONE, "Cisco metadata"
     elif ethertype == ETHERTYPE_ERSPAN or ethertype == ETHERTYPE_ERSPAN3:
         erspan = erspan_step(frame, offset, ethertype)
         step, bit, name = (erspan[:2] if erspan else None), Tunnel.NONE, "ERSPAN"

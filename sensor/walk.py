@@ -32,6 +32,8 @@ ETHERTYPE_PPPOE = 0x8864        # PPPoE session stage
 ETHERTYPE_PPP = 0x880B          # PPP, as GRE carries it (PPTP)
 ETHERTYPE_ERSPAN = 0x88BE       # ERSPAN type II (type I when GRE has no sequence number)
 ETHERTYPE_ERSPAN3 = 0x22EB
+ETHERTYPE_NSH = 0x894F          # Network Service Header (RFC 8300)
+ETHERTYPE_CISCO_METADATA = 0x8909
 
 IPPROTO_IPIP = 4
 IPPROTO_IPV6 = 41
@@ -53,6 +55,8 @@ _U16 = struct.Struct("!H")
 _HH = struct.Struct("!HH")
 _PPPOE = struct.Struct("!BBxxHH")     # ver/type, code, (session), length, PPP protocol
 _GRE_C, _GRE_R, _GRE_K, _GRE_S, _GRE_A = 0x8000, 0x4000, 0x2000, 0x1000, 0x0080
+# NSH next protocol -> ethertype
+_NSH_NEXT = {1: ETHERTYPE_IPV4, 2: ETHERTYPE_IPV6, 3: ETHERTYPE_TEB, 4: ETHERTYPE_NSH, 5: ETHERTYPE_MPLS[0]}
 
 
 def tunnel_protocols(bits: int) -> list[str]:
@@ -135,6 +139,25 @@ def _ppp_protocol(proto: int, off: int) -> tuple[int, int] | None:
     if proto == 0x57:
         return off, ETHERTYPE_IPV6
     return None
+
+
+def nsh_step(frame: bytes, off: int) -> tuple[int, int] | None:
+    """A Network Service Header (version 0): its length (in 4-byte words, at
+    least the 8-byte base and path headers), then what its next protocol names."""
+    if off + 8 > len(frame) or frame[off] >> 6:
+        return None
+    size = (frame[off + 1] & 0x3F) * 4
+    nxt = _NSH_NEXT.get(frame[off + 3])
+    if size < 8 or nxt is None or off + size > len(frame):
+        return None
+    return off + size, nxt
+
+
+def cisco_metadata_step(frame: bytes, off: int) -> tuple[int, int] | None:
+    """Cisco metadata (the security group tag): 6 bytes, then the ethertype of what follows."""
+    if off + 8 > len(frame):
+        return None
+    return off + 8, _U16.unpack_from(frame, off + 6)[0]
 
 
 def erspan_step(frame: bytes, off: int, ethertype: int) -> tuple[int, int, int] | None:
@@ -273,9 +296,7 @@ def walk_frame(frame: bytes, udp_tunnels: Mapping[int, int] = DEFAULT_UDP_TUNNEL
                 if off + 4 > n:
                     return WalkResult.TRUNCATED, w
                 tci, kind = _HH.unpack_from(frame, off)
-                if vlans < 2:
-                    w.vlan[vlans] = tci & 0x0FFF
-                vlans += 1
+                vlans = _met_vlan(w, vlans, tci & 0x0FFF)
                 off += 4
             continue
         if kind == ETHERTYPE_IPV4 or kind == ETHERTYPE_IPV6:
@@ -291,9 +312,15 @@ def walk_frame(frame: bytes, udp_tunnels: Mapping[int, int] = DEFAULT_UDP_TUNNEL
             step, bit = pppoe_step(frame, off), Tunnel.PPPOE
         elif kind == ETHERTYPE_PPP:
             step, bit = ppp_step(frame, off), Tunnel.PPP
+        elif kind == ETHERTYPE_NSH:
+            step, bit = nsh_step(frame, off), Tunnel.NONE
+        elif kind == ETHERTYPE_CISCO_METADATA:
+            step, bit = cisco_metadata_step(frame, off), Tunnel.NONE
         elif kind == ETHERTYPE_ERSPAN or kind == ETHERTYPE_ERSPAN3:
             erspan = erspan_step(frame, off, kind)
             step, bit = (erspan[:2] if erspan else None), Tunnel.NONE
+            if erspan and erspan[2]:
+                vlans = _met_vlan(w, vlans, erspan[2])
         else:
             return WalkResult.NOT_IP, w
         if step is None:
@@ -301,6 +328,13 @@ def walk_frame(frame: bytes, udp_tunnels: Mapping[int, int] = DEFAULT_UDP_TUNNEL
         off, kind = step
         w.tunnels |= bit
     return WalkResult.DEPTH_LIMIT, w
+
+
+def _met_vlan(w: Walk, vlans: int, vid: int) -> int:
+    """walk_vlan(): a VLAN id met on the way; the walk keeps the first two. Returns the count met."""
+    if vlans < 2:
+        w.vlan[vlans] = vid
+    return vlans + 1
 
 
 def _ipv4(frame: bytes, off: int, w: Walk, udp_tunnels: Mapping[int, int]) -> WalkResult | None:

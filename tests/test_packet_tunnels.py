@@ -31,6 +31,17 @@ def test_the_innermost_flow_and_its_outer_fields(name: str) -> None:
     assert packet.outer.vni == (tf.VNI if name in ("vxlan", "geneve", "vlan-vxlan") else 0)
 
 
+@pytest.mark.parametrize("name", sorted(tf.service_headers()))
+def test_service_headers_are_stepped_over_without_outer_fields(name: str) -> None:
+    frame = tf.service_headers()[name]
+    packet = decode_frame(frame, 1.0)
+    assert (packet.src_ip, packet.src_port, packet.dst_ip, packet.dst_port, packet.payload) == (
+        tf.INNER_SRC, tf.INNER_SPORT, tf.INNER_DST, tf.INNER_DPORT, tf.PAYLOAD)
+    assert packet.outer is None     # Arkime names no tunnel and keeps no outer address for them
+    result, walk = walk_frame(frame)
+    assert (result, walk.l4_off, walk.tunnels) == (WalkResult.FLOW, len(frame) - len(tf.PAYLOAD) - 20, 0)  # 20: the TCP header
+
+
 def test_erspan_names_its_vlan() -> None:
     assert decode_frame(tf.frames()["erspan-ii"][0], 0.0).vlan == (7,)
     assert decode_frame(tf.frames()["erspan-iii"][0], 0.0).vlan == (7,)

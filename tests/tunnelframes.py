@@ -71,6 +71,15 @@ def frames(flags: str = "PA") -> dict[str, tuple[bytes, tuple[str, ...], bool]]:
     }
 
 
+def service_headers(flags: str = "PA") -> dict[str, bytes]:
+    """name -> a frame whose inner segment follows a header Arkime steps over
+    without naming a tunnel (no outer fields): NSH and Cisco metadata."""
+    nsh = b"\x0f\xc6\x01\x01" + b"\x00\x00\x01\xff" + bytes(16)   # version 0, 6 words, MD type 1, next: IPv4
+    cisco = b"\x01\x01\x00\x01\x00\x05\x08\x00"                  # SGT 5, then IPv4
+    return {"nsh": raw(Ether(src=OUTER_MACS[0], dst=OUTER_MACS[1], type=0x894F) / nsh / inner_ip(flags)),
+            "cisco-metadata": raw(Ether(src=OUTER_MACS[0], dst=OUTER_MACS[1], type=0x8909) / cisco / inner_ip(flags))}
+
+
 def nested(depth: int) -> bytes:
     """IP-in-IP `depth` times around the inner segment, over Ethernet."""
     packet = inner_ip()

@@ -30,9 +30,19 @@ def test_the_inner_flow_is_selected_and_counted(xdp, name: str) -> None:
     assert record.frame == frame
     state = xdp.program.flow(INNER_KEY)
     assert state.verdict == Verdict.SELECTED
-    assert list(state.vlan) == ([12, 0] if name == "vlan-vxlan" else [0, 0])
+    # VLANs are the flow's: a tag on the outer frame, or the one an ERSPAN header names.
+    vlan = {"vlan-vxlan": [12, 0], "erspan-ii": [7, 0], "erspan-iii": [7, 0]}.get(name, [0, 0])
+    assert list(state.vlan) == vlan
     assert sum(state.packets) == 1 and sum(state.bytes) == len(frame)
     assert xdp.delta(Stat.TUNNELLED) == 1
+
+
+@pytest.mark.parametrize("name", sorted(tf.service_headers()))
+def test_the_flow_behind_a_service_header_is_the_inner_one(xdp, name: str) -> None:
+    frame = tf.service_headers()[name]
+    [record] = xdp.run(frame)
+    assert bytes(record.header.key) == bytes(INNER_KEY)
+    assert xdp.delta(Stat.TUNNELLED) == 0      # a header Arkime names no tunnel for
 
 
 def test_both_directions_of_a_vxlan_flow_meet(xdp) -> None:
@@ -66,7 +76,7 @@ def test_udp_tunnel_ports_are_the_programs_options(make_harness) -> None:
 def _fuzzed(rng: random.Random, count: int) -> list[bytes]:
     """Tunnel frames with random bytes written over their encapsulation headers, and cut short."""
     frames = []
-    for name, (frame, _, _) in sorted(tf.frames().items()):
+    for frame in [f for f, _, _ in tf.frames().values()] + list(tf.service_headers().values()):
         for _ in range(count):
             mutated = bytearray(frame)
             for _ in range(rng.randrange(1, 4)):
