@@ -63,6 +63,7 @@ static __always_inline __u8 udp_tunnel_kind(__u16 port)
 }
 
 #include "parse.h"
+#include "ether.h"
 
 BPF_PERCPU_ARRAY(walks, struct walk, 1);   /* the walk's working state (see walk_frame) */
 
@@ -538,6 +539,38 @@ static __always_inline void remember_first_fragment(const struct parsed *p, cons
     frags.update(&fk, (struct flow_key *)k);
 }
 
+/* A frame with no IP packet counts on its non-IP flow (ether.h), which no
+ * rule selects: Arkime's counts, all on the source side. */
+static __always_inline void count_ether_flow(struct xdp_md *ctx)
+{
+    struct flow_key key = {};
+    __u16 vlan[2] = {};
+    __u16 ethertype = 0;
+    if (!ether_key(ctx, &key, &ethertype, vlan))
+        return;
+    __u64 now = bpf_ktime_get_ns();
+    struct flow_state *f = flows.lookup(&key);
+    if (!f) {
+        struct flow_state fresh = {};
+        fresh.first_ns = now;
+        fresh.verdict = VERDICT_IGNORED;
+        fresh.ethertype = ethertype;
+        if (flows.update(&key, &fresh) < 0) {
+            count(STAT_FLOW_FAIL);
+            return;
+        }
+        count(STAT_FLOW_NEW);
+        f = flows.lookup(&key);
+        if (!f)
+            return;
+    }
+    __sync_fetch_and_add(&f->packets[SIDE_LO], 1);
+    __sync_fetch_and_add(&f->bytes[SIDE_LO], ctx->data_end - ctx->data);
+    f->last_ns = now;
+    note_vlan(f, vlan[0]);
+    note_vlan(f, vlan[1]);
+}
+
 int xdp_sensor(struct xdp_md *ctx)
 {
     __u32 zero = 0;
@@ -550,9 +583,10 @@ int xdp_sensor(struct xdp_md *ctx)
     struct parsed p = {};
     int rc = parse_frame(ctx, &p);
     if (rc != WALK_FLOW && rc != WALK_LATER_FRAGMENT) {
-        if (rc == WALK_NOT_IP)
+        if (rc == WALK_NOT_IP) {
             count(STAT_NOT_IP);
-        else if (rc == WALK_TRUNCATED)
+            count_ether_flow(ctx);
+        } else if (rc == WALK_TRUNCATED)
             count(STAT_TRUNCATED);
         else if (rc == WALK_EXT_LIMIT)
             count(STAT_IPV6_EXT_LIMIT);

@@ -131,7 +131,7 @@ struct flow_state {
     __u8 payload_seen;      /* bit per side: first payload seen */
     __u8 late_select;       /* selected on a payload after the other side's first payload passed */
     __u8 flags;             /* enum sensor_flow_flag */
-    __u8 pad[2];
+    __u16 ethertype;        /* non-IP flows: the first frame's ethertype (802.3: its length field) */
 };
 
 /* Port rules: (proto, port, role) -> nonzero. role 0 = client port, 1 = server port. */
@@ -233,6 +233,24 @@ enum udp_tunnel {
     UDP_TUNNEL_VXLAN_GPE = 2,
     UDP_TUNNEL_GENEVE = 3,
     UDP_TUNNEL_GTP = 4,
+};
+
+/* Frames that carry no IP packet are flows too, keyed as Arkime keys its
+ * non-IP sessions (bpf/ether.h; sensor/flows/ether.py in Python): the key's
+ * family is 0 and its proto the kind below; addr holds the frame's MAC pair
+ * (destination, source) for ETHER_UNKNOWN, with the ethertype in port[0]
+ * (network order), and for ETHER_CORRUPT, the IPv4 address asked for or told
+ * for ETHER_ARP, nothing for the others. Every frame counts on SIDE_LO (Arkime
+ * counts them all on the source side); no rule selects them. */
+#define SENSOR_ETHER_VLAN_MAX 8     /* VLAN tags before a non-IP ethertype (Arkime's bound) */
+
+enum sensor_ether_kind {
+    ETHER_ARP = 1,          /* Ethernet/IPv4 request or reply: by the address asked for or told */
+    ETHER_LLDP,
+    ETHER_ISIS,             /* 802.3 LLC fe fe 03, NLPID 0x83 */
+    ETHER_XID,              /* 802.2 XID */
+    ETHER_UNKNOWN,          /* another ethertype: by MAC pair and ethertype */
+    ETHER_CORRUPT,          /* an 802.3 frame or an ARP that cannot be read: by MAC pair */
 };
 
 /* TCP header flag bits (byte 13), and AE (byte 12, bit 0). */

@@ -30,6 +30,7 @@ from sensor.arkime.loader import load_paths
 from sensor.arkime.runtime import PluginRuntime
 from sensor.capture.pcapfile import PcapError, PcapRecord, iter_records
 from sensor.capture.ring import RingReader
+from sensor.flows.ether import ether_flow_key
 from sensor.flows.table import FlowTimeouts, SessionTable
 from sensor.hooks import FinishedCollector
 from sensor.kernel.contract import FlowKey, FlowState, Stat, Verdict
@@ -40,7 +41,7 @@ from sensor.packet import (
     LINKTYPE_RAW, LINKTYPE_RAW_OPENBSD,
 )
 from sensor.pipeline import Pipeline
-from sensor.prefilter import FRAG_ENTRIES, ParsedFrame, parse_frame
+from sensor.prefilter import FRAG_ENTRIES, NOT_IP, ParsedFrame, parse_frame
 
 EXPIRE_EVERY = 1.0          # capture seconds between idle-session expiries
 # BPF_PROG_TEST_RUN puts at most a page minus headroom and shared info (3520
@@ -239,7 +240,10 @@ class CaptureFilter:
         differed too (true of every frame of a non-Ethernet capture)."""
         p = parse_frame(frame)
         if not isinstance(p, ParsedFrame):
-            return  # counted on no flow
+            found = ether_flow_key(frame) if p == NOT_IP else None
+            if found is not None:   # a non-IP flow: all on its source side
+                self._extra.setdefault(found[0], [0, 0])[0] += extra
+            return
         if p.key is not None:
             key, side = p.key, p.side
             if p.first_fragment:

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from sensor.arkime.runtime import PluginRuntime
 from sensor.arkime.session import PluginSession
-from sensor.flows.ether import EtherSessions
+from sensor.flows.ether import EtherSessions, kernel_record
 from sensor.flows.events import SessionEnded, SessionStarted, StateChanged
 from sensor.flows.session import Session
 from sensor.flows.table import FlowOrigin, SessionTable
@@ -276,7 +276,7 @@ class Pipeline:
     def _kernel_save_due(self, key: FlowKey, state: FlowState) -> bool:
         """Whether a long kernel-only flow gets a mid-session record now: `max_packets` since
         its last record, or (TCP) a packet `save_every` seconds on, as selected sessions get theirs."""
-        if not self.kernel_records:
+        if not self.kernel_records or key.family == 0:
             return False
         saves = self._kernel_saves.get(bytes(key))
         packets = state.packets[0] + state.packets[1] - (saves.packets if saves else 0)
@@ -306,6 +306,10 @@ class Pipeline:
         """A flow's record from the kernel's counters, through the plugins' save hooks like any."""
         saves = self._kernel_saves.pop(bytes(key), None)
         if not self.kernel_records:
+            return
+        if key.family == 0:     # a non-IP flow: no plugin sees those (as EtherSessions' records)
+            self.stats.kernel_records += 1
+            self.emit(kernel_record(key, state, reason, self.kernel.monotonic_offset or 0.0))
             return
         session_id = saves.session_id if saves else next(self._kernel_ids)
         session = flow_session(key, saves.since(state) if saves else state, session_id,

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from sensor.flows.ether import ether_flow_key
 from sensor.kernel.contract import (
     IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, MAX_SNAPLEN, PORTED_PROTOCOLS,
     TCPF_COUNT, TCPF_ZERO_HI, TCPF_ZERO_LO, TCPFLAG_NAMES, FlowFlag, FlowKey, FlowState, Reason, RecordHeader,
@@ -176,7 +177,7 @@ class _Flow:
     """struct flow_state as plain Python ints (ctypes fields are slow to bump)."""
     __slots__ = ("packets", "bytes", "databytes", "first_ns", "last_ns", "tcpflags", "emitted",
                  "undecided_payloads", "verdict", "reason", "client", "payload_seen", "late_select", "hash",
-                 "seq_next", "payload8", "icmp", "vlan", "flags")
+                 "seq_next", "payload8", "icmp", "vlan", "flags", "ethertype")
 
     def __init__(self, first_ns: int, client: int, verdict: int, reason: int, hash_: int) -> None:
         self.packets = [0, 0]
@@ -198,6 +199,7 @@ class _Flow:
         self.icmp = [0, 0, 0, 0]
         self.vlan = [0, 0]
         self.flags = 0
+        self.ethertype = 0
 
     def state(self) -> FlowState:
         s = FlowState()
@@ -208,6 +210,7 @@ class _Flow:
         s.verdict, s.reason, s.client = self.verdict, self.reason, self.client
         s.payload_seen, s.late_select = self.payload_seen, self.late_select
         s.seq_next[:], s.icmp[:], s.vlan[:], s.flags = self.seq_next, self.icmp, self.vlan, self.flags
+        s.ethertype = self.ethertype
         for side, kept in enumerate(self.payload8):
             ct.memmove(ct.addressof(s.payload8) + side * 8, kept, len(kept))
             s.payload8_len[side] = len(kept)
@@ -249,6 +252,8 @@ class PythonFlowTable:
         p = parse_frame(frame, self.options.udp_tunnels)
         if not isinstance(p, ParsedFrame):
             stats[p] += 1
+            if p == NOT_IP:
+                self._count_ether_flow(frame, ts_ns)
             return None
         if p.tunnels:
             stats[Stat.TUNNELLED] += 1
@@ -275,9 +280,7 @@ class PythonFlowTable:
         if p.first_fragment:
             self._remember(p.frag_key, key)
         if p.vlan[0]:
-            for vid in p.vlan:
-                if vid and vid not in f.vlan and 0 in f.vlan:
-                    f.vlan[f.vlan.index(0)] = vid
+            self._note_vlans(f, p.vlan)
 
         verdict, reason = f.verdict, f.reason
         if p.payload_len > 0 and verdict == Verdict.UNDECIDED:
@@ -317,12 +320,39 @@ class PythonFlowTable:
                 verdict, reason = Verdict.SELECTED, Reason.PORT
         if verdict == Verdict.SELECTED:
             self._stats[Stat.SELECTED] += 1
+        return self._insert(p.key, _Flow(ts_ns, client, verdict, reason, flow_hash(p.key)))
+
+    def _insert(self, key: bytes, f: _Flow) -> _Flow:
         if len(self._flows) >= self.options.flow_entries:
             self._flows.popitem(last=False)
             self._stats[Stat.FLOW_EVICTED] += 1
-        f = self._flows[p.key] = _Flow(ts_ns, client, verdict, reason, flow_hash(p.key))
+        self._flows[key] = f
         self._stats[Stat.FLOW_NEW] += 1
         return f
+
+    @staticmethod
+    def _note_vlans(f: _Flow, vlan: tuple[int, int]) -> None:
+        """note_vlan(): the first two distinct VLAN ids."""
+        for vid in vlan:
+            if vid and vid not in f.vlan and 0 in f.vlan:
+                f.vlan[f.vlan.index(0)] = vid
+
+    def _count_ether_flow(self, frame: bytes, ts_ns: int) -> None:
+        """count_ether_flow(): a frame with no IP packet counts on its non-IP flow, never selected."""
+        found = ether_flow_key(frame)
+        if found is None:
+            return
+        key, ethertype, vlan = found
+        f = self._flows.get(key)
+        if f is None:
+            f = self._insert(key, _Flow(ts_ns, 0, Verdict.IGNORED, Reason.NONE, flow_hash(key)))
+            f.ethertype = ethertype
+        else:
+            self._flows.move_to_end(key)
+        f.packets[0] += 1
+        f.bytes[0] += len(frame)
+        f.last_ns = ts_ns
+        self._note_vlans(f, vlan)
 
     @staticmethod
     def _count_tcp_flags(f: _Flow, p: ParsedFrame, side: int) -> None:

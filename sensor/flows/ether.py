@@ -11,9 +11,13 @@ ethertype saved, as its test configuration does):
 - another ethertype: the MAC pair and the ethertype (`unknown-ether`);
 - an 802.3 frame Arkime cannot read, or a malformed ARP: the MAC pair as the
   frame has it (`corrupt-ether`).
-Ethertypes the header walk takes apart (IP, MPLS, PPPoE, ERSPAN...), and NSH
-and Cisco metadata (which Arkime takes apart and we do not), make no session
-here: such a frame that carries no IP packet is only counted.
+Ethertypes the header walk takes apart (IP, MPLS, PPPoE, ERSPAN, NSH, Cisco
+metadata...) make no session here: such a frame that carries no IP packet is
+only counted.
+
+The kernel keys the same flows (bpf/ether.h: `ether_flow_key` is its key
+for a frame) and counts them without their frames coming up;
+`kernel_record` renders such a flow as the record `EtherSessions` makes.
 
 A session ends after Arkime's idle timeout for its kind (600 s for ARP, LLDP,
 IS-IS and XID, 60 s for the others), checked as Arkime does: by whole
@@ -27,9 +31,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from sensor.ids import new_id
+from sensor.kernel.contract import EtherKind, FlowKey, FlowState
 from sensor.walk import (
-    ETHERTYPE_ERSPAN, ETHERTYPE_ERSPAN3, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_MPLS, ETHERTYPE_PPP,
-    ETHERTYPE_PPPOE, ETHERTYPE_TEB, ETHERTYPE_VLAN,
+    ETHERTYPE_CISCO_METADATA, ETHERTYPE_ERSPAN, ETHERTYPE_ERSPAN3, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_MPLS,
+    ETHERTYPE_NSH, ETHERTYPE_PPP, ETHERTYPE_PPPOE, ETHERTYPE_TEB, ETHERTYPE_VLAN,
 )
 
 ETHERTYPE_ARP = 0x0806
@@ -37,10 +42,14 @@ ETHERTYPE_LLDP = 0x88CC
 VLAN_TAGS_MAX = 8           # Arkime's bound on stacked VLAN tags
 # Arkime's idle timeouts (seconds of packet time) by protocol; 60 for the others.
 IDLE_TIMEOUTS = {"arp": 600, "lldp": 600, "isis": 600, "xid": 600}
-_NSH, _CISCO_METADATA = 0x894F, 0x8909
 _WALKED = frozenset((ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_PPPOE, ETHERTYPE_PPP, ETHERTYPE_ERSPAN,
-                     ETHERTYPE_ERSPAN3, ETHERTYPE_TEB, _NSH, _CISCO_METADATA, *ETHERTYPE_MPLS))
+                     ETHERTYPE_ERSPAN3, ETHERTYPE_TEB, ETHERTYPE_NSH, ETHERTYPE_CISCO_METADATA, *ETHERTYPE_MPLS))
 _ARP_ETH_IPV4 = b"\x00\x01\x08\x00\x06\x04\x00"
+_TPIDS = (b"\x81\x00", b"\x88\xa8")
+# Arkime's protocol name of each kind of non-IP flow (the kernel's key.proto).
+KIND_PROTOCOLS = {EtherKind.ARP: "arp", EtherKind.LLDP: "lldp", EtherKind.ISIS: "isis", EtherKind.XID: "xid",
+                  EtherKind.UNKNOWN: "unknown-ether", EtherKind.CORRUPT: "corrupt-ether"}
+_KINDS = {name: kind for kind, name in KIND_PROTOCOLS.items()}
 
 
 def classify(frame: bytes) -> tuple[tuple, str, int] | None:
@@ -48,7 +57,7 @@ def classify(frame: bytes) -> tuple[tuple, str, int] | None:
     frame, or None when it makes no session."""
     n = 12
     tags = 0
-    while n + 2 <= len(frame) and frame[n:n + 2] in (b"\x81\x00", b"\x88\xa8"):
+    while n + 2 <= len(frame) and frame[n:n + 2] in _TPIDS:
         tags += 1
         if tags > VLAN_TAGS_MAX:
             return None
@@ -76,6 +85,49 @@ def classify(frame: bytes) -> tuple[tuple, str, int] | None:
     if ethertype == ETHERTYPE_LLDP:
         return ("lldp",), "lldp", ethertype
     return ("unknown-ether", frame[:12], ethertype), "unknown-ether", ethertype
+
+
+def vlan_ids(frame: bytes) -> list[int]:
+    """The VLAN ids of a frame's tags, outermost first."""
+    ids, n = [], 12
+    while frame[n:n + 2] in _TPIDS and n + 4 <= len(frame):
+        ids.append(((frame[n + 2] << 8) | frame[n + 3]) & 0x0FFF)
+        n += 4
+    return ids
+
+
+def ether_flow_key(frame: bytes) -> tuple[bytes, int, tuple[int, int]] | None:
+    """ether_key() of bpf/ether.h: the kernel's flow key of a non-IP frame (as
+    bytes), its ethertype and its first two VLAN ids; None when it makes no flow."""
+    found = classify(frame)
+    if found is None:
+        return None
+    key, protocol, ethertype = found
+    kind = _KINDS[protocol]
+    ident = key[1] if len(key) > 1 else b""
+    port = ethertype.to_bytes(2, "big") if kind == EtherKind.UNKNOWN else b"\0\0"
+    ids = vlan_ids(frame)[:2] + [0, 0]
+    return ident.ljust(32, b"\0") + port + bytes((0, 0, kind, 0, 0, 0)), ethertype, (ids[0], ids[1])
+
+
+def kernel_record(key: FlowKey, state: FlowState, end_reason: str, clock_offset: float) -> dict:
+    """The record of a non-IP flow the kernel counted (key.family 0), as
+    EtherSessions makes it; `clock_offset` turns the table's seconds into
+    epoch seconds. MACs are known only where they key the flow."""
+    session = _EtherSession(KIND_PROTOCOLS[EtherKind(key.proto)], state.ethertype,
+                            state.first_ns / 1e9 + clock_offset, state.last_ns / 1e9 + clock_offset,
+                            state.packets[0], state.bytes[0])
+    if key.proto in (EtherKind.UNKNOWN, EtherKind.CORRUPT):
+        macs = bytes(key.addr[:12])
+        session.dst_macs.add(macs[:6].hex(":"))
+        session.src_macs.add(macs[6:].hex(":"))
+    session.vlans.update(v for v in state.vlan if v)
+    return _record(session, end_reason)
+
+
+def idle_timeout(kind: EtherKind) -> int:
+    """Arkime's idle timeout, in seconds, of a kind of non-IP flow."""
+    return IDLE_TIMEOUTS.get(KIND_PROTOCOLS[kind], 60)
 
 
 @dataclass(slots=True)
@@ -131,10 +183,7 @@ class EtherSessions:
         session.bytes += wire_len
         session.dst_macs.add(frame[0:6].hex(":"))
         session.src_macs.add(frame[6:12].hex(":"))
-        n = 12
-        while frame[n:n + 2] in (b"\x81\x00", b"\x88\xa8") and n + 4 <= len(frame):
-            session.vlans.add(((frame[n + 2] << 8) | frame[n + 3]) & 0x0FFF)
-            n += 4
+        session.vlans.update(vlan_ids(frame))
         return ended
 
     def expire(self, now: float) -> list[dict]:
@@ -156,9 +205,14 @@ def _record(s: _EtherSession, end_reason: str) -> dict:
     network: dict = {"bytes": s.bytes, "packets": s.packets}
     if s.vlans:
         network["vlan"] = {"id": sorted(s.vlans), "id-cnt": len(s.vlans)}
+    source: dict = {"bytes": s.bytes, "packets": s.packets}
+    destination: dict = {"bytes": 0, "packets": 0}
+    for side, macs in ((source, s.src_macs), (destination, s.dst_macs)):
+        if macs:
+            side["mac"], side["mac-cnt"] = sorted(macs), len(macs)
     return {
         "client": {"bytes": 0},
-        "destination": {"bytes": 0, "mac": sorted(s.dst_macs), "mac-cnt": len(s.dst_macs), "packets": 0},
+        "destination": destination,
         "ethertype": s.ethertype,
         "firstPacket": first,
         "ipProtocol": 0,
@@ -169,7 +223,7 @@ def _record(s: _EtherSession, end_reason: str) -> dict:
         "protocol": [s.protocol],
         "protocolCnt": 1,
         "server": {"bytes": 0},
-        "source": {"bytes": s.bytes, "mac": sorted(s.src_macs), "mac-cnt": len(s.src_macs), "packets": s.packets},
+        "source": source,
         "totDataBytes": 0,
         "xdpsensor": {"endReason": end_reason, "sessionId": new_id()},
     }

@@ -107,6 +107,19 @@ class Tunnel(enum.IntFlag):
     IP = 256
 
 
+# Non-IP flows (bpf/sensor.h): FlowKey.family 0, FlowKey.proto an EtherKind.
+ETHER_VLAN_MAX = 8
+
+
+class EtherKind(enum.IntEnum):
+    ARP = 1
+    LLDP = 2
+    ISIS = 3
+    XID = 4
+    UNKNOWN = 5
+    CORRUPT = 6
+
+
 class UdpTunnel(enum.IntEnum):
     NONE = 0
     VXLAN = 1
@@ -165,7 +178,7 @@ class FlowState(ct.Structure):
         ("payload_seen", ct.c_uint8),
         ("late_select", ct.c_uint8),
         ("flags", ct.c_uint8),
-        ("pad", ct.c_uint8 * 2),
+        ("ethertype", ct.c_uint16),
     ]
 
 

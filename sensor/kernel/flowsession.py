@@ -9,13 +9,14 @@ record, exactly as a session built from packets."""
 from __future__ import annotations
 
 from sensor.flows.accounting import has_session_type
+from sensor.flows.ether import idle_timeout
 from sensor.flows.key import community_id
 from sensor.flows.session import Session
 from sensor.flows.state import SessionState
 from sensor.flows.table import FlowTimeouts
 from sensor.kernel.contract import (
     IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, TCPF_ZERO_HI, TCPF_ZERO_LO,
-    TCPFLAG_NAMES, FlowFlag, FlowKey, FlowState, key_endpoints,
+    TCPFLAG_NAMES, EtherKind, FlowFlag, FlowKey, FlowState, key_endpoints,
 )
 
 _CLOSED_BOTH = FlowFlag.FIN_LO | FlowFlag.FIN_HI
@@ -53,8 +54,15 @@ def _idle_limit_ns(proto: int, flags: int, timeouts: FlowTimeouts) -> int:
     return int(seconds * 1e9)
 
 
+def _ether_idle_ns(kind: int) -> int:
+    """A non-IP flow's idle timeout (key.family 0, key.proto its EtherKind)."""
+    return idle_timeout(EtherKind(kind)) * 1_000_000_000
+
+
 def idle_limit_ns(key: FlowKey, state: FlowState, timeouts: FlowTimeouts) -> int:
     """How long the flow may stay without packets, by Arkime's per-protocol timeouts."""
+    if key.family == 0:
+        return _ether_idle_ns(key.proto)
     return _idle_limit_ns(key.proto, state.flags, timeouts)
 
 
@@ -78,7 +86,10 @@ class Attention:
     def __init__(self, now_ns: int, timeouts: FlowTimeouts, packets: int, span_ns: int) -> None:
         self.packets, self.span_ns = packets, span_ns
         # A flow has ended when its last packet is before these (by protocol; closed TCP apart).
-        self._idle_before = [now_ns - _idle_limit_ns(proto, 0, timeouts) for proto in range(256)]
+        # key.proto of a non-IP flow is its EtherKind: the shorter of the two timeouts serves both.
+        kinds = {int(kind): _ether_idle_ns(kind) for kind in EtherKind}
+        self._idle_before = [now_ns - min(_idle_limit_ns(proto, 0, timeouts), kinds.get(proto, 1 << 62))
+                             for proto in range(256)]
         self._closed_before = now_ns - int(timeouts.tcp_closing * 1e9)
 
     def wants(self, proto: int, flags: int, packets: int, first_ns: int, last_ns: int) -> bool:

@@ -10,7 +10,7 @@ import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting
 from scapy.layers.ipsec import AH
-from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
+from scapy.layers.l2 import ARP, LLC, Dot1AD, Dot1Q, Dot3, Ether
 from scapy.packet import Raw
 
 from sensor.capture.pcapfile import PcapError, read_pcap
@@ -165,7 +165,8 @@ def test_mutated_frames_and_userspace_verdicts_agree(pair, captures):
 
 def crafted_frames() -> list[bytes]:
     """Parse edge cases, each also cut at every length: VLAN depth, IPv4
-    options and fragments, IPv6 extension chains (AH, fragments, the limit)."""
+    options and fragments, IPv6 extension chains (AH, fragments, the limit),
+    non-IP frames of every kind (up to and past Arkime's VLAN tag bound)."""
     eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")  # explicit: no ARP lookups
     v4, v6 = IP(src="10.0.0.1", dst="10.0.0.2", id=99), IPv6(src="fd00::1", dst="fd00::2")
     l4 = [TCP(sport=40000, dport=80, flags="PA") / Raw(b"GET / HTTP/1.1\r\n"),
@@ -185,6 +186,19 @@ def crafted_frames() -> list[bytes]:
             chain = chain / (IPv6ExtHdrHopByHop, IPv6ExtHdrDestOpt, IPv6ExtHdrRouting)[i % 3]()
         whole.append(eth / chain / l4[1])
     whole.append(eth / v6 / AH(nh=17, payloadlen=4, icv=b"\0" * 12) / l4[1])
+    non_ip = [ARP(op=1, psrc="10.0.0.1", pdst="10.0.0.2"), ARP(op=2, psrc="10.0.0.2", pdst="10.0.0.1"),
+              ARP(op=3), Raw(b"\x02\x07\x04" + b"\x00" * 20)]
+    macs = bytes(eth)[:12]
+    for tags in range(0, 10):
+        stack = (b"\x81\x00" + tags.to_bytes(2, "big")) * tags
+        whole += [Raw(macs + stack + b"\x08\x06" + bytes(non_ip[0])), Raw(macs + stack + b"\x88\xcc" + bytes(non_ip[3]))]
+    whole += [eth / payload for payload in non_ip]
+    whole += [Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02", type=0x88B5) / Raw(b"\x00" * 46),
+              Dot3(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / LLC(dsap=0, ssap=1, ctrl=0xAF) / Raw(b"\x81"),
+              Dot3(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / LLC(dsap=0xFE, ssap=0xFE, ctrl=3)
+              / Raw(b"\x83" + b"\x00" * 20),
+              Dot3(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / LLC(dsap=0x42, ssap=0x42, ctrl=3)
+              / Raw(b"\x00" * 35)]
     udp = bytes(l4[1])
     frames = [bytes(f) for f in whole]
     frames += [bytes(eth / IP(src="10.0.0.1", dst="10.0.0.2", id=99, flags="MF", proto=17) / Raw(udp[:16])),
