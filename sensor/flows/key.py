@@ -50,20 +50,17 @@ def community_id(src_ip: str, dst_ip: str, sport: int | None, dport: int | None,
     family = socket.AF_INET6 if ":" in src_ip else socket.AF_INET
     saddr = socket.inet_pton(family, src_ip)
     daddr = socket.inet_pton(family, dst_ip)
-    one_way = False
     if proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
         counterparts = _ICMP_COUNTERPART if proto == IPPROTO_ICMP else _ICMPV6_COUNTERPART
         icmp_type, icmp_code = sport or 0, dport or 0
-        if icmp_type in counterparts:
-            sport, dport = icmp_type, counterparts[icmp_type]
-        else:
-            sport, dport, one_way = icmp_type, icmp_code, True
+        # A one-way type keeps its code; Arkime still orders the endpoints (the spec would not).
+        sport, dport = (icmp_type, counterparts[icmp_type]) if icmp_type in counterparts else (icmp_type, icmp_code)
         has_ports = True
     else:
         # Ports given are hashed whatever the protocol: Arkime (db.c) hashes two, zeros when the
         # protocol has none; None leaves them out (the spec's form for port-less protocols).
         has_ports = sport is not None and dport is not None
-    if not one_way and (saddr, sport or 0) > (daddr, dport or 0):
+    if (saddr, sport or 0) > (daddr, dport or 0):
         saddr, daddr, sport, dport = daddr, saddr, dport, sport
     tail = _PROTO_PAD_PORTS.pack(proto, sport, dport) if has_ports else _PROTO_PAD.pack(proto)
     digest = hashlib.sha1(_SEED.pack(seed) + saddr + daddr + tail).digest()
