@@ -461,7 +461,8 @@ static __always_inline int walk_ipv6(void *data, void *data_end, __u32 off, stru
 
 /* Walk a frame to its innermost IP header: the key gets its addresses (the
  * sender's first, not yet canonical), protocol and family; `w` where L4
- * starts and the VLANs. Returns enum walk_result.
+ * starts and the VLANs. WALK_NOT_IP with the key's family set: a tunnel
+ * whose inside is no IP packet (the key is the last IP header's). Returns enum walk_result.
  *
  * `w` should be a per-CPU map value, not stack: each step reads its position
  * (next_off, next_type) back from it, so the verifier, which does not track

@@ -177,6 +177,8 @@ static __always_inline int parse_frame(struct xdp_md *ctx, struct parsed *p)
         p->is_later_fragment = 1;
         p->payload_len = w->l4_end > w->l4_off ? w->l4_end - w->l4_off : 0;
     }
+    if (rc == WALK_NOT_IP && p->key.family)
+        return WALK_FLOW;   /* a tunnel with no IP packet inside: its IP header's flow, by addresses (corrupt-ip) */
     if (rc != WALK_FLOW)
         return rc;
     p->is_first_fragment = w->first_fragment;

@@ -530,7 +530,13 @@ def _decode_l4(packet: Packet, frame: bytes, pos: int, end: int, ip_length_known
     captures, jumbograms); a UDP length of 0 then means "unknown" too."""
     layers.ips.append((packet.src_ip, packet.dst_ip))
     if not packet.is_fragment:
-        inner = _decapsulate(packet, frame, pos, end, layers)
+        try:
+            inner = _decapsulate(packet, frame, pos, end, layers)
+        except NotIp:
+            # A tunnel with no IP packet inside (ARP, CDP, ...): the frame is this IP header's,
+            # by addresses alone and with no payload, as Arkime files it (corrupt-ip).
+            packet.outer, packet.vlan = layers.outer(frame), layers.vlan
+            return packet
         if inner is not None:
             return inner
     if len(layers.ips) > 1 or layers.tunnels or len(layers.macs) > 1:

@@ -89,11 +89,13 @@ class ParsedFrame:
 
 
 def _l4(frame: bytes, l4_off: int, l4_end: int, proto: int, family: int, src: bytes, dst: bytes,
-        vlan: tuple[int, int], first_fragment: bool, frag_id: int) -> ParsedFrame | Stat:
+        vlan: tuple[int, int], first_fragment: bool, frag_id: int, ported: bool = True) -> ParsedFrame | Stat:
     n = len(frame)
     flags = ae = window = seq = ack = 0
     icmp = None
-    if proto == IPPROTO_TCP:
+    if not ported:
+        payload_off = l4_end
+    elif proto == IPPROTO_TCP:
         if l4_off + 20 > n:
             return TRUNCATED
         seq, ack, doff_byte, flags, window = _TCP.unpack_from(frame, l4_off)
@@ -114,7 +116,7 @@ def _l4(frame: bytes, l4_off: int, l4_end: int, proto: int, family: int, src: by
         payload_off = l4_off
         if (proto == IPPROTO_ICMP or proto == IPPROTO_ICMPV6) and l4_off + 2 <= n:
             icmp = (frame[l4_off], frame[l4_off + 1])
-    if proto in PORTED_PROTOCOLS:
+    if ported and proto in PORTED_PROTOCOLS:
         sport_raw, dport_raw = frame[l4_off:l4_off + 2], frame[l4_off + 2:l4_off + 4]
     else:
         sport_raw = dport_raw = b"\0\0"    # keyed by addresses alone
@@ -152,9 +154,13 @@ def parse_frame(frame: bytes, udp_tunnels: Mapping[int, int] = DEFAULT_UDP_TUNNE
     if result == WalkResult.LATER_FRAGMENT:
         return ParsedFrame(None, 0, w.proto, payload_len=max(w.l4_end - w.l4_off, 0),
                            frag_key=(w.src, w.dst, w.frag_id, w.proto), sender=w.src, vlan=vlan, tunnels=w.tunnels)
-    if result != WalkResult.FLOW:
+    if result == WalkResult.NOT_IP and w.family:
+        # A tunnel with no IP packet inside: its IP header's flow, by addresses alone (Arkime's corrupt-ip).
+        p = _l4(frame, w.l4_off, w.l4_off, w.proto, w.family, w.src, w.dst, vlan, False, w.frag_id, ported=False)
+    elif result != WalkResult.FLOW:
         return _WALK_STATS[result]
-    p = _l4(frame, w.l4_off, w.l4_end, w.proto, w.family, w.src, w.dst, vlan, w.first_fragment, w.frag_id)
+    else:
+        p = _l4(frame, w.l4_off, w.l4_end, w.proto, w.family, w.src, w.dst, vlan, w.first_fragment, w.frag_id)
     if isinstance(p, ParsedFrame):
         p.tunnels = w.tunnels
     return p

@@ -270,6 +270,8 @@ class Walk:
     tunnels: int = 0
     frag_id: int = 0            # as the kernel stores it (native-order read of the network bytes)
     first_fragment: bool = False
+    next_off: int = 0           # a tunnel's inside: where it starts ...
+    next_type: int = 0          # ... and its ethertype (ETHERTYPE_TEB: Ethernet)
 
 
 _ZERO12 = bytes(12)
@@ -303,8 +305,8 @@ def walk_frame(frame: bytes, udp_tunnels: Mapping[int, int] = DEFAULT_UDP_TUNNEL
             result = (_ipv4 if kind == ETHERTYPE_IPV4 else _ipv6)(frame, off, w, udp_tunnels)
             if result is not None:
                 return result, w
-            # a tunnel: the next header is in w.l4_off / w.proto (ethertype)
-            off, kind = w.l4_off, w.proto
+            # a tunnel: its inside starts at w.next_off, of ethertype w.next_type
+            off, kind = w.next_off, w.next_type
             continue
         if kind in ETHERTYPE_MPLS:
             step, bit = mpls_step(frame, off), Tunnel.MPLS
@@ -396,19 +398,19 @@ def _ipv6(frame: bytes, off: int, w: Walk, udp_tunnels: Mapping[int, int]) -> Wa
 
 def _l4(frame: bytes, w: Walk, udp_tunnels: Mapping[int, int]) -> WalkResult | None:
     """The end of an unfragmented IP header: a tunnel (None, with the next
-    header's offset and ethertype in w.l4_off / w.proto) or the flow."""
+    header's offset and ethertype in w.next_off / w.next_type) or the flow."""
     proto, off = w.proto, w.l4_off
     if off >= WALK_OFFSET_MAX:
         return WalkResult.FLOW
     if proto == IPPROTO_IPIP or proto == IPPROTO_IPV6:
-        w.proto = ETHERTYPE_IPV4 if proto == IPPROTO_IPIP else ETHERTYPE_IPV6
+        w.next_off, w.next_type = off, ETHERTYPE_IPV4 if proto == IPPROTO_IPIP else ETHERTYPE_IPV6
         w.tunnels |= Tunnel.IP
         return None
     if proto == IPPROTO_GRE:
         step = gre_step(frame, off)
         if step is None:
             return WalkResult.FLOW
-        w.l4_off, w.proto = step
+        w.next_off, w.next_type = step
         w.tunnels |= Tunnel.GRE
         return None
     if proto == IPPROTO_UDP and off + 8 <= len(frame):
@@ -418,7 +420,7 @@ def _l4(frame: bytes, w: Walk, udp_tunnels: Mapping[int, int]) -> WalkResult | N
             length = min(udp_len, len(frame) - off) - 8
             step = udp_tunnel_step(kind, frame, off + 8, length)
             if step is not None:
-                w.l4_off, w.proto = step[0], step[1]
+                w.next_off, w.next_type = step[0], step[1]
                 w.tunnels |= UDP_TUNNEL_BITS[kind]
                 return None
     return WalkResult.FLOW

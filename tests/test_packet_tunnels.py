@@ -69,10 +69,17 @@ def test_not_a_tunnel_is_plain_udp() -> None:
     assert (packet.ip_protocol, packet.dst_port, packet.outer) == (17, 4789, None)
 
 
-def test_gre_carrying_no_ip_is_not_ip() -> None:
-    frame = raw(tf.outer_ip(GRE(proto=0x0806) / (b"\x00" * 28)))
+def test_a_tunnel_carrying_no_ip_is_its_ip_headers_flow_by_addresses() -> None:
+    # Arkime's corrupt-ip: the frame is the last IP header's, no ports, no payload.
+    for frame, proto in tf.no_ip_inside().values():
+        packet = decode_frame(frame, 0.0)
+        assert (packet.ip_protocol, packet.src_ip, packet.src_port, packet.dst_ip, packet.dst_port, packet.payload) == (
+            proto, tf.OUTER_SRC, 0, tf.OUTER_DST, 0, b"")
+        result, walk = walk_frame(frame)
+        assert (result, walk.family, walk.proto, walk.src[:4], walk.dst[:4]) == (
+            WalkResult.NOT_IP, 4, proto, bytes((192, 0, 2, 1)), bytes((192, 0, 2, 2)))
     with pytest.raises(NotIp):
-        decode_frame(frame, 0.0)
+        decode_frame(raw(tf.outer_eth() / GRE(proto=0x0806)), 0.0)   # no IP header at all: not IP
 
 
 def test_udp_tunnel_ports_are_configurable() -> None:

@@ -80,6 +80,13 @@ def service_headers(flags: str = "PA") -> dict[str, bytes]:
             "cisco-metadata": raw(Ether(src=OUTER_MACS[0], dst=OUTER_MACS[1], type=0x8909) / cisco / inner_ip(flags))}
 
 
+def no_ip_inside() -> dict[str, tuple[bytes, int]]:
+    """name -> (a tunnel whose inside is no IP packet, the protocol of its IP header)."""
+    arp = b"\x08\x06" + b"\x00" * 28
+    return {"gre": (raw(outer_ip(GRE(proto=0x0806) / arp[2:])), 47),
+            "vxlan": (raw(outer_ip(UDP(sport=5, dport=4789) / VXLAN(vni=VNI, flags=0x08) / (bytes(12) + arp))), 17)}
+
+
 def nested(depth: int) -> bytes:
     """IP-in-IP `depth` times around the inner segment, over Ethernet."""
     packet = inner_ip()

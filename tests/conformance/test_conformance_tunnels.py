@@ -2,8 +2,9 @@
 decapsulate as Arkime does, so its inner sessions are ours (GRE, ERSPAN,
 VXLAN, VXLAN-GPE, Geneve, GTP-U, MPLS, PPPoE, PPP-in-GRE, IP-in-IP,
 IPv6-in-IPv4), reassemble fragments and key non-IP frames as it does.
-Thresholds are the measured values rounded down (before: 6 of 52 tunnelled
-sessions matched, no non-IP session)."""
+In the default read path the kernel walks the same tunnels and counts the
+non-IP flows. Thresholds are the measured values rounded down (before: 6 of
+52 tunnelled sessions matched, no non-IP session)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,34 +12,32 @@ from pathlib import Path
 import pytest
 
 from sensor.conformance import run_conformance
+from sensor.conformance.paths import KERNEL, NO_PREFILTER, PYTHON
 from sensor.conformance.scope import NON_IP, TUNNEL
 
-COVERAGE_MIN = 0.92      # measured 48/52: the rest is ICMP keying and GRE Arkime files as corrupt-ip
-CORE_MIN = 0.86          # measured 45/52 agree on every core field
-NON_IP_MIN = 0.95        # measured 21/21 found and agreeing (target 90%)
+# (coverage, core agreement) of the tunnelled sessions, measured and rounded down, by read path.
+# none: 52/52 found, 50/52 agree (vxlan's ARP inside VXLAN is counted per side; gre-erspan is fixed).
+# default (kernel, python): 50/52 found, 47/52 agree: gtp-iphone's three SIP connections on one TCP 5-tuple
+# are one kernel flow (a SYN after both FINs does not start a new flow), and vxlan's ARP as above.
+TUNNEL_MIN = {NO_PREFILTER: (1.0, 0.96), KERNEL: (0.96, 0.90), PYTHON: (0.96, 0.90)}
+NON_IP_MIN = 1.0          # 21/21 found and agreeing on every path (target 90%)
 
 
-@pytest.fixture(scope="module")
-def totals(shared_testdata: Path):
+@pytest.fixture(scope="module", params=[NO_PREFILTER, pytest.param(KERNEL, marks=pytest.mark.kernel), PYTHON])
+def report(request, shared_testdata: Path):
     path = shared_testdata / "arkime-pcap"
     if not path.is_dir():
         pytest.skip(f"{path} is absent: Arkime's test captures live in ../shared/testdata")
-    return run_conformance(path).category_totals()
+    return request.param, run_conformance(path, path=request.param).category_totals()
 
 
-@pytest.fixture(scope="module")
-def tunnels(totals):
-    return totals[TUNNEL]
-
-
-def test_tunnelled_sessions_are_found(tunnels) -> None:
-    assert tunnels.expected >= 50
-    assert tunnels.matched / tunnels.expected >= COVERAGE_MIN
-    assert tunnels.extra == 0
-
-
-def test_tunnelled_sessions_agree_on_core_fields(tunnels) -> None:
-    assert tunnels.core_agree / tunnels.expected >= CORE_MIN
+def test_tunnelled_sessions_are_found_and_agree(report) -> None:
+    path, totals = report
+    tunnels = totals[TUNNEL]
+    coverage, core = TUNNEL_MIN[path]
+    assert tunnels.expected >= 50 and tunnels.extra == 0
+    assert tunnels.matched / tunnels.expected >= coverage
+    assert tunnels.core_agree / tunnels.expected >= core
 
 
 def test_fragmented_sessions_count_as_arkime_counts(shared_testdata: Path) -> None:
@@ -53,7 +52,7 @@ def test_fragmented_sessions_count_as_arkime_counts(shared_testdata: Path) -> No
     assert sum(c.matched for c in result.categories.values()) == len(expected) == 1
 
 
-def test_non_ip_sessions_are_arkimes(totals) -> None:
-    non_ip = totals[NON_IP]
+def test_non_ip_sessions_are_arkimes(report) -> None:
+    non_ip = report[1][NON_IP]
     assert non_ip.expected >= 20 and non_ip.extra == 0
     assert non_ip.core_agree / non_ip.expected >= NON_IP_MIN

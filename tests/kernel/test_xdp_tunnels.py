@@ -45,6 +45,15 @@ def test_the_flow_behind_a_service_header_is_the_inner_one(xdp, name: str) -> No
     assert xdp.delta(Stat.TUNNELLED) == 0      # a header Arkime names no tunnel for
 
 
+@pytest.mark.parametrize("name", sorted(tf.no_ip_inside()))
+def test_a_tunnel_with_no_ip_inside_counts_on_its_ip_headers_flow(xdp, name: str) -> None:
+    frame, proto = tf.no_ip_inside()[name]
+    assert xdp.run(frame) == []
+    state = xdp.program.flow(make_key(proto, (tf.OUTER_SRC, 0), (tf.OUTER_DST, 0)))
+    assert sum(state.packets) == 1 and sum(state.bytes) == len(frame) and sum(state.databytes) == 0
+    assert (xdp.delta(Stat.PARSED), xdp.delta(Stat.NOT_IP)) == (1, 0)
+
+
 def test_both_directions_of_a_vxlan_flow_meet(xdp) -> None:
     from scapy.layers.inet import TCP
     from scapy.layers.l2 import Ether
@@ -76,7 +85,8 @@ def test_udp_tunnel_ports_are_the_programs_options(make_harness) -> None:
 def _fuzzed(rng: random.Random, count: int) -> list[bytes]:
     """Tunnel frames with random bytes written over their encapsulation headers, and cut short."""
     frames = []
-    for frame in [f for f, _, _ in tf.frames().values()] + list(tf.service_headers().values()):
+    for frame in ([f for f, _, _ in tf.frames().values()] + list(tf.service_headers().values())
+                  + [f for f, _ in tf.no_ip_inside().values()]):
         for _ in range(count):
             mutated = bytearray(frame)
             for _ in range(rng.randrange(1, 4)):
