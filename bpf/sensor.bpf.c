@@ -175,6 +175,7 @@ static __always_inline int parse_frame(struct xdp_md *ctx, struct parsed *p)
     p->vlan[1] = w->vlan[1];
     if (rc == WALK_LATER_FRAGMENT) {
         p->is_later_fragment = 1;
+        p->payload_off = w->l4_off;
         p->payload_len = w->l4_end > w->l4_off ? w->l4_end - w->l4_off : 0;
     }
     if (rc == WALK_NOT_IP && p->key.family)
@@ -499,7 +500,10 @@ static __always_inline int same_addr(const __u8 *a, const __u8 *b)
 }
 
 /* Later fragments have no ports; count and emit them on the flow their
- * first fragment established, or count them as orphans. */
+ * first fragment established, or count them as orphans. A datagram counts
+ * as Arkime counts it reassembled: one packet (its first fragment's) whose
+ * bytes are the first fragment's frame and every later fragment's payload;
+ * a TCP segment's later data counts once its side's stream is known. */
 static __always_inline void handle_later_fragment(struct xdp_md *ctx, const struct sensor_config *cfg,
                                                   const struct parsed *p)
 {
@@ -519,11 +523,14 @@ static __always_inline void handle_later_fragment(struct xdp_md *ctx, const stru
     }
     count(STAT_FRAG_FOLLOWED);
     __u8 side = same_addr(k.addr, p->key.addr) ? SIDE_LO : SIDE_HI;
-    __u32 len = ctx->data_end - ctx->data;
-    __sync_fetch_and_add(&f->packets[side], 1);
-    __sync_fetch_and_add(&f->bytes[side], len);
-    if (k.proto != IPPROTO_TCP)
+    __sync_fetch_and_add(&f->bytes[side], p->payload_len);
+    if (k.proto != IPPROTO_TCP) {
         __sync_fetch_and_add(&f->databytes[side], p->payload_len);
+    } else if (f->flags & (side == SIDE_LO ? FLOW_SEQ_LO : FLOW_SEQ_HI)) {
+        f->seq_next[side & 1] += p->payload_len;
+        __sync_fetch_and_add(&f->databytes[side & 1], p->payload_len);
+        keep_payload8(ctx, f, side, p->payload_off, p->payload_len);
+    }
     __u64 now = now_ns();
     f->last_ns = now;
     if (f->verdict == VERDICT_SELECTED) {

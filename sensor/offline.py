@@ -20,7 +20,6 @@ import threading
 import time
 from array import array
 from bisect import bisect_right
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,7 @@ from sensor.packet import (
     LINKTYPE_RAW, LINKTYPE_RAW_OPENBSD,
 )
 from sensor.pipeline import Pipeline
-from sensor.prefilter import FRAG_ENTRIES, NOT_IP, ParsedFrame, parse_frame
+from sensor.prefilter import NOT_IP, ParsedFrame, parse_frame
 
 EXPIRE_EVERY = 1.0          # capture seconds between idle-session expiries
 # BPF_PROG_TEST_RUN puts at most a page minus headroom and shared info (3520
@@ -217,7 +216,6 @@ class CaptureFilter:
         self.kind = "kernel" if isinstance(self.table, TestRunTable) else "python"
         self.unfilterable = 0   # frames the program cannot be given (link type, too short)
         self._extra: dict[bytes, list[int]] = {}   # flow -> per side: wire bytes minus program bytes
-        self._frags: OrderedDict[tuple, bytes] = OrderedDict()
 
     def process(self, rec: PcapRecord) -> Record | None:
         """Run one capture record through the filter; the record the program
@@ -229,15 +227,14 @@ class CaptureFilter:
         record = self.table.process(frame, round(rec.timestamp * 1e9))
         extra = rec.wire_len - len(frame)
         if extra:
-            self._count_extra(frame, record, extra)
+            self._count_extra(frame, extra)
         return record
 
-    def _count_extra(self, frame: bytes, record: Record | None, extra: int) -> None:
+    def _count_extra(self, frame: bytes, extra: int) -> None:
         """Remember the bytes the program counted differently for this frame,
         on the flow and side it counted them (the program's own attribution,
-        replayed from its parse). A later fragment that was not emitted finds
-        its flow through first fragments seen here, i.e. whose own length
-        differed too (true of every frame of a non-Ethernet capture)."""
+        replayed from its parse). A later fragment counts its payload, not its
+        frame: nothing to correct."""
         p = parse_frame(frame)
         if not isinstance(p, ParsedFrame):
             found = ether_flow_key(frame) if p == NOT_IP else None
@@ -245,19 +242,7 @@ class CaptureFilter:
                 self._extra.setdefault(found[0], [0, 0])[0] += extra
             return
         if p.key is not None:
-            key, side = p.key, p.side
-            if p.first_fragment:
-                self._frags[p.frag_key] = key
-                if len(self._frags) > FRAG_ENTRIES:
-                    self._frags.popitem(last=False)
-        elif record is not None:
-            key, side = bytes(record.header.key), record.header.side
-        else:
-            key = self._frags.get(p.frag_key)
-            if key is None or self.table.flow(FlowKey.from_buffer_copy(key)) is None:
-                return  # an orphan: counted on no flow
-            side = 0 if key[:16] == p.sender else 1
-        self._extra.setdefault(key, [0, 0])[side] += extra
+            self._extra.setdefault(p.key, [0, 0])[p.side] += extra
 
     # -- pipeline.KernelFlows -------------------------------------------------------
     def flow(self, key: FlowKey) -> FlowState | None:

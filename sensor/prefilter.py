@@ -152,7 +152,7 @@ def parse_frame(frame: bytes, udp_tunnels: Mapping[int, int] = DEFAULT_UDP_TUNNE
     result, w = walk_frame(frame, udp_tunnels)
     vlan = (w.vlan[0], w.vlan[1])
     if result == WalkResult.LATER_FRAGMENT:
-        return ParsedFrame(None, 0, w.proto, payload_len=max(w.l4_end - w.l4_off, 0),
+        return ParsedFrame(None, 0, w.proto, payload_off=w.l4_off, payload_len=max(w.l4_end - w.l4_off, 0),
                            frag_key=(w.src, w.dst, w.frag_id, w.proto), sender=w.src, vlan=vlan, tunnels=w.tunnels)
     if result == WalkResult.NOT_IP and w.family:
         # A tunnel with no IP packet inside: its IP header's flow, by addresses alone (Arkime's corrupt-ip).
@@ -448,7 +448,8 @@ class PythonFlowTable:
 
     def _later_fragment(self, frame: bytes, p: ParsedFrame, ts_ns: int) -> Record | None:
         """Later fragments carry no ports: count and emit them on the flow their
-        first fragment established, or count them as orphans."""
+        first fragment established, or count them as orphans; a datagram counts
+        as Arkime counts it reassembled (handle_later_fragment())."""
         key = self._frags.get(p.frag_key)
         f = self._flows.get(key) if key is not None else None
         if f is None:
@@ -458,10 +459,13 @@ class PythonFlowTable:
         self._flows.move_to_end(key)
         self._stats[Stat.FRAG_FOLLOWED] += 1
         side = 0 if key[:16] == p.sender else 1
-        f.packets[side] += 1
-        f.bytes[side] += len(frame)
+        f.bytes[side] += p.payload_len
         if p.proto != IPPROTO_TCP:
             f.databytes[side] += p.payload_len
+        elif f.flags & (FlowFlag.SEQ_HI if side else FlowFlag.SEQ_LO):
+            f.seq_next[side] = (f.seq_next[side] + p.payload_len) & _M32
+            f.databytes[side] += p.payload_len
+            self._keep_payload8(frame, f, side, p.payload_off, p.payload_len)
         f.last_ns = ts_ns
         if f.verdict == Verdict.SELECTED:
             f.emitted = (f.emitted + 1) & _M32
