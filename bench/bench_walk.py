@@ -62,7 +62,7 @@ def _load(bpf_dir: Path):
 
 
 def _checkout(rev: str, into: Path) -> Path:
-    for name in ("sensor.bpf.c", "sensor.h", "parse.h"):
+    for name in ("sensor.bpf.c", "sensor.h", "parse.h", "ether.h"):
         shown = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:bpf/{name}"], capture_output=True)
         if shown.returncode == 0:
             (into / name).write_bytes(shown.stdout)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
+from scapy.layers.vxlan import VXLAN
 from scapy.packet import Raw
 
 from sensor.capture.ring import RingReader
@@ -27,12 +28,20 @@ SELECTED_REPEAT = 2_000    # fits the 4 MiB ring buffer; it is drained between r
 ROUNDS = 5
 
 
+def _vxlan(inner) -> Ether:
+    """`inner` (an Ethernet frame) inside VXLAN between two tunnel endpoints."""
+    return (Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src="192.0.2.1", dst="192.0.2.2")
+            / UDP(sport=50000, dport=4789) / VXLAN(vni=7, flags=0x08) / inner)
+
+
 def _frames() -> dict[str, bytes]:
     eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
     return {
         "non-IP (ARP)": bytes(eth / ARP()),
         "ignored UDP flow": bytes(eth / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1000, dport=9999) / Raw(b"x" * 64)),
         "ignored TCP flow": bytes(eth / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1001, dport=7000, flags="A")),
+        "ignored TCP flow in VXLAN": bytes(_vxlan(eth / IP(src="10.0.0.1", dst="10.0.0.2")
+                                                  / TCP(sport=1004, dport=7004, flags="PA") / Raw(b"x" * 64))),
         "selected TCP flow (emit 100 B)": bytes(eth / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1002, dport=80, flags="PA") / Raw(b"GET / HTTP/1.1\r\n" + b"h" * 30)),
         "selected UDP flow (emit 1514 B)": bytes(eth / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1003, dport=5353) / Raw(b"m" * 1472)),
     }
@@ -48,9 +57,9 @@ def _decided(program: SensorProgram, rules: RuleSet, frames: dict[str, bytes]) -
     program.set_rules(rules)
     for frame in frames.values():
         program.test_run(frame)
-    for sport, dport, proto in ((9999, 1000, UDP), (7000, 1001, TCP)):
+    for sport, dport, proto, wrap in ((9999, 1000, UDP, None), (7000, 1001, TCP, None), (7004, 1004, TCP, _vxlan)):
         reply = Ether() / IP(src="10.0.0.2", dst="10.0.0.1") / proto(sport=sport, dport=dport) / Raw(b"y")
-        program.test_run(bytes(reply))
+        program.test_run(bytes(wrap(reply) if wrap else reply))
     return program
 
 

@@ -48,7 +48,8 @@ struct walk {
     __u16 tunnels;          /* enum sensor_tunnel bits */
     __u8 first_fragment;    /* offset 0 with more fragments */
     __u8 vlans;             /* VLAN tags met, all headers together */
-    __u8 pad[2];
+    __u8 steps;             /* headers walked so far */
+    __u8 pad;
     __u16 vlan[2];          /* the first two VLAN ids met (0 = none) */
 };
 
@@ -459,60 +460,75 @@ static __always_inline int walk_ipv6(void *data, void *data_end, __u32 off, stru
     return walk_l4(data, data_end, key, w);
 }
 
+/* One header of the walk: `type` at `off`. */
+static __always_inline int walk_step(void *data, void *data_end, __u16 type, __u32 off, struct flow_key *key,
+                                     struct walk *w)
+{
+    int rc;
+    if (type == ETH_P_TEB_) {
+        rc = walk_ether(data, data_end, off, w);
+    } else if (type == ETH_P_IP_) {
+        rc = walk_ipv4(data, data_end, off, key, w);
+    } else if (type == ETH_P_IPV6_) {
+        rc = walk_ipv6(data, data_end, off, key, w);
+    } else if (type == ETH_P_MPLS_UC_ || type == ETH_P_MPLS_MC_) {
+        rc = walk_mpls(data, data_end, off, w);
+        w->tunnels |= TUNNEL_MPLS;
+    } else if (type == ETH_P_PPPOE_) {
+        rc = walk_pppoe(data, data_end, off, w);
+        w->tunnels |= TUNNEL_PPPOE;
+    } else if (type == ETH_P_PPP_) {
+        rc = walk_ppp(data, data_end, off, w);
+        w->tunnels |= TUNNEL_PPP;
+    } else if (type == ETH_P_NSH_) {
+        rc = walk_nsh(data, data_end, off, w);
+    } else if (type == ETH_P_CISCO_META_) {
+        rc = walk_cisco_meta(data, data_end, off, w);
+    } else if (type == ETH_P_ERSPAN_ || type == ETH_P_ERSPAN3_) {
+        rc = walk_erspan(data, data_end, off, type, w);
+    } else {
+        rc = WALK_NOT_IP;
+    }
+    w->steps += 1;
+    return rc;
+}
+
 /* Walk a frame to its innermost IP header: the key gets its addresses (the
- * sender's first, not yet canonical), protocol and family; `w` where L4
- * starts and the VLANs. WALK_NOT_IP with the key's family set: a tunnel
- * whose inside is no IP packet (the key is the last IP header's). Returns enum walk_result.
+ * sender's first, not yet canonical), protocol and family; `w` (zeroed by
+ * the caller) where L4 starts and the VLANs. WALK_NOT_IP with the key's
+ * family set: a tunnel whose inside is no IP packet (the key is the last IP
+ * header's). Most frames are Ethernet and IP and nothing more: these first
+ * two steps run here, on the caller's stack; WALK_NEXT means a tunnel or an
+ * encapsulation follows, and walk_on() takes the walk further. */
+static __always_inline int walk_frame(struct xdp_md *ctx, struct flow_key *key, struct walk *w)
+{
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    int rc = walk_step(data, data_end, ETH_P_TEB_, 0, key, w);
+    if (rc != WALK_NEXT || (w->next_type != ETH_P_IP_ && w->next_type != ETH_P_IPV6_))
+        return rc;
+    return walk_step(data, data_end, w->next_type, w->next_off, key, w);
+}
+
+/* The rest of a walk walk_frame() began, to at most SENSOR_WALK_STEPS headers.
  *
  * `w` should be a per-CPU map value, not stack: each step reads its position
  * (next_off, next_type) back from it, so the verifier, which does not track
  * map contents, sees one state per step instead of one per path through the
  * encapsulations (which it cannot finish checking). */
-static __always_inline int walk_frame(struct xdp_md *ctx, struct flow_key *key, struct walk *w)
+static __always_inline int walk_on(struct xdp_md *ctx, struct flow_key *key, struct walk *w)
 {
-    w->next_off = 0;
-    w->next_type = ETH_P_TEB_;
-    w->tunnels = 0;
-    w->vlans = 0;
-    w->vlan[0] = 0;
-    w->vlan[1] = 0;
-    w->frag_id = 0;
-    w->first_fragment = 0;
 #pragma clang loop unroll(disable)
     for (int i = 0; i < SENSOR_WALK_STEPS; i++) {
+        if (w->steps >= SENSOR_WALK_STEPS)
+            return WALK_DEPTH_LIMIT;
         /* Fresh packet pointers each step (the barrier keeps the compiler
          * from hoisting the loads): the ranges checked in one step do not
          * make the next step's states differ. */
         asm volatile("" ::: "memory");
         void *data = (void *)(long)ctx->data;
         void *data_end = (void *)(long)ctx->data_end;
-        __u32 off = w->next_off;
-        __u16 type = w->next_type;
-        int rc;
-        if (type == ETH_P_TEB_) {
-            rc = walk_ether(data, data_end, off, w);
-        } else if (type == ETH_P_IP_) {
-            rc = walk_ipv4(data, data_end, off, key, w);
-        } else if (type == ETH_P_IPV6_) {
-            rc = walk_ipv6(data, data_end, off, key, w);
-        } else if (type == ETH_P_MPLS_UC_ || type == ETH_P_MPLS_MC_) {
-            rc = walk_mpls(data, data_end, off, w);
-            w->tunnels |= TUNNEL_MPLS;
-        } else if (type == ETH_P_PPPOE_) {
-            rc = walk_pppoe(data, data_end, off, w);
-            w->tunnels |= TUNNEL_PPPOE;
-        } else if (type == ETH_P_PPP_) {
-            rc = walk_ppp(data, data_end, off, w);
-            w->tunnels |= TUNNEL_PPP;
-        } else if (type == ETH_P_NSH_) {
-            rc = walk_nsh(data, data_end, off, w);
-        } else if (type == ETH_P_CISCO_META_) {
-            rc = walk_cisco_meta(data, data_end, off, w);
-        } else if (type == ETH_P_ERSPAN_ || type == ETH_P_ERSPAN3_) {
-            rc = walk_erspan(data, data_end, off, type, w);
-        } else {
-            rc = WALK_NOT_IP;
-        }
+        int rc = walk_step(data, data_end, w->next_type, w->next_off, key, w);
         if (rc != WALK_NEXT)
             return rc;
     }

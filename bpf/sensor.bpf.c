@@ -65,7 +65,7 @@ static __always_inline __u8 udp_tunnel_kind(__u16 port)
 #include "parse.h"
 #include "ether.h"
 
-BPF_PERCPU_ARRAY(walks, struct walk, 1);   /* the walk's working state (see walk_frame) */
+BPF_PERCPU_ARRAY(walks, struct walk, 1);   /* the walk's working state past its first headers (see walk_on) */
 
 /* What the parser learnt about one frame. */
 struct parsed {
@@ -164,11 +164,17 @@ static __always_inline int parse_l4(void *data, void *data_end, struct parsed *p
  * is all the IP packet carries. */
 static __always_inline int parse_frame(struct xdp_md *ctx, struct parsed *p)
 {
-    __u32 zero = 0;
-    struct walk *w = walks.lookup(&zero);
-    if (!w)
-        return WALK_NOT_IP;
+    struct walk ws = {};
+    struct walk *w = &ws;
     int rc = walk_frame(ctx, &p->key, w);
+    if (rc == WALK_NEXT) {
+        __u32 zero = 0;
+        w = walks.lookup(&zero);
+        if (!w)
+            return WALK_NOT_IP;
+        *w = ws;
+        rc = walk_on(ctx, &p->key, w);
+    }
     p->frag_id = w->frag_id;
     p->tunnels = w->tunnels;
     p->vlan[0] = w->vlan[0];
