@@ -563,7 +563,7 @@ static __always_inline void count_ether_flow(struct xdp_md *ctx)
     __u16 ethertype = 0;
     if (!ether_key(ctx, &key, &ethertype, vlan))
         return;
-    __u64 now = bpf_ktime_get_ns();
+    __u64 now = now_ns();
     struct flow_state *f = flows.lookup(&key);
     if (!f) {
         struct flow_state fresh = {};
