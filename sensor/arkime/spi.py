@@ -78,6 +78,8 @@ def render_spi(view: SessionView, registry: FieldRegistry,
     }
     if view.ip_protocol == 6:
         record["tcpflags"] = {k: view.tcpflags.get(k, 0) for k in TCP_FLAG_KEYS}
+    if view.icmp_types:
+        record["icmp"] = {"type": sorted(view.icmp_types), "code": sorted(view.icmp_codes)}
     for key, payload in (("srcPayload8", view.first_payload[0]),
                          ("dstPayload8", view.first_payload[1])):
         if payload:

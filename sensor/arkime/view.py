@@ -22,6 +22,8 @@ class SessionView(Protocol):
     databytes: list[int]
     tcpflags: dict[str, int]  # syn syn-ack ack psh fin rst urg ece cwr ae srcZero dstZero
     first_payload: list[bytes]  # first <= 8 payload bytes per direction
+    icmp_types: set[int]  # ICMP/ICMPv6 types and codes seen
+    icmp_codes: set[int]
     community_id: str  # "1:<base64>", "" when not IP
     tags: set[str]
     outer: object | None  # sensor.flows.session.OuterSeen of a tunnelled session, else None

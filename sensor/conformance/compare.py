@@ -13,7 +13,7 @@ CORE_FIELDS = (
     "source.ip", "source.port", "source.bytes", "source.packets",
     "destination.ip", "destination.port", "destination.bytes", "destination.packets",
     "network.packets", "network.bytes", "network.community_id", "network.vlan.id",
-    "client.bytes", "server.bytes", "srcPayload8", "dstPayload8",
+    "client.bytes", "server.bytes", "srcPayload8", "dstPayload8", "icmp.type", "icmp.code",
     *(f"tcpflags.{flag}" for flag in TCP_FLAGS),
 )
 TRANSPORT_PROTOCOLS = frozenset(("tcp", "udp", "sctp", "icmp"))

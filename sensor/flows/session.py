@@ -74,6 +74,8 @@ class Session:
     databytes: list[int] = field(default_factory=lambda: [0, 0])  # L4 payload; TCP: in-order reassembled
     tcpflags: dict[str, int] = field(default_factory=_zero_tcpflags)
     first_payload: list[bytes] = field(default_factory=lambda: [b"", b""])
+    icmp_types: set[int] = field(default_factory=set)  # ICMP/ICMPv6: every type and code seen (icmp.type)
+    icmp_codes: set[int] = field(default_factory=set)
     tags: set[str] = field(default_factory=set)
     outer: OuterSeen | None = None  # set when the session's packets came out of a tunnel
     # TCP only: one reassembler per direction, created with the session.

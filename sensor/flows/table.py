@@ -320,7 +320,11 @@ class SessionTable:
             if not session.first_payload[direction]:
                 session.first_payload[direction] = _sctp_first_message_bytes(packet.payload)
         else:
-            session.databytes[direction] += payload_databytes(proto, len(packet.payload))
+            payload = packet.payload
+            session.databytes[direction] += payload_databytes(proto, len(payload))
+            if proto in (IPPROTO_ICMP, IPPROTO_ICMPV6) and len(payload) >= 2:
+                session.icmp_types.add(payload[0])
+                session.icmp_codes.add(payload[1])
         return events
 
     def expire(self, now: float) -> list[SessionEnded]:

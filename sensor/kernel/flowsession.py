@@ -132,6 +132,11 @@ def flow_session(key: FlowKey, state: FlowState, session_id: int, clock_offset: 
     session.databytes = [state.databytes[s] if has_session_type(proto) else 0 for s in sides]
     raw = bytes(state.payload8)
     session.first_payload = [raw[s * 8:s * 8 + state.payload8_len[s]] for s in sides]
+    for side in (0, 1):
+        if state.flags & (FlowFlag.ICMP_HI if side else FlowFlag.ICMP_LO):
+            # The kernel keeps each side's first type and code; a side's later ones are not known.
+            session.icmp_types.add(state.icmp[side * 2])
+            session.icmp_codes.add(state.icmp[side * 2 + 1])
     if proto == IPPROTO_TCP:
         for i, name in enumerate(TCPFLAG_NAMES):
             session.tcpflags[name] = state.tcpflags[i]

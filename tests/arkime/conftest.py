@@ -32,6 +32,8 @@ class FakeSession:
         "syn": 1, "syn-ack": 1, "ack": 3, "psh": 2, "fin": 1, "rst": 2, "urg": 0, "ece": 2,
         "cwr": 1, "ae": 0, "srcZero": 0, "dstZero": 0})
     first_payload: list[bytes] = field(default_factory=lambda: [b"\x02\x01\x00\x00\x00\x00\x00\x23", b""])
+    icmp_types: set[int] = field(default_factory=set)
+    icmp_codes: set[int] = field(default_factory=set)
     community_id: str = "1:hqeHY06nR5NH3ELRiceo1VcM3Fk="
     tags: set[str] = field(default_factory=set)
 

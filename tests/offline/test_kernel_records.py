@@ -79,6 +79,7 @@ def test_every_kind_of_flow_has_the_record_every_packet_gives(capture):
     records = assert_same_as_every_packet(capture, PythonFlowTable(nothing_selected()))
     ping = next(r for r in records.values() if r["ipProtocol"] == 1)
     assert (ping["source"]["ip"], ping["source"]["packets"], ping["destination"]["packets"]) == (C, 2, 2)
+    assert ping["icmp"] == {"type": [0, 8], "code": [0]}
     refused = next(r for r in records.values() if r.get("destination", {}).get("port") == 23)
     assert refused["tcpflags"]["syn"] == 1 and refused["tcpflags"]["rst"] == 1
     tcp = next(r for r in records.values() if r["destination"].get("port") == 8443)

@@ -155,6 +155,8 @@ class View:
     databytes: list[int] = field(default_factory=lambda: [50, 50])
     tcpflags: dict[str, int] = field(default_factory=dict)
     first_payload: list[bytes] = field(default_factory=lambda: [b"", b""])
+    icmp_types: set[int] = field(default_factory=set)
+    icmp_codes: set[int] = field(default_factory=set)
     community_id: str = ""
     tags: set[str] = field(default_factory=set)
 
