@@ -24,7 +24,7 @@ from sensor.flows.session import Session
 from sensor.flows.table import FlowOrigin, SessionTable
 from sensor.hooks import FinishedSession, ListenerChain, SessionEnding
 from sensor.kernel.contract import TCPF_ZERO_HI, TCPF_ZERO_LO, TCPFLAG_NAMES, FlowKey, FlowState, Verdict, key_endpoints
-from sensor.kernel.flowsession import Attention, end_reason, flow_session
+from sensor.kernel.flowsession import Attention, end_reason, flow_session, lump
 from sensor.packet import IPPROTO_TCP, LINKTYPE_ETHERNET, NotIp, PacketError, decode_frame
 from sensor.prefilter import flow_hash
 from sensor.walk import DEFAULT_UDP_TUNNELS
@@ -255,10 +255,10 @@ class Pipeline:
             return
         timeouts, ended = self.table.timeouts, []
         attention = Attention(now_ns, timeouts, self.max_packets, round(self.save_every * 1e9))
-        for key, state in self._kernel_only(attention):
+        for key, state, members in lump(self._kernel_only(attention)):
             reason = end_reason(key, state, now_ns, timeouts)
             if reason is not None:
-                ended.append(key)
+                ended.extend(members)
                 if state.verdict != Verdict.BYPASSED:   # a bypassed flow's session had its record
                     self._record_kernel_flow(key, state, reason)
             elif state.verdict != Verdict.BYPASSED and self._kernel_save_due(key, state):
@@ -335,7 +335,7 @@ class Pipeline:
         kernel_only = self._kernel_only() if self.kernel is not None and self.kernel_records else []
         for event in self.table.close_all():
             self._handle(event)
-        for key, state in kernel_only:
+        for key, state, _ in lump(kernel_only):
             if state.verdict != Verdict.BYPASSED:
                 self._record_kernel_flow(key, state, "shutdown")
         for record in self.ether.close_all():

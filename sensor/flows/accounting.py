@@ -3,12 +3,18 @@
 Arkime has a session type of its own for TCP, UDP, SCTP, ICMP/ICMPv6 and ESP,
 and gives those sessions databytes and a Community ID. Every other IP
 protocol (IGMP, OSPF, PIM, GRE, AH, IP-in-IP, ...) is its "other" session:
-no databytes, no Community ID (capture/db.c, capture/parsers/*.c)."""
+no databytes, no Community ID, and every packet counted on the side of the
+session's first sender (capture/db.c, capture/packet.c, capture/parsers/*.c).
+Arkime keeps all IGMP in one session, and all PIM in another, whatever
+their addresses."""
 from __future__ import annotations
 
 from sensor.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP
 
-IPPROTO_ESP = 50
+IPPROTO_IGMP, IPPROTO_ESP, IPPROTO_PIM = 2, 50, 103
+LUMPED_PROTOCOLS = frozenset((IPPROTO_IGMP, IPPROTO_PIM))
+# Arkime's espTimeout and its IGMP and PIM sessions' idle timeout: ten minutes.
+LONG_IDLE_PROTOCOLS = frozenset((IPPROTO_IGMP, IPPROTO_ESP, IPPROTO_PIM))
 _ARKIME_SESSION_TYPES = frozenset((IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ESP, IPPROTO_ICMPV6,
                                    IPPROTO_SCTP))
 

@@ -54,7 +54,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import count
 
-from sensor.flows.accounting import has_session_type, payload_databytes
+from sensor.flows.accounting import LONG_IDLE_PROTOCOLS, LUMPED_PROTOCOLS, has_session_type, payload_databytes
 from sensor.flows.defrag import DefragLimits, Defragmenter
 from sensor.flows.events import EndReason, FlowEvent, PayloadDelivered, SessionEnded, SessionStarted, StateChanged
 from sensor.flows.key import FlowKey, community_id
@@ -140,12 +140,16 @@ class FlowTimeouts:
     sctp: float = 60.0
     icmp: float = 10.0
     other: float = 60.0
+    esp_igmp_pim: float = 600.0
 
     def idle(self, session: Session) -> float:
         """How long `session` may stay without packets before it ends."""
-        if session.closing_reason is not None:
+        return self.seconds(session.ip_protocol, session.closing_reason is not None)
+
+    def seconds(self, proto: int, closing: bool = False) -> float:
+        """The idle timeout of a flow of IP protocol `proto` (`closing`: a TCP flow Arkime closes)."""
+        if closing:
             return self.tcp_closing
-        proto = session.ip_protocol
         if proto == IPPROTO_TCP:
             return self.tcp
         if proto == IPPROTO_UDP:
@@ -154,7 +158,7 @@ class FlowTimeouts:
             return self.sctp
         if proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
             return self.icmp
-        return self.other
+        return self.esp_igmp_pim if proto in LONG_IDLE_PROTOCOLS else self.other
 
 
 class SessionTable:
@@ -226,6 +230,8 @@ class SessionTable:
             key = (packet.ip_protocol, vlan if self.vlan_in_key else (), src_ip, src_port, dst_ip, dst_port)
         else:
             key = (packet.ip_protocol, vlan if self.vlan_in_key else (), dst_ip, dst_port, src_ip, src_port)
+        if packet.ip_protocol in LUMPED_PROTOCOLS:
+            key = (packet.ip_protocol, (), "", 0, "", 0)
         ts = packet.timestamp
         flags = packet.tcp_flags
         if self._muted and key in self._muted and self._still_muted(key, ts, flags):
@@ -254,6 +260,8 @@ class SessionTable:
                 session.vlan += tuple(v for v in vlan if v not in session.vlan)
         self.last_session = session
         direction = 0 if src_port == session.client_port and src_ip == session.client_ip else 1
+        if direction and not has_session_type(packet.ip_protocol):
+            direction = 0   # Arkime gives its "other" sessions no direction
         session.packets[direction] += 1
         if packet.outer is not None and session.packets[direction] <= OUTER_PACKETS:
             if session.outer is None:

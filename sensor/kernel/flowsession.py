@@ -8,15 +8,17 @@ turns its entry into the `Session` the plugin runtime renders as an SPI
 record, exactly as a session built from packets."""
 from __future__ import annotations
 
-from sensor.flows.accounting import has_session_type
+from collections.abc import Iterable
+
+from sensor.flows.accounting import LUMPED_PROTOCOLS, has_session_type
 from sensor.flows.ether import idle_timeout
 from sensor.flows.key import community_id
 from sensor.flows.session import Session
 from sensor.flows.state import SessionState
 from sensor.flows.table import FlowTimeouts
 from sensor.kernel.contract import (
-    IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, TCPF_ZERO_HI, TCPF_ZERO_LO,
-    TCPFLAG_NAMES, EtherKind, FlowFlag, FlowKey, FlowState, key_endpoints,
+    IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, TCPF_ZERO_HI, TCPF_ZERO_LO, TCPFLAG_NAMES, EtherKind, FlowFlag,
+    FlowKey, FlowState, key_endpoints,
 )
 
 _CLOSED_BOTH = FlowFlag.FIN_LO | FlowFlag.FIN_HI
@@ -39,19 +41,7 @@ def _closing(proto: int, flags: int) -> str | None:
 
 
 def _idle_limit_ns(proto: int, flags: int, timeouts: FlowTimeouts) -> int:
-    if _closing(proto, flags) is not None:
-        seconds = timeouts.tcp_closing
-    elif proto == IPPROTO_TCP:
-        seconds = timeouts.tcp
-    elif proto == IPPROTO_UDP:
-        seconds = timeouts.udp
-    elif proto == IPPROTO_SCTP:
-        seconds = timeouts.sctp
-    elif proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
-        seconds = timeouts.icmp
-    else:
-        seconds = timeouts.other
-    return int(seconds * 1e9)
+    return int(timeouts.seconds(proto, _closing(proto, flags) is not None) * 1e9)
 
 
 def _ether_idle_ns(kind: int) -> int:
@@ -93,13 +83,36 @@ class Attention:
         self._closed_before = now_ns - int(timeouts.tcp_closing * 1e9)
 
     def wants(self, proto: int, flags: int, packets: int, first_ns: int, last_ns: int) -> bool:
-        if last_ns < self._idle_before[proto] or packets >= self.packets:
-            return True
+        if last_ns < self._idle_before[proto] or packets >= self.packets or proto in LUMPED_PROTOCOLS:
+            return True     # (an IGMP or PIM flow ends with all the others of its protocol: see lump)
         if proto != IPPROTO_TCP:
             return False
         if _closing(proto, flags) is not None and last_ns < self._closed_before:
             return True
         return self.span_ns > 0 and last_ns - first_ns >= self.span_ns
+
+
+def lump(flows: Iterable[tuple[FlowKey, FlowState]]) -> list[tuple[FlowKey, FlowState, list[FlowKey]]]:
+    """(key, state, member keys) per session: each flow its own, but all IP flows
+    of IGMP or of PIM (LUMPED_PROTOCOLS) make one, as in Arkime: the earliest's
+    key and client, every packet on its side, the latest packet's time."""
+    out: list[tuple[FlowKey, FlowState, list[FlowKey]]] = []
+    groups: dict[int, list[tuple[FlowKey, FlowState]]] = {}
+    for key, state in flows:
+        if key.family and key.proto in LUMPED_PROTOCOLS:     # (family 0: proto is an EtherKind)
+            groups.setdefault(key.proto, []).append((key, state))
+        else:
+            out.append((key, state, [key]))
+    for members in groups.values():
+        members.sort(key=lambda member: member[1].first_ns)
+        key, first = members[0]
+        state = FlowState.from_buffer_copy(first)
+        state.packets[state.client] = sum(s.packets[0] + s.packets[1] for _, s in members)
+        state.bytes[state.client] = sum(s.bytes[0] + s.bytes[1] for _, s in members)
+        state.packets[1 - state.client] = state.bytes[1 - state.client] = 0
+        state.last_ns = max(s.last_ns for _, s in members)
+        out.append((key, state, [k for k, _ in members]))
+    return out
 
 
 def flow_session(key: FlowKey, state: FlowState, session_id: int, clock_offset: float) -> Session:
@@ -126,10 +139,13 @@ def flow_session(key: FlowKey, state: FlowState, session_id: int, clock_offset: 
         session_id, (proto, (), lo.ip, lo.port, hi.ip, hi.port), proto, key.family, client.ip, server.ip,
         client.port, server.port, vlan, first, last, cid, SessionState.CLOSED, first, closed_at=last,
     )
-    session.packets = [state.packets[s] for s in sides]
-    session.bytes = [state.bytes[s] for s in sides]
-    # The kernel counts databytes for every protocol; Arkime only for its own session types.
-    session.databytes = [state.databytes[s] if has_session_type(proto) else 0 for s in sides]
+    if has_session_type(proto):
+        session.packets = [state.packets[s] for s in sides]
+        session.bytes = [state.bytes[s] for s in sides]
+        session.databytes = [state.databytes[s] for s in sides]
+    else:   # Arkime's "other" session: no direction, no databytes
+        session.packets = [state.packets[0] + state.packets[1], 0]
+        session.bytes = [state.bytes[0] + state.bytes[1], 0]
     raw = bytes(state.payload8)
     session.first_payload = [raw[s * 8:s * 8 + state.payload8_len[s]] for s in sides]
     for side in (0, 1):

@@ -43,6 +43,8 @@ def every_kind() -> Capture:
              / SCTPChunkData(beginning=1, ending=1, data=b"sctp message"))
     cap._add(ether() / IP(src=C, dst="224.0.0.5", proto=89) / b"\x02\x01\x00\x2c ospf hello")
     cap._add(ether() / IP(src=S, dst=C, proto=50) / b"\0\0\0\1\0\0\0\1esp payload")
+    for src, group in ((C, "239.1.1.1"), (C, "239.2.2.2"), (S, "224.0.0.22")):   # IGMP: one session in Arkime
+        cap._add(ether() / IP(src=src, dst=group, proto=2) / b"\x16\x00\x00\x00\xef\x01\x01\x01")
     return cap
 
 
@@ -71,7 +73,7 @@ def assert_same_as_every_packet(capture, frame_filter) -> dict[tuple, dict]:
     for flow, expected in unfiltered.items():
         assert core_differences(expected, from_counters[flow]) == [], flow
         assert from_counters[flow]["xdpsensor"]["delivered"] == 0
-    assert {r["ipProtocol"] for r in from_counters.values()} == {1, 6, 17, 50, 58, 89, 132}
+    assert {r["ipProtocol"] for r in from_counters.values()} == {1, 2, 6, 17, 50, 58, 89, 132}
     return from_counters
 
 
@@ -90,6 +92,9 @@ def test_every_kind_of_flow_has_the_record_every_packet_gives(capture):
     ospf = next(r for r in records.values() if r["ipProtocol"] == 89)   # Arkime's "other" session
     assert "community_id" not in ospf["network"] and ospf["client"]["bytes"] == 0
     assert ospf["source"]["bytes"] > 0
+    [igmp] = [r for r in records.values() if r["ipProtocol"] == 2]
+    assert (igmp["source"]["ip"], igmp["destination"]["ip"]) == (C, "239.1.1.1")
+    assert (igmp["source"]["packets"], igmp["destination"]["packets"]) == (3, 0)
 
 
 @pytest.mark.kernel
