@@ -30,6 +30,8 @@
 
 #define IPPROTO_ICMPV6_ 58
 #define IPPROTO_SCTP_ 132
+#define IPPROTO_ESP_ 50
+#define ESP_HEADER 8            /* SPI and sequence number */
 
 struct record_buf {
     struct sensor_record hdr;
@@ -467,12 +469,24 @@ static __always_inline void sctp_payload8(struct xdp_md *ctx, struct flow_state 
         keep_payload8(ctx, f, side, p->payload_off + 16, len - 16);
 }
 
-/* What a packet of any protocol but TCP adds: all its payload, the first
+/* Arkime's databytes of a packet of any protocol but TCP: its payload for
+ * UDP, SCTP and ICMP, ESP's without the ESP header, nothing for the protocols
+ * Arkime has no session type for (IGMP, OSPF, GRE, ...). */
+static __always_inline __u32 other_databytes(__u8 proto, __u32 len)
+{
+    if (proto == IPPROTO_ESP_)
+        return len >= ESP_HEADER ? len - ESP_HEADER : 0;
+    if (proto == IPPROTO_UDP || proto == IPPROTO_SCTP_ || proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6_)
+        return len;
+    return 0;
+}
+
+/* What a packet of any protocol but TCP adds: its databytes, the first
  * bytes of a side's first payload, a side's first ICMP type and code. */
 static __always_inline void track_other(struct xdp_md *ctx, struct flow_state *f, const struct parsed *p,
                                         __u8 side)
 {
-    __sync_fetch_and_add(&f->databytes[side & 1], p->payload_len);
+    __sync_fetch_and_add(&f->databytes[side & 1], other_databytes(p->key.proto, p->payload_len));
     if (p->has_icmp) {
         __u8 bit = side == SIDE_LO ? FLOW_ICMP_LO : FLOW_ICMP_HI;
         if (!(f->flags & bit)) {
@@ -530,8 +544,10 @@ static __always_inline void handle_later_fragment(struct xdp_md *ctx, const stru
     count(STAT_FRAG_FOLLOWED);
     __u8 side = same_addr(k.addr, p->key.addr) ? SIDE_LO : SIDE_HI;
     __sync_fetch_and_add(&f->bytes[side], p->payload_len);
-    if (k.proto != IPPROTO_TCP) {
+    if (k.proto == IPPROTO_ESP_) {  /* its header was in the first fragment */
         __sync_fetch_and_add(&f->databytes[side], p->payload_len);
+    } else if (k.proto != IPPROTO_TCP) {
+        __sync_fetch_and_add(&f->databytes[side], other_databytes(k.proto, p->payload_len));
     } else if (f->flags & (side == SIDE_LO ? FLOW_SEQ_LO : FLOW_SEQ_HI)) {
         f->seq_next[side & 1] += p->payload_len;
         __sync_fetch_and_add(&f->databytes[side & 1], p->payload_len);

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from sensor.flows.accounting import IPPROTO_ESP, payload_databytes
 from sensor.flows.ether import ether_flow_key
 from sensor.kernel.contract import (
     IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, MAX_SNAPLEN, PORTED_PROTOCOLS,
@@ -408,8 +409,8 @@ class PythonFlowTable:
         self._keep_payload8(frame, f, side, p.payload_off + behind, fresh)
 
     def _track_other(self, frame: bytes, f: _Flow, p: ParsedFrame, side: int) -> None:
-        """track_other(): all payload, a side's first payload bytes, its first ICMP type and code."""
-        f.databytes[side] += p.payload_len
+        """track_other(): its databytes, a side's first payload bytes, its first ICMP type and code."""
+        f.databytes[side] += payload_databytes(p.proto, p.payload_len)
         if p.icmp is not None:
             bit = FlowFlag.ICMP_HI if side else FlowFlag.ICMP_LO
             if not f.flags & bit:
@@ -460,8 +461,10 @@ class PythonFlowTable:
         self._stats[Stat.FRAG_FOLLOWED] += 1
         side = 0 if key[:16] == p.sender else 1
         f.bytes[side] += p.payload_len
-        if p.proto != IPPROTO_TCP:
+        if p.proto == IPPROTO_ESP:      # its header was in the first fragment
             f.databytes[side] += p.payload_len
+        elif p.proto != IPPROTO_TCP:
+            f.databytes[side] += payload_databytes(p.proto, p.payload_len)
         elif f.flags & (FlowFlag.SEQ_HI if side else FlowFlag.SEQ_LO):
             f.seq_next[side] = (f.seq_next[side] + p.payload_len) & _M32
             f.databytes[side] += p.payload_len

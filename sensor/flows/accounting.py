@@ -12,6 +12,7 @@ from __future__ import annotations
 from sensor.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP
 
 IPPROTO_IGMP, IPPROTO_ESP, IPPROTO_PIM = 2, 50, 103
+ESP_HEADER = 8   # SPI and sequence number: not in Arkime's databytes
 LUMPED_PROTOCOLS = frozenset((IPPROTO_IGMP, IPPROTO_PIM))
 # Arkime's espTimeout and its IGMP and PIM sessions' idle timeout: ten minutes.
 LONG_IDLE_PROTOCOLS = frozenset((IPPROTO_IGMP, IPPROTO_ESP, IPPROTO_PIM))
@@ -25,6 +26,8 @@ def has_session_type(proto: int) -> bool:
 
 
 def payload_databytes(proto: int, payload_len: int) -> int:
-    """The databytes a packet of a port-less protocol (not TCP, UDP or SCTP)
-    adds, given what follows its IP header."""
+    """The databytes a packet of any protocol but TCP adds, given its payload
+    (what follows the UDP/SCTP header, or the IP header). The kernel counts the same."""
+    if proto == IPPROTO_ESP:
+        return payload_len - ESP_HEADER if payload_len >= ESP_HEADER else 0
     return payload_len if proto in _ARKIME_SESSION_TYPES else 0

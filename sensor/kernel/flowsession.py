@@ -142,7 +142,7 @@ def flow_session(key: FlowKey, state: FlowState, session_id: int, clock_offset: 
     if has_session_type(proto):
         session.packets = [state.packets[s] for s in sides]
         session.bytes = [state.bytes[s] for s in sides]
-        session.databytes = [state.databytes[s] for s in sides]
+        session.databytes = [state.databytes[s] for s in sides]     # Arkime's, as the kernel counts them
     else:   # Arkime's "other" session: no direction, no databytes
         session.packets = [state.packets[0] + state.packets[1], 0]
         session.bytes = [state.bytes[0] + state.bytes[1], 0]
