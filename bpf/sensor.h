@@ -113,7 +113,8 @@ struct flow_key {
 struct flow_state {
     __u64 packets[2];
     __u64 bytes[2];         /* frame bytes, Arkime's source.bytes */
-    __u64 databytes[2];     /* Arkime's: TCP in-order bytes of streams whose start is known; else L4 payload */
+    __u64 databytes[2];     /* Arkime's: TCP in-order bytes of streams whose start is known; else L4 payload
+                             * (ESP without its 8-byte header; 0 for protocols Arkime has no session type for) */
     __u64 first_ns;         /* bpf_ktime_get_ns() of the first packet */
     __u64 last_ns;
     __u32 tcpflags[TCPF_MAX];
