@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sensor.flows.accounting import has_session_type
 from sensor.flows.key import FlowKey
 from sensor.flows.reassembly import TcpReassembler
 from sensor.flows.state import EndReason, SessionState, StateTrigger, next_state
@@ -95,7 +96,10 @@ class Session:
     uid: str = field(default_factory=new_id)
 
     def direction_of(self, src_ip: str, src_port: int) -> int:
-        """0 when a packet from (src_ip, src_port) goes client->server, else 1."""
+        """0 when a packet from (src_ip, src_port) goes client->server, else 1;
+        always 0 in a session of a protocol Arkime gives no direction."""
+        if not has_session_type(self.ip_protocol):
+            return 0
         return 0 if src_ip == self.client_ip and src_port == self.client_port else 1
 
     def trigger(self, trigger: StateTrigger) -> None:

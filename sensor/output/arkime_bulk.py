@@ -98,7 +98,7 @@ class ArkimeBulkWriter:
             traits = self._traits[session.id] = _Traits()
         elif traits.seen[0] >= TRAIT_PACKETS and traits.seen[1] >= TRAIT_PACKETS:
             return
-        direction = 0 if packet.src_ip == session.client_ip and packet.src_port == session.client_port else 1
+        direction = session.direction_of(packet.src_ip, packet.src_port)
         if traits.seen[direction] >= TRAIT_PACKETS:
             return
         traits.seen[direction] += 1
