@@ -190,7 +190,55 @@ def upstream_failure(flow: FlowSession) -> str | None:
     return "connection timed out: no SYN-ACK from the server before the session ended"
 
 
-class SessionRegistry:
+class SessionListing:
+    """Sessions as ``SensorAPI`` lists them: the open ones and the last
+    `sessions_kept` closed ones, in the order they opened; and the bindings by
+    name. A registry keeps one in each process; with workers, the parent keeps
+    one built from their events (sensor.workers.view)."""
+
+    def __init__(self, bindings: Iterable[Binding], sessions_kept: int) -> None:
+        self.bindings = list(bindings)
+        self.sessions_kept = sessions_kept
+        self._lock = threading.RLock()
+        self._sessions: dict[str, Session] = {}  # open + kept closed, insertion order
+        self._closed: OrderedDict[str, None] = OrderedDict()
+
+    def get(self, session_id: str) -> Session | None:
+        return self._sessions.get(session_id)
+
+    def all_sessions(self) -> list[Session]:
+        with self._lock:
+            return list(self._sessions.values())
+
+    def active_sessions(self) -> list[Session]:
+        with self._lock:
+            return [s for s in self._sessions.values() if s.is_active()]
+
+    def binding(self, name: str) -> Binding:
+        for binding in self.bindings:
+            if binding.name == name:
+                return binding
+        known = ", ".join(repr(b.name) for b in self.bindings) or "none configured"
+        raise KeyError(f"no binding named {name!r}; bindings: {known}")
+
+    def delete(self, session_id: str) -> bool:
+        """Remove a session from the listing; a live one is still framed and still reaches the outputs."""
+        with self._lock:
+            self._closed.pop(session_id, None)
+            return self._forget(session_id)
+
+    def _keep_closed(self, session_id: str) -> None:
+        """The session closed: it stays listed until `sessions_kept` later ones have closed."""
+        if session_id in self._sessions:
+            self._closed[session_id] = None
+            while len(self._closed) > self.sessions_kept:
+                self._forget(self._closed.popitem(last=False)[0])
+
+    def _forget(self, session_id: str) -> bool:
+        return self._sessions.pop(session_id, None) is not None
+
+
+class SessionRegistry(SessionListing):
     """A pipeline listener (``sensor.hooks.Listener``); queried and steered by ``SensorAPI``."""
 
     def __init__(self, bindings: Iterable[Binding], bus: EventBus, max_frames_per_session: int = 1000,
@@ -200,18 +248,14 @@ class SessionRegistry:
                             ("prebind_limit", prebind_limit)):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
-        self.bindings = list(bindings)
+        super().__init__(bindings, sessions_kept)
         self.bus = bus
         self.max_frames_per_session = max_frames_per_session
-        self.sessions_kept = sessions_kept
         self.update_interval = update_interval  # seconds of packet time between counter-only updates
         self.prebind_limit = prebind_limit
         self.stats = RegistryStats()
-        self._lock = threading.RLock()
         self._open: dict[int, _Tracked] = {}  # by flows Session.id
         self._open_by_uid: dict[str, _Tracked] = {}
-        self._sessions: dict[str, Session] = {}  # what the API lists: open + kept closed, insertion order
-        self._closed: OrderedDict[str, None] = OrderedDict()
 
     # -- pipeline hooks ---------------------------------------------------------------
     def session_opened(self, flow: FlowSession) -> None:
@@ -274,32 +318,7 @@ class SessionRegistry:
                 self._finalise(tracked, flow.closed_at if flow.closed_at is not None else flow.last_ts)
             ending.frames, ending.messages = tracked.session.frames, tracked.session.messages
 
-    # -- queries -------------------------------------------------------------------------
-    def get(self, session_id: str) -> Session | None:
-        return self._sessions.get(session_id)
-
-    def all_sessions(self) -> list[Session]:
-        with self._lock:
-            return list(self._sessions.values())
-
-    def active_sessions(self) -> list[Session]:
-        with self._lock:
-            return [s for s in self._sessions.values() if s.is_active()]
-
-    def binding(self, name: str) -> Binding:
-        for binding in self.bindings:
-            if binding.name == name:
-                return binding
-        known = ", ".join(repr(b.name) for b in self.bindings) or "none configured"
-        raise KeyError(f"no binding named {name!r}; bindings: {known}")
-
     # -- control (SensorAPI) ---------------------------------------------------------------
-    def delete(self, session_id: str) -> bool:
-        """Remove a session from the listing; a live one is still framed and still reaches the outputs."""
-        with self._lock:
-            self._closed.pop(session_id, None)
-            return self._sessions.pop(session_id, None) is not None
-
     def terminate(self, session_id: str) -> bool:
         """Finalise a live session now (flush, CLOSED, closed event); its later bytes are ignored."""
         with self._lock:
@@ -460,7 +479,4 @@ class SessionRegistry:
         if self.bus.wants(CLOSED):
             counters = self._counters(tracked)
             self.bus.publish(SessionClosedEvent(info, counters[0], counters[1:]))
-        if info.id in self._sessions:
-            self._closed[info.id] = None
-            while len(self._closed) > self.sessions_kept:
-                del self._sessions[self._closed.popitem(last=False)[0]]
+        self._keep_closed(info.id)

@@ -5,35 +5,29 @@ to the worker that owns the session (`terminate`) or to every worker
 (`swap_framer`, `set_decoder`), through the pool's `ask`."""
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
 from sensor.bindings import Binding
 from sensor.events import EventBus, FrameCapturedEvent, SessionClosedEvent, SessionOpenedEvent, SessionUpdatedEvent
 from sensor.framing import FramerSpec
 from sensor.protocol import DefinitionDecoder
-from sensor.registry import Session, SessionInfo
+from sensor.registry import Session, SessionInfo, SessionListing
 
 Ask = Callable[[int | None, str, tuple], list]   # (worker or None for all, command, args) -> replies
 
 
-class WorkerSessions:
+class WorkerSessions(SessionListing):
     """Sessions as the workers report them, newest last; closed ones kept up
     to `sessions_kept`, frames up to `max_frames_per_session` each."""
 
     def __init__(self, bindings: Iterable[Binding], bus: EventBus, ask: Ask,
                  max_frames_per_session: int = 1000, sessions_kept: int = 10_000) -> None:
-        self.bindings = list(bindings)
+        super().__init__(bindings, sessions_kept)
         self.bus = bus
         self.max_frames_per_session = max_frames_per_session
-        self.sessions_kept = sessions_kept
         self._ask = ask
         self._by_name = {b.name: b for b in self.bindings}
-        self._lock = threading.RLock()
-        self._sessions: dict[str, Session] = {}
         self._owner: dict[str, int] = {}
-        self._closed: OrderedDict[str, None] = OrderedDict()
 
     # -- fed by the pool --------------------------------------------------------------------
     def apply(self, worker: int, event: object) -> None:
@@ -58,7 +52,7 @@ class WorkerSessions:
                 self._follow(session, event.session)
                 session.frame_count = event.frame_count
                 if isinstance(event, SessionClosedEvent):
-                    self._forget_old(session.id)
+                    self._keep_closed(session.id)
 
     def lost(self, worker: int) -> int:
         """`worker` died: its open sessions will never finish. Forget them; how many."""
@@ -66,7 +60,7 @@ class WorkerSessions:
             gone = [uid for uid, owner in self._owner.items()
                     if owner == worker and self._sessions[uid].is_active()]
             for uid in gone:
-                del self._sessions[uid], self._owner[uid]
+                self._forget(uid)
             return len(gone)
 
     def _session(self, info: SessionInfo) -> Session:
@@ -78,39 +72,13 @@ class WorkerSessions:
         session.info = info
         session.binding = self._by_name.get(info.forwarder_name)
 
-    def _forget_old(self, uid: str) -> None:
-        self._closed[uid] = None
-        while len(self._closed) > self.sessions_kept:
-            old = self._closed.popitem(last=False)[0]
-            self._sessions.pop(old, None)
-            self._owner.pop(old, None)
+    def _forget(self, session_id: str) -> bool:
+        self._owner.pop(session_id, None)
+        return super()._forget(session_id)
 
-    # -- what SensorAPI asks of a registry --------------------------------------------------
-    def get(self, session_id: str) -> Session | None:
-        return self._sessions.get(session_id)
-
-    def all_sessions(self) -> list[Session]:
-        with self._lock:
-            return list(self._sessions.values())
-
-    def active_sessions(self) -> list[Session]:
-        with self._lock:
-            return [s for s in self._sessions.values() if s.is_active()]
-
+    # -- what SensorAPI asks of a registry beyond the listing ---------------------------------
     def owner(self, session_id: str) -> int | None:
         return self._owner.get(session_id)
-
-    def binding(self, name: str) -> Binding:
-        if name not in self._by_name:
-            known = ", ".join(repr(b.name) for b in self.bindings) or "none configured"
-            raise KeyError(f"no binding named {name!r}; bindings: {known}")
-        return self._by_name[name]
-
-    def delete(self, session_id: str) -> bool:
-        with self._lock:
-            self._closed.pop(session_id, None)
-            self._owner.pop(session_id, None)
-            return self._sessions.pop(session_id, None) is not None
 
     def terminate(self, session_id: str) -> bool:
         """The owning worker already finalised it (Sensor's terminate callback asked it to)."""
