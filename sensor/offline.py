@@ -27,7 +27,7 @@ from typing import Protocol
 
 from sensor.arkime.loader import load_paths
 from sensor.arkime.runtime import PluginRuntime
-from sensor.capture.pcapfile import PcapError, PcapRecord, iter_records
+from sensor.capture.pcapfile import PcapError, PcapRecord, Span, iter_spans
 from sensor.capture.ring import RingReader
 from sensor.flows.ether import ether_flow_key
 from sensor.flows.table import FlowTimeouts, SessionTable
@@ -360,6 +360,15 @@ def read_captures(paths: Sequence[Path], summary: ReplaySummary,
     (frames, link types). A file that cannot be read to its end is noted in
     `broken` and the next one read; `stop` set ends the reading early.
     `on_progress(bytes_done, bytes_total)` follows the files."""
+    for timestamp, linktype, buffer, start, end, wire_len in read_spans(paths, summary, on_progress, stop):
+        yield PcapRecord(timestamp, linktype, buffer[start:end], wire_len)
+
+
+def read_spans(paths: Sequence[Path], summary: ReplaySummary,
+               on_progress: Callable[[int, int], None] | None = None,
+               stop: threading.Event | None = None) -> Iterator[Span]:
+    """As read_captures, the records not copied out (pcapfile.Span): for a
+    worker, which keeps only some of them."""
     total = sum(p.stat().st_size for p in paths)
     done = 0
     for path in paths:
@@ -368,10 +377,10 @@ def read_captures(paths: Sequence[Path], summary: ReplaySummary,
             return
         try:
             with open(path, "rb") as stream:
-                for index, rec in enumerate(iter_records(stream)):
+                for index, span in enumerate(iter_spans(stream)):
                     summary.frames += 1
-                    summary.linktypes.add(rec.linktype)
-                    yield rec
+                    summary.linktypes.add(span[1])
+                    yield span
                     if index % PROGRESS_EVERY == 0:
                         if on_progress is not None:
                             on_progress(done + stream.tell(), total)
@@ -409,41 +418,44 @@ class CaptureEvery:
 class RecordFeed:
     """Capture records into a pipeline one at a time, through the filter when
     there is one. With a `clock`, idle sessions and the filter's own flows
-    expire on the records' capture time. `keeps` (a worker's share) picks the
-    records fed; the housekeeping still runs on the time of every record, at
-    the points one process would run it."""
+    expire on the records' capture time. A worker feeds the records of its
+    share and `tick`s the others: the housekeeping runs on the time of every
+    record, at the points one process would run it."""
 
     def __init__(self, pipeline: Pipeline, capture_filter: CaptureFilter | None, summary: ReplaySummary,
-                 clock: CaptureEvery | None = None, keeps: Callable[[PcapRecord], bool] | None = None) -> None:
+                 clock: CaptureEvery | None = None) -> None:
         self.pipeline = pipeline
         self.capture_filter = capture_filter
         self.summary = summary
         self.clock = clock
         self.kernel_clock = CaptureEvery(clock.period) if clock is not None and capture_filter else None
-        self.keeps = keeps
         self._previous: float | None = None
 
     def feed(self, rec: PcapRecord) -> None:
-        pipeline = self.pipeline
-        previous, self._previous = self._previous, rec.timestamp
-        if self.kernel_clock is not None and previous is not None and self.kernel_clock.due(previous):
-            # As Arkime, on the previous packet's clock: a packet never times out its own flow.
-            pipeline.expire_kernel(round(previous * 1e9))
-        if self.keeps is None or self.keeps(rec):
-            self._deliver(rec)
-        if self.clock is not None and self.clock.due(rec.timestamp):
-            pipeline.expire(rec.timestamp)
-
-    def _deliver(self, rec: PcapRecord) -> None:
+        self._expire_kernel(rec.timestamp)
         if self.capture_filter is None:
             self.pipeline.feed(rec.data, rec.timestamp, linktype=rec.linktype, wire_len=rec.wire_len)
             self.summary.delivered += 1
-            return
-        record = self.capture_filter.process(rec)
-        if record is not None:
-            self.pipeline.feed(rec.data, rec.timestamp, kernel_key=record.header.key,
-                               linktype=rec.linktype, wire_len=rec.wire_len)
-            self.summary.delivered += 1
+        else:
+            record = self.capture_filter.process(rec)
+            if record is not None:
+                self.pipeline.feed(rec.data, rec.timestamp, kernel_key=record.header.key,
+                                   linktype=rec.linktype, wire_len=rec.wire_len)
+                self.summary.delivered += 1
+        if self.clock is not None and self.clock.due(rec.timestamp):
+            self.pipeline.expire(rec.timestamp)
+
+    def tick(self, timestamp: float) -> None:
+        """A record of another worker's share was read at `timestamp`."""
+        self._expire_kernel(timestamp)
+        if self.clock is not None and self.clock.due(timestamp):
+            self.pipeline.expire(timestamp)
+
+    def _expire_kernel(self, timestamp: float) -> None:
+        previous, self._previous = self._previous, timestamp
+        if self.kernel_clock is not None and previous is not None and self.kernel_clock.due(previous):
+            # As Arkime, on the previous packet's clock: a packet never times out its own flow.
+            self.pipeline.expire_kernel(round(previous * 1e9))
 
     def finish(self, started: float) -> ReplaySummary:
         """End every session; the summary, timed from `started` (time.monotonic())."""

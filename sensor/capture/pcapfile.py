@@ -1,7 +1,8 @@
 """Read pcap and pcapng files record by record; write simple pcap files.
 
-Hand-written so the reader has no dependency and streams: one record in memory
-at a time. Records are not decoded here: unknown link types are yielded like any
+Hand-written so the reader has no dependency and streams: one record (pcapng)
+or one chunk of CHUNK bytes (pcap, parsed in place: two reads per record
+cost more than the parse) in memory at a time. Records are not decoded here: unknown link types are yielded like any
 other and decoding is the caller's business (`sensor.packet.decode_frame`).
 
 A truncated final record ends the iteration with `TruncatedCapture`, raised only
@@ -21,6 +22,7 @@ MAX_RECORD_BYTES = 256 * 1024 * 1024
 # Timestamps from 1970 to 2242: beyond, a pcapng interface's resolution or
 # offset is corrupt (and nanoseconds would not fit the kernel's 64 bits).
 MAX_TIMESTAMP = float(2**33)
+CHUNK = 1 << 20
 
 _PCAP_MAGIC_US = 0xA1B2C3D4
 _PCAP_MAGIC_NS = 0xA1B23C4D
@@ -55,6 +57,11 @@ class PcapRecord(NamedTuple):
     wire_len: int
 
 
+# A record not yet copied out: (timestamp, linktype, buffer, start, end, wire_len),
+# its bytes being buffer[start:end]; for readers that skip most records.
+Span = tuple[float, int, bytes, int, int, int]
+
+
 def read_pcap(path: str | PathLike[str]) -> Iterator[PcapRecord]:
     """Yield the records of a pcap or pcapng file, detected by its magic."""
     with open(path, "rb") as stream:
@@ -63,12 +70,19 @@ def read_pcap(path: str | PathLike[str]) -> Iterator[PcapRecord]:
 
 def iter_records(stream: BinaryIO) -> Iterator[PcapRecord]:
     """Yield the records of an open binary pcap/pcapng stream."""
+    for timestamp, linktype, buffer, start, end, wire_len in iter_spans(stream):
+        yield PcapRecord(timestamp, linktype, buffer[start:end], wire_len)
+
+
+def iter_spans(stream: BinaryIO) -> Iterator[Span]:
+    """The records of an open binary pcap/pcapng stream as Spans (not copied out)."""
     head = stream.read(4)
     if len(head) < 4:
         raise TruncatedCapture(f"file is {len(head)} bytes long: too short for a capture header")
     magic_le = _U32_LE.unpack(head)[0]
     if magic_le == _PCAPNG_SHB:
-        yield from _iter_pcapng(stream, head)
+        for rec in _iter_pcapng(stream, head):
+            yield rec.timestamp, rec.linktype, rec.data, 0, len(rec.data), rec.wire_len
         return
     for order in ("<", ">"):
         magic = struct.unpack(order + "I", head)[0]
@@ -85,22 +99,29 @@ def _read_exact(stream: BinaryIO, size: int, what: str) -> bytes:
     return data
 
 
-def _iter_pcap(stream: BinaryIO, order: str, tick: float) -> Iterator[PcapRecord]:
+def _iter_pcap(stream: BinaryIO, order: str, tick: float) -> Iterator[Span]:
     header = _read_exact(stream, 20, "pcap file header")
     linktype = struct.unpack(order + "16xI", header)[0] & 0xFFFF  # upper bits: FCS info
-    record_header = struct.Struct(order + "IIII")
-    index = 0
+    unpack = struct.Struct(order + "IIII").unpack_from
+    buf, pos, index = b"", 0, 0
     while True:
-        raw = stream.read(16)
-        if not raw:
-            return
-        if len(raw) < 16:
-            raise TruncatedCapture(f"record {index}: header cut short ({len(raw)} of 16 bytes)")
-        seconds, fraction, caplen, wire_len = record_header.unpack(raw)
+        if len(buf) - pos < 16:
+            buf, pos = buf[pos:] + stream.read(CHUNK), 0
+            if not buf:
+                return
+            if len(buf) < 16:
+                raise TruncatedCapture(f"record {index}: header cut short ({len(buf)} of 16 bytes)")
+        seconds, fraction, caplen, wire_len = unpack(buf, pos)
         if caplen > MAX_RECORD_BYTES:
             raise PcapError(f"record {index}: captured length {caplen} is implausible; the file is corrupt")
-        data = _read_exact(stream, caplen, f"record {index}")
-        yield PcapRecord(seconds + fraction * tick, linktype, data, wire_len)
+        start = pos + 16
+        end = start + caplen
+        if end > len(buf):
+            buf, start, end = buf[pos:] + stream.read(max(CHUNK, end - len(buf))), 16, 16 + caplen
+            if end > len(buf):
+                raise TruncatedCapture(f"record {index}: needed {caplen} bytes, file ends after {len(buf) - 16}")
+        yield seconds + fraction * tick, linktype, buf, start, end, wire_len
+        pos = end
         index += 1
 
 

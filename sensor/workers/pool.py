@@ -24,6 +24,7 @@ from sensor.hooks import FinishedSession
 from sensor.kernel.contract import Verdict
 from sensor.kernel.program import SensorProgram
 from sensor.prefilter import flow_hash
+from sensor.workers import wire
 from sensor.workers.worker import WorkerTotals
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ class WorkerPool:
             for worker in self.workers:
                 if not worker.conn.poll(START_TIMEOUT):
                     raise WorkerError(f"worker {worker.index} did not start within {START_TIMEOUT:.0f}s")
-                [(kind, *_)] = worker.conn.recv()
+                [(kind, *_)] = wire.loads(worker.conn.recv_bytes())
                 if kind != "ready":
                     raise WorkerError(f"worker {worker.index} sent {kind!r} before it was ready")
         except (WorkerError, EOFError, OSError) as e:
@@ -180,7 +181,7 @@ class WorkerPool:
 
     def _receive(self, worker: _Worker) -> bool:
         try:
-            batch = worker.conn.recv()
+            batch = wire.loads(worker.conn.recv_bytes())
         except (EOFError, OSError):
             return False
         for message in batch:

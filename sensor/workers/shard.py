@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 import threading
 
-from sensor.capture.pcapfile import PcapRecord
 from sensor.offline import ReplaySummary, program_frame
 from sensor.packet import LINKTYPE_ETHERNET
 from sensor.prefilter import FRAG_ENTRIES, ParsedFrame, flow_hash, parse_frame
@@ -26,34 +25,36 @@ MEMO_MAX = 1 << 16      # remembered (addresses, ports) -> worker
 
 class Sharder:
     """The worker of each capture record. Plain IPv4 frames are looked up by
-    their raw addresses and ports, so the full parse (and the hash) runs once
-    per flow direction, not per packet; tunnel packets (whose flow is the one
+    their protocol, raw addresses and ports, so the full parse (and the hash)
+    runs once per flow direction, not per packet (every worker reads every
+    record: this is paid K times); tunnel packets (whose flow is the one
     inside) are parsed every time."""
 
     def __init__(self, count: int) -> None:
         self.count = count
-        self._memo: dict[bytes, int] = {}
+        self._memo: list[dict[bytes, int]] = [{} for _ in range(256)]   # by IP protocol
         self._frags: OrderedDict[tuple, int] = OrderedDict()
 
-    def __call__(self, rec: PcapRecord) -> int:
-        data = rec.data
-        if rec.linktype == LINKTYPE_ETHERNET and data[12:14] == b"\x08\x00" and data[14:15] == b"\x45" \
-                and not (data[20] & 0x3F or data[21]):   # IPv4, no options, not a fragment
-            raw = data[23:24] + data[26:38]              # protocol, addresses, ports
-            shard = self._memo.get(raw)
+    def __call__(self, linktype: int, buffer: bytes, start: int, end: int) -> int:
+        """The worker of the record buffer[start:end] (a pcapfile.Span's)."""
+        if linktype == LINKTYPE_ETHERNET and end - start >= 38 and buffer[start + 12:start + 15] == b"\x08\x00\x45" \
+                and not (buffer[start + 20] & 0x3F or buffer[start + 21]):   # IPv4, no options, not a fragment
+            memo = self._memo[buffer[start + 23]]
+            raw = buffer[start + 26:start + 38]          # addresses, ports
+            shard = memo.get(raw)
             if shard is None:
-                shard, plain = self._parsed(rec)
+                shard, plain = self._parsed(linktype, buffer[start:end])
                 if plain:
-                    if len(self._memo) >= MEMO_MAX:
-                        self._memo.clear()
-                    self._memo[raw] = shard
+                    if len(memo) >= MEMO_MAX:
+                        memo.clear()
+                    memo[raw] = shard
             return shard
-        return self._parsed(rec)[0]
+        return self._parsed(linktype, buffer[start:end])[0]
 
-    def _parsed(self, rec: PcapRecord) -> tuple[int, bool]:
+    def _parsed(self, linktype: int, data: bytes) -> tuple[int, bool]:
         """(the worker, whether the frame's addresses and ports are its flow's:
         not so inside a tunnel, nor for a frame on no TCP/UDP flow)."""
-        frame = program_frame(rec.linktype, rec.data)
+        frame = program_frame(linktype, data)
         p = parse_frame(frame) if frame is not None else None
         if not isinstance(p, ParsedFrame):
             return 0, False

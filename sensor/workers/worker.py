@@ -24,6 +24,7 @@ from sensor.events import EVENT_NAMES
 from sensor.hooks import FinishedSession
 from sensor.kernel.program import SensorProgram
 from sensor.protocol import DefinitionDecoder
+from sensor.workers import wire
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class Outbox:
         with self._lock:
             batch, self._pending = self._pending, []
             if batch:
-                self.conn.send(batch)
+                self.conn.send_bytes(wire.dumps(batch))
 
 
 class ForwardOutput:
@@ -157,8 +158,9 @@ def run_offline_worker(index: int, config: SensorConfig, prefilter: str, paths: 
     worker but no copy between processes, and lets each worker run the
     housekeeping (session and kernel-flow expiry) on the time of all records,
     at the points one process would."""
+    from sensor.capture.pcapfile import PcapRecord
     from sensor.offline import (
-        EXPIRE_EVERY, PROGRESS_EVERY, CaptureEvery, RecordFeed, ReplaySummary, capture_filter, read_captures,
+        EXPIRE_EVERY, PROGRESS_EVERY, CaptureEvery, RecordFeed, ReplaySummary, capture_filter, read_spans,
     )
     from sensor.workers.shard import Sharder
     _become_worker()
@@ -168,13 +170,16 @@ def run_offline_worker(index: int, config: SensorConfig, prefilter: str, paths: 
     pipeline = sensor._new_pipeline(flow_filter)
     started = time.monotonic()
     shard, stop = Sharder(count), threading.Event()
-    feed = RecordFeed(pipeline, capture_filter(pipeline, flow_filter), ReplaySummary(), CaptureEvery(EXPIRE_EVERY),
-                      keeps=lambda rec: shard(rec) == index)
+    feed = RecordFeed(pipeline, capture_filter(pipeline, flow_filter), ReplaySummary(), CaptureEvery(EXPIRE_EVERY))
     outbox.put(("ready", os.getpid()))
     outbox.flush()
     with sensor._lock:
-        for n, rec in enumerate(read_captures(paths, feed.summary, stop=stop)):
-            feed.feed(rec)
+        for n, (timestamp, linktype, buffer, start, end, wire_len) in enumerate(
+                read_spans(paths, feed.summary, stop=stop)):
+            if shard(linktype, buffer, start, end) == index:
+                feed.feed(PcapRecord(timestamp, linktype, buffer[start:end], wire_len))
+            else:
+                feed.tick(timestamp)
             if n % PROGRESS_EVERY == 0:
                 _serve(sensor, conn, outbox, stop)
         summary = feed.finish(started)
