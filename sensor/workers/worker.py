@@ -160,7 +160,7 @@ def run_offline_worker(index: int, config: SensorConfig, prefilter: str, paths: 
     at the points one process would."""
     from sensor.capture.pcapfile import PcapRecord
     from sensor.offline import (
-        EXPIRE_EVERY, PROGRESS_EVERY, CaptureEvery, RecordFeed, ReplaySummary, capture_filter, read_spans,
+        EXPIRE_EVERY, CaptureEvery, RecordFeed, ReplaySummary, capture_filter, read_spans,
     )
     from sensor.workers.shard import Sharder
     _become_worker()
@@ -174,14 +174,13 @@ def run_offline_worker(index: int, config: SensorConfig, prefilter: str, paths: 
     outbox.put(("ready", os.getpid()))
     outbox.flush()
     with sensor._lock:
-        for n, (timestamp, linktype, buffer, start, end, wire_len) in enumerate(
-                read_spans(paths, feed.summary, stop=stop)):
+        # The parent's questions are answered as the reading progresses.
+        for timestamp, linktype, buffer, start, end, wire_len in read_spans(
+                paths, feed.summary, lambda done, total: _serve(sensor, conn, outbox, stop), stop):
             if shard(linktype, buffer, start, end) == index:
                 feed.feed(PcapRecord(timestamp, linktype, buffer[start:end], wire_len))
             else:
                 feed.tick(timestamp)
-            if n % PROGRESS_EVERY == 0:
-                _serve(sensor, conn, outbox, stop)
         summary = feed.finish(started)
     if program is not None:
         program.close()
