@@ -439,7 +439,7 @@ class RecordFeed:
         else:
             record = self.capture_filter.process(rec)
             if record is not None:
-                self.pipeline.feed(rec.data, rec.timestamp, kernel_key=record.header.key,
+                self.pipeline.feed(rec.data, rec.timestamp, kernel_key=bytes(record.header.key),
                                    linktype=rec.linktype, wire_len=rec.wire_len)
                 self.summary.delivered += 1
         if self.clock is not None and self.clock.due(rec.timestamp):

@@ -150,7 +150,7 @@ class Pipeline:
         self._plugin_states: dict[int, PluginSession] = {}  # by Session.id
         self._kernel_keys: dict[int, FlowKey] = {}
         self._tracked: Counter[bytes] = Counter()   # kernel keys of the sessions open here
-        self._pending_key: FlowKey | None = None
+        self._pending_key: bytes | None = None
         self._delivered: dict[bytes, int] = {}
         # by sessionId: ended, not saved yet (no SessionEnding: a kernel-only flow's)
         self._deferred: dict[str, tuple[Session, SessionEnding | None]] = {}
@@ -167,8 +167,10 @@ class Pipeline:
         self._kernel_ids = count(1)
         self._kernel_saves: dict[bytes, KernelSaves] = {}  # kernel-only flows with mid-session records
 
-    def feed(self, frame: bytes, timestamp: float, kernel_key: FlowKey | None = None,
+    def feed(self, frame: bytes, timestamp: float, kernel_key: bytes | None = None,
              linktype: int = LINKTYPE_ETHERNET, wire_len: int | None = None) -> None:
+        """One frame; `kernel_key` is the raw FlowKey of the record it came in
+        (bytes: the ctypes key is built only when a flow needs it)."""
         self._feeding = True
         try:
             self._feed(frame, timestamp, kernel_key, linktype, wire_len)
@@ -177,7 +179,7 @@ class Pipeline:
             if self._terminating:
                 self._terminate_requested()
 
-    def _feed(self, frame: bytes, timestamp: float, kernel_key: FlowKey | None,
+    def _feed(self, frame: bytes, timestamp: float, kernel_key: bytes | None,
               linktype: int, wire_len: int | None) -> None:
         self.stats.frames += 1
         try:
@@ -198,11 +200,10 @@ class Pipeline:
         self._pending_key = kernel_key
         origin = None
         if kernel_key is not None:
-            raw_key = bytes(kernel_key)
-            delivered = self._delivered.get(raw_key, 0) + 1
-            self._delivered[raw_key] = delivered
+            delivered = self._delivered.get(kernel_key, 0) + 1
+            self._delivered[kernel_key] = delivered
             if delivered == 1:
-                origin = self._origin(kernel_key)
+                origin = self._origin(FlowKey.from_buffer_copy(kernel_key))
         hooks = self.hooks
         for event in self.table.process_raw(packet, origin):
             if type(event) is tuple:  # a PayloadDelivered, the most frequent event: handled here
@@ -349,8 +350,8 @@ class Pipeline:
             self.stats.sessions += 1
             self._plugin_states[session.id] = self.runtime.state(self.runtime.session_started(session))
             if self._pending_key is not None:
-                self._kernel_keys[session.id] = self._pending_key
-                self._tracked[bytes(self._pending_key)] += 1
+                self._kernel_keys[session.id] = FlowKey.from_buffer_copy(self._pending_key)
+                self._tracked[self._pending_key] += 1
             self.hooks.session_opened(session)
         elif isinstance(event, SessionEnded):
             self._end(session, event.reason)

@@ -17,6 +17,7 @@ the producer publishes a header before it moves producer_pos.
 """
 from __future__ import annotations
 
+import ctypes
 import mmap
 import select
 import struct
@@ -32,6 +33,7 @@ BATCH_MAX = 4096            # records per read(): bounds how long one call holds
 # The record fields the live path needs, in one unpack (offsets from contract.RecordHeader).
 _FIELDS = struct.Struct("=QIIIH")   # ts_ns, ifindex, flow_hash, wire_len, caplen
 _KEY_OFFSET = RecordHeader.key.offset
+_KEY_SIZE = ctypes.sizeof(FlowKey)
 assert _FIELDS.size == RecordHeader.side.offset
 
 
@@ -95,9 +97,9 @@ class RingReader:
         self._producer.close()
 
 
-def record_fields(raw: bytes) -> tuple[int, int, int, FlowKey, bytes]:
-    """(ts_ns, flow_hash, wire_len, key, frame) of one sensor record, without
-    building the whole ctypes header (the live path's per-record cost)."""
+def record_fields(raw: bytes) -> tuple[int, int, int, bytes, bytes]:
+    """(ts_ns, flow_hash, wire_len, raw FlowKey, frame) of one sensor record,
+    without building any ctypes value (the live path's per-record cost)."""
     ts_ns, _, flow_hash, wire_len, caplen = _FIELDS.unpack_from(raw)
-    return (ts_ns, flow_hash, wire_len, FlowKey.from_buffer_copy(raw, _KEY_OFFSET),
+    return (ts_ns, flow_hash, wire_len, raw[_KEY_OFFSET:_KEY_OFFSET + _KEY_SIZE],
             raw[RECORD_HEADER_SIZE:RECORD_HEADER_SIZE + caplen])
