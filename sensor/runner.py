@@ -86,10 +86,11 @@ class RingFeed:
         self.records += total
         return total
 
-    def run(self, stopping: Callable[[], bool], each_pass: Callable[[], None]) -> None:
+    def run(self, stopping: Callable[[], bool], each_pass: Callable[[], None] = lambda: None,
+            each_expiry: Callable[[], None] = lambda: None) -> None:
         """Read the ring until `stopping()`: on each wakeup (or POLL_SECONDS),
-        drain it; by the clock, expire idle sessions and end the kernel's own
-        flows; then `each_pass()` (the caller's own business)."""
+        drain it; by the clock, expire idle sessions (then `each_expiry()`)
+        and end the kernel's own flows; then `each_pass()`."""
         now = time.monotonic()
         next_expire, next_kernel = now + EXPIRE_EVERY, now + KERNEL_EXPIRE_EVERY
         pipeline, lock = self.pipeline, self.lock
@@ -100,6 +101,7 @@ class RingFeed:
             if now >= next_expire:
                 with lock:
                     pipeline.expire(time.time())
+                each_expiry()
                 next_expire = now + EXPIRE_EVERY
             if now >= next_kernel:
                 with lock:
@@ -173,7 +175,7 @@ class LiveLoop(_KernelLoop):
             raise
 
     def _loop(self) -> None:
-        self._feed.run(self._stopping.is_set, self._check_drops)
+        self._feed.run(self._stopping.is_set, each_expiry=self._check_drops)
 
     def stop(self) -> RunSummary:
         """Stop the loop, detach, drain the ring, end every session."""

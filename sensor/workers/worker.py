@@ -141,7 +141,7 @@ def run_live_worker(index: int, config: SensorConfig, program: SensorProgram, co
     outbox.put(("ready", os.getpid()))
     outbox.flush()
     stopping = threading.Event()
-    feed.run(stopping.is_set, lambda: _serve(sensor, conn, outbox, stopping))
+    feed.run(stopping.is_set, each_pass=lambda: _serve(sensor, conn, outbox, stopping))
     feed.drain()       # the parent detached first: this is the last of the ring
     with sensor._lock:
         pipeline.close()
