@@ -22,7 +22,7 @@ MAX_RECORD_BYTES = 256 * 1024 * 1024
 # Timestamps from 1970 to 2242: beyond, a pcapng interface's resolution or
 # offset is corrupt (and nanoseconds would not fit the kernel's 64 bits).
 MAX_TIMESTAMP = float(2**33)
-CHUNK = 1 << 20
+CHUNK = 1 << 16     # bytes per read of a classic pcap: ~600 records of 100 bytes, a bounded buffer
 
 _PCAP_MAGIC_US = 0xA1B2C3D4
 _PCAP_MAGIC_NS = 0xA1B23C4D
