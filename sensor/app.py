@@ -19,12 +19,13 @@ from sensor.events import CaptureErrorEvent, EventBus
 from sensor.flows.table import SessionTable
 from sensor.hooks import FinishedSession
 from sensor.kernel.attach import Attachment
+from sensor.kernel.flowfilter import FlowFilter
 from sensor.kernel.program import DEFAULT_SNAPLEN, ProgramOptions, SensorProgram, coarse_clock_is_exact
 from sensor.kernel.rules import RuleSet
-from sensor.offline import ReplaySummary, replay
+from sensor.offline import CaptureFilter, ReplaySummary, replay
 from sensor.output import Output, open_outputs
 from sensor.output.writer import OutputWriter, SinkStats
-from sensor.pipeline import KernelFlows, Pipeline, PipelineStats
+from sensor.pipeline import Pipeline, PipelineStats
 from sensor.prefilter import PythonFlowTable
 from sensor.registry import SessionRegistry
 from sensor.runner import LiveLoop, RunSummary, WorkerLoop
@@ -72,7 +73,6 @@ class Sensor:
         self._reported: dict[str, int] = {}  # losses already published, by what was lost
         self._losses_seen = 0   # the sum of the loss counters at the last look
         self._pipeline: Pipeline | None = None
-        self._kernel: KernelFlows | None = None
         self._live: LiveLoop | WorkerLoop | None = None
         self._program: SensorProgram | None = None
         self._pool: WorkerPool | None = None
@@ -115,9 +115,8 @@ class Sensor:
     def program_options(self, rings: int = 1, live: bool = False) -> ProgramOptions:
         return program_options(self.config, rings, live)
 
-    def _new_pipeline(self, kernel: KernelFlows | None) -> Pipeline:
+    def _new_pipeline(self, kernel: FlowFilter | None) -> Pipeline:
         table = SessionTable(self.config.timeouts, max_sessions=self.config.max_sessions)
-        self._kernel = kernel
         # A session that neither a plugin nor a binding still wants stops crossing the ring.
         bypass = kernel is not None and (bool(self.load_report.loaded) or bool(self.bindings))
         self._reported.pop("listener", None)  # a new chain counts from 0
@@ -225,14 +224,15 @@ class Sensor:
         self._flush_outputs()
         return summary
 
-    def flow_filter(self, prefilter: str) -> tuple[SensorProgram | None, SensorProgram | PythonFlowTable | None]:
-        """(the program to close, the filter) for a `read_pcap` prefilter other than auto."""
+    def flow_filter(self, prefilter: str) -> tuple[SensorProgram | None, CaptureFilter | None]:
+        """(the program to close, the flow filter for both the pipeline and
+        the reading) for a `read_pcap` prefilter other than auto."""
         if prefilter == "kernel":
             program = SensorProgram(self.program_options())
             program.set_rules(self.rules)
-            return program, program
+            return program, CaptureFilter(program)
         if prefilter == "python":
-            return None, PythonFlowTable(self.rules, self.program_options())
+            return None, CaptureFilter(PythonFlowTable(self.rules, self.program_options()))
         return None, None
 
     def _read_with_workers(self, paths: list[Path], prefilter: str, count: int,

@@ -6,6 +6,8 @@ Three ways to read (`replay`'s `frame_filter`):
 - CaptureFilter(SensorProgram): every frame runs through the real XDP program
   with BPF_PROG_TEST_RUN (root); what it emits goes to the pipeline;
 - CaptureFilter(PythonFlowTable): the same decisions in pure Python (no root).
+Either CaptureFilter is a flow filter (sensor.kernel.flowfilter) and the
+pipeline's `kernel`: the same object, built once.
 
 The program only parses Ethernet, so frames of other link types get an
 Ethernet header built in front (zero MACs, the link type's protocol as the
@@ -23,7 +25,6 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from sensor.arkime.loader import load_paths
 from sensor.arkime.runtime import PluginRuntime
@@ -33,6 +34,7 @@ from sensor.flows.ether import ether_flow_key
 from sensor.flows.table import FlowTimeouts, SessionTable
 from sensor.hooks import FinishedCollector
 from sensor.kernel.contract import FlowKey, FlowState, Stat, Verdict
+from sensor.kernel.flowfilter import FrameFilter
 from sensor.kernel.flowsession import Attention
 from sensor.kernel.program import Record, SensorProgram, parse_record
 from sensor.packet import (
@@ -92,20 +94,6 @@ def program_frame(linktype: int, data: bytes) -> bytes | None:
     return frame[:KERNEL_FRAME_MAX]
 
 
-class FlowTable(Protocol):
-    """A pre-filter's flow table driven frame by frame (PythonFlowTable, TestRunTable)."""
-
-    monotonic_offset: float | None
-
-    def process(self, frame: bytes, ts_ns: int) -> Record | None: ...
-    def flow(self, key: FlowKey) -> FlowState | None: ...
-    def flows(self, attention: Attention | None = None) -> Iterator[tuple[FlowKey, FlowState]]: ...
-    def set_verdict(self, key: FlowKey, verdict: Verdict) -> bool: ...
-    def delete_flow(self, key: FlowKey) -> None: ...
-    def delete_flows(self, keys: Sequence[FlowKey]) -> None: ...
-    def stats(self) -> dict[Stat, int]: ...
-
-
 class _CaptureClock:
     """Maps bpf_ktime_get_ns() stamps back to the capture time of the frame
     being run: the program's clock reading falls between the CLOCK_MONOTONIC
@@ -138,11 +126,11 @@ class _CaptureClock:
 class TestRunTable:
     """The real XDP program as a frame-by-frame flow table: each frame runs
     with BPF_PROG_TEST_RUN, the ring is drained after it, and the kernel's
-    clock in records and flows is turned into capture time. Takes over the
-    program's ring buffer and clears its flows."""
+    clock in records and flows is turned into capture time (a FrameFilter).
+    Takes over the program's ring buffer and clears its flows."""
 
     __test__ = False            # not a pytest class, despite the name
-    monotonic_offset: float | None = 0.0
+    clock_offset_ns = 0         # flow times are capture times
 
     def __init__(self, program: SensorProgram, keep_every: int = 1 << 20) -> None:
         """`keep_every`: test runs between forgetting the clock marks no flow refers to."""
@@ -206,18 +194,18 @@ class TestRunTable:
 
 class CaptureFilter:
     """A pre-filter fed capture records: Ethernet frames for the program,
-    Arkime's byte counts. Give it to the Pipeline as `kernel` and to `replay`
-    as `frame_filter`."""
+    Arkime's byte counts; the flow filter of a capture file. Give the same
+    one to the Pipeline as `kernel` and to `replay` as `frame_filter`."""
 
-    monotonic_offset: float | None = 0.0   # flow times are capture times
+    clock_offset_ns = 0         # flow times are capture times
 
-    def __init__(self, table: FlowTable | SensorProgram) -> None:
-        self.table: FlowTable = TestRunTable(table) if isinstance(table, SensorProgram) else table
+    def __init__(self, table: FrameFilter | SensorProgram) -> None:
+        self.table: FrameFilter = TestRunTable(table) if isinstance(table, SensorProgram) else table
         self.kind = "kernel" if isinstance(self.table, TestRunTable) else "python"
         self.unfilterable = 0   # frames the program cannot be given (link type, too short)
         self._extra: dict[bytes, list[int]] = {}   # flow -> per side: wire bytes minus program bytes
 
-    def process(self, rec: PcapRecord) -> Record | None:
+    def process_record(self, rec: PcapRecord) -> Record | None:
         """Run one capture record through the filter; the record the program
         emitted for it, or None."""
         frame = program_frame(rec.linktype, rec.data)
@@ -244,7 +232,7 @@ class CaptureFilter:
         if p.key is not None:
             self._extra.setdefault(p.key, [0, 0])[p.side] += extra
 
-    # -- pipeline.KernelFlows -------------------------------------------------------
+    # -- flowfilter.FlowFilter ------------------------------------------------------
     def flow(self, key: FlowKey) -> FlowState | None:
         state = self.table.flow(key)
         return None if state is None else self._with_wire_bytes(key, state)
@@ -339,20 +327,6 @@ class ReplaySummary:
         return out
 
 
-def capture_filter(pipeline: Pipeline, frame_filter: CaptureFilter | FlowTable | SensorProgram | None
-                   ) -> CaptureFilter | None:
-    """The filter as replay drives it, and the pipeline's `kernel` pointed at
-    it: the pipeline must read counts and times through the capture view."""
-    if frame_filter is None:
-        return None
-    if pipeline.kernel is not frame_filter:
-        raise ValueError("build the Pipeline with kernel=frame_filter: its flow counts replace the "
-                         "session's, and bypass verdicts must reach it")
-    capture_filter = frame_filter if isinstance(frame_filter, CaptureFilter) else CaptureFilter(frame_filter)
-    pipeline.kernel = capture_filter
-    return capture_filter
-
-
 def read_captures(paths: Sequence[Path], summary: ReplaySummary,
                   on_progress: Callable[[int, int], None] | None = None,
                   stop: threading.Event | None = None) -> Iterator[PcapRecord]:
@@ -420,10 +394,15 @@ class RecordFeed:
     there is one. With a `clock`, idle sessions and the filter's own flows
     expire on the records' capture time. A worker feeds the records of its
     share and `tick`s the others: the housekeeping runs on the time of every
-    record, at the points one process would run it."""
+    record, at the points one process would run it. The pipeline must have
+    been built with kernel=capture_filter: its flow counts replace the
+    session's, and bypass verdicts must reach it."""
 
     def __init__(self, pipeline: Pipeline, capture_filter: CaptureFilter | None, summary: ReplaySummary,
                  clock: CaptureEvery | None = None) -> None:
+        if capture_filter is not None and pipeline.kernel is not capture_filter:
+            raise ValueError("build the Pipeline with kernel=frame_filter: its flow counts replace the "
+                             "session's, and bypass verdicts must reach it")
         self.pipeline = pipeline
         self.capture_filter = capture_filter
         self.summary = summary
@@ -437,7 +416,7 @@ class RecordFeed:
             self.pipeline.feed(rec.data, rec.timestamp, linktype=rec.linktype, wire_len=rec.wire_len)
             self.summary.delivered += 1
         else:
-            record = self.capture_filter.process(rec)
+            record = self.capture_filter.process_record(rec)
             if record is not None:
                 self.pipeline.feed(rec.data, rec.timestamp, kernel_key=bytes(record.header.key),
                                    linktype=rec.linktype, wire_len=rec.wire_len)
@@ -472,23 +451,21 @@ class RecordFeed:
 
 
 def replay(pcaps: Iterable[str | Path], pipeline: Pipeline,
-           frame_filter: CaptureFilter | FlowTable | SensorProgram | None,
+           frame_filter: CaptureFilter | None,
            on_progress: Callable[[int, int], None] | None = None,
            stop: threading.Event | None = None, lock: threading.RLock | None = None) -> ReplaySummary:
     """Feed the captures to `pipeline`, every frame (frame_filter None) or
-    what the filter emits (a SensorProgram, a PythonFlowTable, or either in
-    a CaptureFilter), then end every session. The pipeline must have been
-    built with kernel=frame_filter; its `kernel` becomes the CaptureFilter.
-    Idle sessions expire on capture time. `on_progress(bytes_done,
-    bytes_total)` follows the files. A file that cannot be read to its end
-    is noted in `broken` and the next one read; `stop` set ends the reading
-    early. Either way every session read so far is flushed. `lock` is held
+    what the filter emits, then end every session. The pipeline must have
+    been built with kernel=frame_filter. Idle sessions expire on capture
+    time. `on_progress(bytes_done, bytes_total)` follows the files. A file
+    that cannot be read to its end is noted in `broken` and the next one
+    read; `stop` set ends the reading early. Either way every session read so far is flushed. `lock` is held
     for each record and released between records, so API calls from other
     threads see whole packets and wait no longer than one."""
     lock = lock if lock is not None else threading.RLock()
     summary = ReplaySummary()
     started = time.monotonic()
-    feed = RecordFeed(pipeline, capture_filter(pipeline, frame_filter), summary, CaptureEvery(EXPIRE_EVERY))
+    feed = RecordFeed(pipeline, frame_filter, summary, CaptureEvery(EXPIRE_EVERY))
     for rec in read_captures([Path(p) for p in pcaps], summary, on_progress, stop):
         with lock:
             feed.feed(rec)
@@ -497,7 +474,7 @@ def replay(pcaps: Iterable[str | Path], pipeline: Pipeline,
 
 
 def read_records(pcaps: Iterable[str | Path], plugins: Iterable[str | Path] = (),
-                 frame_filter: FlowTable | SensorProgram | None = None, bypass: bool = False,
+                 frame_filter: FrameFilter | SensorProgram | None = None, bypass: bool = False,
                  kernel_records: bool = True, timeouts: FlowTimeouts = FlowTimeouts()) -> list[dict]:
     """Every session of the captures as SPI records, with the given plugin
     files/dirs loaded. Without `frame_filter` every flow goes to the plugins,
@@ -507,7 +484,8 @@ def read_records(pcaps: Iterable[str | Path], plugins: Iterable[str | Path] = ()
     runtime = PluginRuntime()
     load_paths(runtime, plugins)
     collected = FinishedCollector()
-    pipeline = Pipeline(runtime, SessionTable(timeouts), [collected], kernel=frame_filter, bypass=bypass,
+    flow_filter = CaptureFilter(frame_filter) if frame_filter is not None else None
+    pipeline = Pipeline(runtime, SessionTable(timeouts), [collected], kernel=flow_filter, bypass=bypass,
                         kernel_records=kernel_records)
-    replay(pcaps, pipeline, frame_filter)
+    replay(pcaps, pipeline, flow_filter)
     return collected.records

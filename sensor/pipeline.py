@@ -14,7 +14,6 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import count
-from typing import Protocol
 
 from sensor.arkime.runtime import PluginRuntime
 from sensor.arkime.session import PluginSession
@@ -24,6 +23,7 @@ from sensor.flows.session import Session
 from sensor.flows.table import FlowOrigin, SessionTable
 from sensor.hooks import FinishedSession, ListenerChain, SessionEnding
 from sensor.kernel.contract import TCPF_ZERO_HI, TCPF_ZERO_LO, TCPFLAG_NAMES, FlowKey, FlowState, Verdict, key_endpoints
+from sensor.kernel.flowfilter import FlowFilter
 from sensor.kernel.flowsession import Attention, end_reason, flow_session, lump
 from sensor.packet import IPPROTO_TCP, LINKTYPE_ETHERNET, NotIp, PacketError, decode_frame
 from sensor.prefilter import flow_hash
@@ -34,21 +34,6 @@ log = logging.getLogger(__name__)
 SAVE_EVERY = 480.0  # seconds between mid-session records of a TCP session (Arkime's tcpSaveTimeout)
 MAX_PACKETS = 10000  # packets after which a session gets a mid-session record (Arkime's maxPackets)
 SAVE_SCAN_EVERY = 10.0  # seconds between looks for TCP sessions due a time-based record
-
-
-class KernelFlows(Protocol):
-    """What the pipeline needs of the kernel's flow table (SensorProgram, or
-    its Python mirror offline). `monotonic_offset` turns the table's times into
-    wall-clock seconds; None when they are not packet times (BPF_PROG_TEST_RUN
-    stamps frames with the run's clock, not the capture's)."""
-
-    monotonic_offset: float | None
-
-    def flow(self, key: FlowKey) -> FlowState | None: ...
-    def flows(self, attention: Attention | None = None) -> Iterator[tuple[FlowKey, FlowState]]: ...
-    def set_verdict(self, key: FlowKey, verdict: Verdict) -> bool: ...
-    def delete_flow(self, key: FlowKey) -> None: ...
-    def delete_flows(self, keys: Sequence[FlowKey]) -> None: ...
 
 
 class KernelSaves:
@@ -97,7 +82,7 @@ class PipelineStats:
     kernel_expired: int = 0     # kernel flows ended (recorded or, with kernel_records off, forgotten)
 
 
-def overlay_kernel_counts(session: Session, key: FlowKey, state: FlowState, monotonic_offset: float | None) -> None:
+def overlay_kernel_counts(session: Session, key: FlowKey, state: FlowState, clock_offset_ns: int) -> None:
     """Replace the session's counters with the kernel's whole-flow ones,
     turning the kernel's LO/HI sides into client/server."""
     lo, _ = key_endpoints(key)
@@ -115,9 +100,8 @@ def overlay_kernel_counts(session: Session, key: FlowKey, state: FlowState, mono
         session.tcpflags[name] = state.tcpflags[i]
     zero = (state.tcpflags[TCPF_ZERO_LO], state.tcpflags[TCPF_ZERO_HI])
     session.tcpflags["srcZero"], session.tcpflags["dstZero"] = zero[client], zero[1 - client]
-    if monotonic_offset is not None:
-        session.first_ts = min(session.first_ts, state.first_ns / 1e9 + monotonic_offset)
-        session.last_ts = max(session.last_ts, state.last_ns / 1e9 + monotonic_offset)
+    session.first_ts = min(session.first_ts, (state.first_ns + clock_offset_ns) / 1e9)
+    session.last_ts = max(session.last_ts, (state.last_ns + clock_offset_ns) / 1e9)
     if state.tcpflags[0] or state.tcpflags[1]:
         # The kernel saw the handshake even though it sent only the payload up.
         session.tags.discard("mid-stream")
@@ -134,7 +118,7 @@ class Pipeline:
     flows whose records go to ring `index` of `count` (one worker's share)."""
 
     def __init__(self, runtime: PluginRuntime, table: SessionTable, listeners: Sequence[object] = (),
-                 kernel: KernelFlows | None = None, bypass: bool = False,
+                 kernel: FlowFilter | None = None, bypass: bool = False,
                  save_every: float = SAVE_EVERY, max_packets: int = MAX_PACKETS, kernel_records: bool = True,
                  shard: tuple[int, int] | None = None, udp_tunnels: Mapping[int, int] = DEFAULT_UDP_TUNNELS) -> None:
         self.runtime = runtime
@@ -291,7 +275,7 @@ class Pipeline:
         """A mid-session record of a kernel-only flow: its counts since the last record, linked
         to the flow's later records by `rootId` (ids `ID-k`, the final record keeps `ID`)."""
         saves = self._kernel_saves.setdefault(bytes(key), KernelSaves(next(self._kernel_ids)))
-        session = flow_session(key, saves.since(state), saves.session_id, self.kernel.monotonic_offset or 0.0)
+        session = flow_session(key, saves.since(state), saves.session_id, self.kernel.clock_offset_ns)
         session.uid = saves.uid = saves.uid or session.uid
         handle = self.runtime.session_started(session)
         record = self.runtime.session_ended(handle, final=False)
@@ -310,11 +294,11 @@ class Pipeline:
             return
         if key.family == 0:     # a non-IP flow: no plugin sees those (as EtherSessions' records)
             self.stats.kernel_records += 1
-            self.emit(kernel_record(key, state, reason, self.kernel.monotonic_offset or 0.0))
+            self.emit(kernel_record(key, state, reason, self.kernel.clock_offset_ns))
             return
         session_id = saves.session_id if saves else next(self._kernel_ids)
         session = flow_session(key, saves.since(state) if saves else state, session_id,
-                               self.kernel.monotonic_offset or 0.0)
+                               self.kernel.clock_offset_ns)
         if saves:
             session.uid = saves.uid
         handle = self.runtime.session_started(session)
@@ -399,7 +383,7 @@ class Pipeline:
             delivered = self._delivered.pop(raw, 0)
             state = self.kernel.flow(key)
             if state is not None:
-                overlay_kernel_counts(session, key, state, self.kernel.monotonic_offset)
+                overlay_kernel_counts(session, key, state, self.kernel.clock_offset_ns)
                 self._subtract_saved(session)
                 ring_lost = state.ring_lost
             if reason not in ("shutdown", "terminated"):
@@ -443,7 +427,7 @@ class Pipeline:
         key = self._kernel_keys.get(session.id)
         kernel_state = self.kernel.flow(key) if key is not None and self.kernel is not None else None
         if kernel_state is not None:
-            overlay_kernel_counts(session, key, kernel_state, self.kernel.monotonic_offset)
+            overlay_kernel_counts(session, key, kernel_state, self.kernel.clock_offset_ns)
             totals = (list(session.packets), list(session.bytes), list(session.databytes), dict(session.tcpflags))
             self._subtract_saved(session)
             self._saved_counts[session.id] = totals

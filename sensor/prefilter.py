@@ -4,8 +4,9 @@ bpf/sensor.bpf.c, frame for frame. tests/offline/test_prefilter_agreement.py
 holds it to the real program's output.
 
 Sans-I/O: `PythonFlowTable.process(frame, ts_ns)` takes one Ethernet frame and
-returns the record the kernel would emit, or None. Times are whatever the
-caller passes (capture time offline), so `monotonic_offset` is 0.0.
+returns the record the kernel would emit, or None (a flowfilter.FrameFilter).
+Times are whatever the caller passes (capture time offline), so
+`clock_offset_ns` is 0.
 
 Where this mirror is knowingly not the kernel: the flow and fragment tables
 evict the least recently used entry when full (the kernel's LRU hash evicts
@@ -228,7 +229,7 @@ class PythonFlowTable:
     """The kernel program's flow table and decisions for one rule set.
     Rule lookups are built once here: the per-packet path is dict/set hits."""
 
-    monotonic_offset: float | None = 0.0   # first_ns/last_ns are the caller's (capture) times
+    clock_offset_ns = 0     # first_ns/last_ns are the caller's (capture) times
 
     def __init__(self, rules: RuleSet, options: ProgramOptions = ProgramOptions(),
                  ifindex: int = TEST_RUN_IFINDEX) -> None:
@@ -484,7 +485,7 @@ class PythonFlowTable:
         self._stats[Stat.EMITTED] += 1
         return Record(RecordHeader.from_buffer_copy(raw), frame[:caplen])
 
-    # -- the maps, as SensorProgram exposes them (pipeline.KernelFlows) ---------------
+    # -- the maps, as SensorProgram exposes them (flowfilter.FlowFilter) -------------
     def flow(self, key: FlowKey) -> FlowState | None:
         f = self._flows.get(bytes(key))
         return None if f is None else f.state()

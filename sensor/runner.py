@@ -60,11 +60,11 @@ class RingFeed:
     """One ring's records into one pipeline, a batch at a time; `lock` is
     held per batch, so API calls from other threads see whole packets."""
 
-    def __init__(self, ring: RingReader, pipeline: Pipeline, monotonic_offset: float,
+    def __init__(self, ring: RingReader, pipeline: Pipeline, clock_offset_ns: int,
                  lock: threading.RLock) -> None:
         self.ring = ring
         self.pipeline = pipeline
-        self.offset = monotonic_offset
+        self.offset_ns = clock_offset_ns
         self.lock = lock
         self.records = 0
         self.feed_errors = 0
@@ -72,13 +72,13 @@ class RingFeed:
     def drain(self) -> int:
         """Feed everything the ring holds now; how many records."""
         total = 0
-        feed, offset = self.pipeline.feed, self.offset
+        feed, offset_ns = self.pipeline.feed, self.offset_ns
         while batch := self.ring.read():
             with self.lock:
                 for raw in batch:
                     ts_ns, _, wire_len, key, frame = record_fields(raw)
                     try:
-                        feed(frame, ts_ns / 1e9 + offset, key, wire_len=wire_len)
+                        feed(frame, (ts_ns + offset_ns) / 1e9, key, wire_len=wire_len)
                     except Exception:
                         self.feed_errors += 1
                         log.exception("record dropped: the pipeline failed on it")
@@ -167,7 +167,7 @@ class LiveLoop(_KernelLoop):
     def start(self) -> list[str]:
         """Attach everywhere (or raise having attached nothing), then read on a thread."""
         ring = self.capture.ring(0)
-        self._feed = RingFeed(ring, self.pipeline, self.capture.program.monotonic_offset, self.lock)
+        self._feed = RingFeed(ring, self.pipeline, self.capture.program.clock_offset_ns, self.lock)
         try:
             return self._attach()
         except BaseException:

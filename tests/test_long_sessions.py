@@ -12,7 +12,7 @@ from sensor.flows.table import SessionTable
 from sensor.hooks import FinishedCollector
 from sensor.kernel.program import ProgramOptions, SensorProgram
 from sensor.kernel.rules import RuleSet
-from sensor.offline import replay
+from sensor.offline import CaptureFilter, replay
 from sensor.output.pcap import PcapSink
 from sensor.output.pcap_extract import extract
 from sensor.pipeline import Pipeline
@@ -24,6 +24,7 @@ COUNTED = (("source", "packets"), ("source", "bytes"), ("destination", "packets"
 
 def records_of(pcap: Path, listeners=(), kernel=None, **limits) -> list[dict]:
     collector = FinishedCollector()
+    kernel = CaptureFilter(kernel) if kernel is not None else None
     replay([pcap], Pipeline(PluginRuntime(), SessionTable(), [*listeners, collector], kernel=kernel, **limits),
            kernel)
     return collector.records

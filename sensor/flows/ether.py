@@ -110,12 +110,12 @@ def ether_flow_key(frame: bytes) -> tuple[bytes, int, tuple[int, int]] | None:
     return ident.ljust(32, b"\0") + port + bytes((0, 0, kind, 0, 0, 0)), ethertype, (ids[0], ids[1])
 
 
-def kernel_record(key: FlowKey, state: FlowState, end_reason: str, clock_offset: float) -> dict:
+def kernel_record(key: FlowKey, state: FlowState, end_reason: str, clock_offset_ns: int) -> dict:
     """The record of a non-IP flow the kernel counted (key.family 0), as
-    EtherSessions makes it; `clock_offset` turns the table's seconds into
-    epoch seconds. MACs are known only where they key the flow."""
+    EtherSessions makes it; `clock_offset_ns` turns the table's times into
+    epoch time. MACs are known only where they key the flow."""
     session = _EtherSession(KIND_PROTOCOLS[EtherKind(key.proto)], state.ethertype,
-                            state.first_ns / 1e9 + clock_offset, state.last_ns / 1e9 + clock_offset,
+                            (state.first_ns + clock_offset_ns) / 1e9, (state.last_ns + clock_offset_ns) / 1e9,
                             state.packets[0], state.bytes[0])
     if key.proto in (EtherKind.UNKNOWN, EtherKind.CORRUPT):
         macs = bytes(key.addr[:12])

@@ -115,13 +115,13 @@ def lump(flows: Iterable[tuple[FlowKey, FlowState]]) -> list[tuple[FlowKey, Flow
     return out
 
 
-def flow_session(key: FlowKey, state: FlowState, session_id: int, clock_offset: float) -> Session:
-    """The session of a kernel flow; `clock_offset` turns the table's seconds into epoch seconds."""
+def flow_session(key: FlowKey, state: FlowState, session_id: int, clock_offset_ns: int) -> Session:
+    """The session of a kernel flow; `clock_offset_ns` turns the table's times into epoch time."""
     lo, hi = key_endpoints(key)
     client, server = (lo, hi) if state.client == 0 else (hi, lo)
     sides = (state.client, 1 - state.client)       # client -> server first, as Session indexes
     proto = key.proto
-    first, last = state.first_ns / 1e9 + clock_offset, state.last_ns / 1e9 + clock_offset
+    first, last = (state.first_ns + clock_offset_ns) / 1e9, (state.last_ns + clock_offset_ns) / 1e9
     if not has_session_type(proto):
         cid = ""
     elif proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):

@@ -105,8 +105,9 @@ def _lib():
 
 
 class SensorProgram:
-    """One compiled and loaded instance of bpf/sensor.bpf.c. Not attached
-    to any interface: see sensor.kernel.attach."""
+    """One compiled and loaded instance of bpf/sensor.bpf.c; the live
+    flow filter (sensor.kernel.flowfilter). Not attached to any interface:
+    see sensor.kernel.attach."""
 
     def __init__(self, options: ProgramOptions = ProgramOptions()) -> None:
         if os.geteuid() != 0:
@@ -146,8 +147,8 @@ class SensorProgram:
         self._write_config()
         for port, kind in options.udp_tunnels.items():
             self._update("udp_tunnels", ct.c_uint32(port), ct.c_uint8(kind))
-        # bpf_ktime_get_ns() is CLOCK_MONOTONIC: this turns it into epoch time.
-        self.monotonic_offset = time.time() - time.monotonic()
+        # bpf_ktime_get_ns() is CLOCK_MONOTONIC: this turns it into epoch time (flowfilter.FlowFilter).
+        self.clock_offset_ns = time.time_ns() - time.monotonic_ns()
 
     def close(self) -> None:
         self.bpf.cleanup()

@@ -137,7 +137,7 @@ def run_live_worker(index: int, config: SensorConfig, program: SensorProgram, co
     pipeline = sensor._new_pipeline(program)
     pipeline.shard = (index, program.options.rings)    # the kernel-only flows of this worker's ring
     feed = RingFeed(RingReader(program.ring_fds[index], program.ring_size), pipeline,
-                    program.monotonic_offset, sensor._lock)
+                    program.clock_offset_ns, sensor._lock)
     outbox.put(("ready", os.getpid()))
     outbox.flush()
     stopping = threading.Event()
@@ -160,7 +160,7 @@ def run_offline_worker(index: int, config: SensorConfig, prefilter: str, paths: 
     at the points one process would."""
     from sensor.capture.pcapfile import PcapRecord
     from sensor.offline import (
-        EXPIRE_EVERY, CaptureEvery, RecordFeed, ReplaySummary, capture_filter, read_spans,
+        EXPIRE_EVERY, CaptureEvery, RecordFeed, ReplaySummary, read_spans,
     )
     from sensor.workers.shard import Sharder
     _become_worker()
@@ -170,7 +170,7 @@ def run_offline_worker(index: int, config: SensorConfig, prefilter: str, paths: 
     pipeline = sensor._new_pipeline(flow_filter)
     started = time.monotonic()
     shard, stop = Sharder(count), threading.Event()
-    feed = RecordFeed(pipeline, capture_filter(pipeline, flow_filter), ReplaySummary(), CaptureEvery(EXPIRE_EVERY))
+    feed = RecordFeed(pipeline, flow_filter, ReplaySummary(), CaptureEvery(EXPIRE_EVERY))
     outbox.put(("ready", os.getpid()))
     outbox.flush()
     with sensor._lock:

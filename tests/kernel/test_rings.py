@@ -69,7 +69,7 @@ def test_the_record_of_a_flow_that_lost_packets_at_the_ring_says_how_many(make_h
     collected = FinishedCollector()
     pipeline = Pipeline(PluginRuntime(), SessionTable(), [collected], kernel=xdp.program)
     for n, record in enumerate(xdp.records):
-        pipeline.feed(record.frame, 1.0 + n / 1000, record.header.key)
+        pipeline.feed(record.frame, 1.0 + n / 1000, bytes(record.header.key))
     pipeline.close()
     [rec] = [r for r in collected.records if r["source"]["port"] == 40000]
     assert rec["source"]["packets"] == 20                        # the kernel counted every packet

@@ -169,7 +169,7 @@ def test_a_flow_session_takes_the_kernels_client_and_sides():
     lo_is_client = bytes(key.addr[:4]) == bytes((10, 1, 0, 1))
     state.client = 0 if lo_is_client else 1
     state.packets[state.client], state.packets[1 - state.client] = 3, 1
-    session = flow_session(key, state, 1, clock_offset=1_700_000_000.0)
+    session = flow_session(key, state, 1, clock_offset_ns=1_700_000_000 * 10**9)
     assert (session.client_ip, session.client_port, session.server_port) == (C, 40000, 53)
     assert session.packets == [3, 1] and session.first_ts == 1_700_000_002.0
 

@@ -186,15 +186,15 @@ def test_replay_reports_progress_through_the_files(pcaps):
     assert summary.delivered == summary.frames > 0
 
 
-def test_replay_takes_the_table_the_pipeline_was_built_with(pcaps):
-    """The composition root builds Pipeline(kernel=table) and replays with
-    that table: the pipeline then reads counts through the capture view."""
-    table = python_filter("tcp:5555")
+def test_replay_reads_through_the_filter_the_pipeline_was_built_with(pcaps):
+    """The composition root builds one CaptureFilter for Pipeline(kernel=...)
+    and replay: the pipeline reads counts through that capture view."""
+    capture_filter = CaptureFilter(python_filter("tcp:5555"))
     collected = FinishedCollector()
     records = collected.records
-    pipeline = Pipeline(PluginRuntime(), SessionTable(), [collected], kernel=table)
-    summary = replay([pcaps / "adb.pcap"], pipeline, table)
-    assert isinstance(pipeline.kernel, CaptureFilter) and pipeline.kernel.table is table
+    pipeline = Pipeline(PluginRuntime(), SessionTable(), [collected], kernel=capture_filter)
+    summary = replay([pcaps / "adb.pcap"], pipeline, capture_filter)
+    assert pipeline.kernel is capture_filter
     assert [core(r) for r in records] == arkime(pcaps, "adb")
     assert (summary.prefilter, summary.records, summary.frames) == ("python", 1, 13)
     assert summary.lines()[1].startswith("pre-filter (python): 1 flows, selected 1")

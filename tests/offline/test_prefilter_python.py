@@ -387,7 +387,7 @@ def test_times_are_the_callers():
     run(t, udp(53, 40000, src=S4, dst=C4), start_ns=1_700_000_001_000_000_000)
     st = state(t, IPPROTO_UDP, (C4, 40000), (S4, 53))
     assert (st.first_ns, st.last_ns) == (1_700_000_000_000_000_000, 1_700_000_001_000_000_000)
-    assert t.monotonic_offset == 0.0
+    assert t.clock_offset_ns == 0
 
 
 def test_too_many_prefix_shapes_are_refused_like_the_kernel():
