@@ -56,14 +56,19 @@ struct walk {
 #define FRAME_OFF_MASK 0x3fff       /* XDP sees one page at most: offsets fit in 14 bits */
 
 /* Bounds-checked pointer into the frame; the mask gives the verifier a
- * range for the variable offset, small enough to add a header size to. */
+ * range for the variable offset, small enough to add a header size to.
+ * The empty asm statements stop clang from dropping the mask (the comparison
+ * makes it redundant) and from computing the pointer again after the check:
+ * newer verifiers see through either, Linux 6.1's refused the walk. */
 static __always_inline void *at(void *data, void *data_end, __u32 off, __u32 size)
 {
     if (off > FRAME_OFF_MASK)
         return NULL;
+    asm volatile("" : "+r"(off));
     void *p = data + (off & FRAME_OFF_MASK);
     if (p + size > data_end)
         return NULL;
+    asm volatile("" : "+r"(p));
     return p;
 }
 

@@ -48,7 +48,11 @@ def _xdp_probe() -> list[Finding]:
     try:
         program = SensorProgram()
     except Exception as e:
-        return [Finding("XDP program", False, str(e), "see the findings above")]
+        # As root, EACCES from loading is the verifier's refusal, whatever the probes above found.
+        fix = ("the kernel's verifier refused it: the log printed above ends with the reason; "
+               "the README (Kernels) lists the kernels the program was run on"
+               if "Permission denied" in str(e) else "see the findings above")
+        return [Finding("XDP program", False, str(e), fix)]
     name = f"xdpsensor-check-{uuid.uuid4().hex[:6]}"
     findings = [Finding("XDP program", True, "compiled and verified")]
     try:
