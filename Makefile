@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-unit bench vm-test bundle clean
+.PHONY: setup demo test test-unit bench vm-test vagrant-box bundle clean
 
 setup:
 	bash scripts/setup-host
@@ -25,6 +25,11 @@ bench: setup
 vm-test:
 	bash scripts/setup-host --vm
 	bash scripts/vm-test
+
+# A libvirt Vagrant box of Debian 12 from Debian's packages, for vagrant/ (root; a few minutes).
+vagrant-box:
+	bash scripts/setup-host --vagrant
+	bash scripts/make-vagrant-box
 
 # Wheels and .debs for `scripts/setup-host --offline bundle` on hosts with no network.
 bundle:
