@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sensor.arkime.session import TRANSPORTS
+from sensor.errors import SessionsLost
 from sensor.flows.state import Direction, SessionState
 from sensor.hooks import FinishedSession
 from sensor.models import Frame, new_id
@@ -44,6 +45,10 @@ _EMPTY: dict = {}
 _CLOSED = SessionState.CLOSED.value
 _encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 _UPSERT_COUNTED = _UPSERT + ", frame_count = excluded.frame_count, frames_dropped = excluded.frames_dropped"
+
+
+class BatchNotStored(StoreError, SessionsLost):
+    """A commit failed: every session queued for it is lost."""
 
 
 class AmbiguousSessionId(StoreError):
@@ -141,7 +146,7 @@ class SqliteStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self.failed += len(batch)
-            raise StoreError(f"{self.path}: {len(batch)} session(s) not stored ({exc})") from exc
+            raise BatchNotStored(f"{self.path}: {len(batch)} session(s) not stored ({exc})", len(batch)) from exc
         self.written += len(batch)
         self.frames_written += kept
         self.frames_dropped += dropped

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sensor.errors import SensorError
+from sensor.errors import SensorError, SessionsLost
 from sensor.hooks import FinishedSession
 from sensor.output import Output
 
@@ -120,8 +120,12 @@ class _SinkThread:
             self.sink.write(finished)
             self.stats.written += 1
         except Exception as exc:
-            self.stats.failed += 1
-            if self.stats.failed == 1:
+            # A lost batch takes the sessions written before this one with it: they were counted written.
+            lost = exc.sessions if isinstance(exc, SessionsLost) else 1
+            first = self.stats.failed == 0
+            self.stats.failed += lost
+            self.stats.written -= lost - 1
+            if first:
                 _report(exc, "output %s: writing session %s failed (further failures are only counted): %s",
                         self.stats.name, finished.session_id)
 
@@ -130,6 +134,9 @@ class _SinkThread:
             getattr(self.sink, op)()
         except Exception as exc:
             self.stats.errors += 1
+            if isinstance(exc, SessionsLost):
+                self.stats.failed += exc.sessions
+                self.stats.written -= exc.sessions
             self._failed_ops[op] += 1
             if self._failed_ops[op] == 1:
                 _report(exc, "output %s: %s failed (further failures are only counted): %s", self.stats.name, op)

@@ -153,3 +153,28 @@ def test_a_full_disk_is_one_line_and_the_other_outputs_go_on(tmp_path):
     assert "output spi:/dev/full: 6 session(s) not written (see above)" in run.stderr
     with SqliteStore(db, readonly=True) as reader:
         assert len(reader.list_sessions(limit=None)) == 6
+
+
+def test_a_batch_whose_commit_fails_is_counted_whole(tmp_path):
+    """The store accepts sessions into a batch and commits them together: when the commit fails
+    (here another connection holds the file's write lock), every session of the batch is counted
+    as failed, not only the one being written, and none of them as written."""
+    import sqlite3
+    db = tmp_path / "s.db"
+    store = SqliteStore(db)
+    store._conn.execute("PRAGMA busy_timeout = 50")  # give up on the lock at once
+    writer = OutputWriter([store], ["sqlite"])
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    for i in range(10):
+        writer.session_finished(finished(spi_record(sid(i))))
+    writer.flush()
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    for i in range(10, 15):
+        writer.session_finished(finished(spi_record(sid(i))))
+    writer.close()
+    stats = writer.stats()[0]
+    assert (stats.written, stats.failed) == (5, 10)
+    with SqliteStore(db, readonly=True) as reader:
+        assert sorted(s["id"] for s in reader.list_sessions(limit=None)) == [sid(i) for i in range(10, 15)]
