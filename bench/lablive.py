@@ -16,12 +16,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyroute2 import IPRoute
 
 from sensor import lab as lab_mod
 from sensor.kernel import bpfsys
 from sensor.kernel.attach import xdp_status
-from sensor.labtraffic import wait_attached
+from sensor.labtraffic import udp_flood, wait_attached
 from sensor.netns import in_netns
 
 SERVER_PORT = 9000
@@ -54,19 +53,8 @@ def send_udp(lab: lab_mod.Lab, packets: int, rate: int, flows: int) -> float:
     """`packets` UDP packets at `rate`/s from the client, round-robin over
     `flows` client ports from FIRST_CLIENT_PORT to the server's SERVER_PORT;
     returns the seconds it took."""
-    with in_netns(lab.sensor), IPRoute() as ipr:
-        mac = ipr.get_links(ipr.link_lookup(ifname="to-client")[0])[0].get_attr("IFLA_ADDRESS")
-    conf = (f"{{ eth(da={mac}), ipv4(saddr={lab.client_ip}, daddr={lab.server_ip}, ttl=64), "
-            f"udp(sp=dinc({FIRST_CLIENT_PORT}, {FIRST_CLIENT_PORT + flows - 1}), dp={SERVER_PORT}), "
-            f"fill('x', {PAYLOAD}) }}\n")
-    with tempfile.NamedTemporaryFile("w", suffix=".cfg") as cfg:
-        cfg.write(conf)
-        cfg.flush()
-        started = time.monotonic()
-        subprocess.run(["ip", "netns", "exec", lab.client, "trafgen", "--dev", "eth0", "--conf", cfg.name,
-                        "-n", str(packets), "-b", f"{rate}pps", "-P", "1", "-q"],
-                       check=True, capture_output=True, timeout=packets / rate * 3 + 30)
-        return time.monotonic() - started
+    return udp_flood(lab, packets, rate, (FIRST_CLIENT_PORT, FIRST_CLIENT_PORT + flows - 1),
+                     (SERVER_PORT, SERVER_PORT), PAYLOAD)
 
 
 def tree_cpu_seconds(pid: int) -> float:

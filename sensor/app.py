@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -36,10 +37,11 @@ from sensor.workers.view import WorkerSessions
 log = logging.getLogger(__name__)
 
 PREFILTERS = ("auto", "kernel", "python", "none")
+STOP_FLUSH_WAIT = 30.0  # seconds a stop waits for full output queues before it drops (and counts)
 # Config keys a running sensor cannot take on SIGHUP: they shape what was built at start.
 RESTART_KEYS = ("plugins", "default_plugins", "outputs", "user", "group", "metrics", "max_sessions",
-                "max_frames_per_session", "snaplen", "emit_undecided", "plugin_time_budget", "timeouts",
-                "workers", "status_interval")
+                "output_queue", "max_frames_per_session", "snaplen", "emit_undecided", "plugin_time_budget",
+                "timeouts", "workers", "status_interval")
 
 
 class Sensor:
@@ -69,7 +71,7 @@ class Sensor:
             names = list(cfg.outputs)
         else:
             self.outputs, names = list(outputs), None
-        self.writer = OutputWriter(self.outputs, names)
+        self.writer = OutputWriter(self.outputs, names, capacity=cfg.output_queue)
         self._reported: dict[str, int] = {}  # losses already published, by what was lost
         self._losses_seen = 0   # the sum of the loss counters at the last look
         self._pipeline: Pipeline | None = None
@@ -209,7 +211,7 @@ class Sensor:
             paths = [paths]
         if prefilter == "auto":
             prefilter = "kernel" if os.geteuid() == 0 else "python"
-        self.writer.block_when_full = True  # a file waits for the outputs; nothing is dropped
+        self.writer.block_when_full, self.writer.wait_deadline = True, None  # a file waits for the outputs
         workers = workers_for(self.config, live=False)
         if workers > 1:
             summary = self._read_with_workers([Path(p) for p in paths], prefilter, workers, on_progress, stop)
@@ -298,6 +300,10 @@ class Sensor:
         """Detach, flush every session to the outputs, free the program."""
         if self._live is None:
             raise RuntimeError("this sensor is not running")
+        # Stopping ends every open session at once, far more than an output queue holds: wait
+        # for the outputs rather than drop, but not for ever on one that is stuck.
+        self.writer.wait_deadline = time.monotonic() + STOP_FLUSH_WAIT
+        self.writer.block_when_full = True
         try:
             return self._live.stop()
         finally:

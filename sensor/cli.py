@@ -268,8 +268,14 @@ def run(interfaces, netns, duration, mode, force, user, group, metrics, **option
             server.close()
         if terminal:
             log("")
-        for line in summary.lines():
+        for line in summary.lines() + _output_losses(sensor):
             log(line)
+
+
+def _output_losses(sensor: Sensor) -> list[str]:
+    """One line per output that did not get every session: shed (queue full) or failed."""
+    return [f"output {s.name}: {s.lost} session(s) not written ({s.dropped} shed: its queue was full; "
+            f"{s.failed} failed: see above)" for s in sensor.output_stats() if s.lost]
 
 
 @main.command()
@@ -304,8 +310,7 @@ def read(files, prefilter, no_prefilter, **options) -> None:
     finally:
         _restore_signals(previous)
         sensor.close()
-    unwritten = [f"output {s.name}: {s.lost} session(s) not written (see above)" for s in sensor.output_stats()
-                 if s.lost]
+    unwritten = _output_losses(sensor)
     for line in summary.lines() + unwritten:
         click.echo(line, err=True)
     if not summary.complete or unwritten:

@@ -11,6 +11,7 @@ is attached, with the key that is wrong and what it should be.
     max_frames_per_session: 1000
     timeouts: {tcp: 480, tcp_closing: 5, udp: 60}
     max_sessions: 100000
+    output_queue: 1024                 # finished sessions waiting per output; live, more are shed (counted)
     snaplen: 1522
     emit_undecided: false
     user: xdpsensor                    # after attaching, run as this user (as --user)
@@ -40,6 +41,7 @@ from sensor.flows.table import FlowTimeouts
 from sensor.kernel.contract import MAX_SNAPLEN, RINGS_MAX
 from sensor.kernel.rules import RuleError, parse_proto_spec
 from sensor.output import follows_packets, local_file
+from sensor.output.writer import DEFAULT_QUEUE
 from sensor.pipeline import MAX_PACKETS, SAVE_EVERY
 from sensor.walk import DEFAULT_UDP_TUNNELS, parse_udp_tunnels
 from sensor.yamlload import YamlError, load_yaml
@@ -63,6 +65,7 @@ class SensorConfig:
     max_frames_per_session: int = 1000
     timeouts: FlowTimeouts = field(default_factory=FlowTimeouts)
     max_sessions: int = 100_000
+    output_queue: int = DEFAULT_QUEUE
     snaplen: int | None = None
     emit_undecided: bool = False
     user: str | None = None
@@ -91,6 +94,7 @@ class SensorConfig:
 _TYPES: dict[str, type | tuple[type, ...]] = {
     "plugins": list, "default_plugins": bool, "ports": list, "prefixes": list, "bindings": list,
     "outputs": list, "max_frames_per_session": int, "timeouts": dict, "max_sessions": int,
+    "output_queue": int,
     "snaplen": int, "emit_undecided": bool, "user": (str, int), "group": (str, int), "metrics": (str, int),
     "status_interval": (int, float), "plugin_time_budget": (int, float), "workers": int,
     "save_every": (int, float), "max_packets": int, "udp_tunnels": str,
@@ -170,6 +174,8 @@ def check_config(cfg: SensorConfig, where: str = "config") -> None:
         raise ConfigError(f"{where}: max_frames_per_session must be 0 or more")
     if cfg.max_sessions < 1:
         raise ConfigError(f"{where}: max_sessions must be at least 1")
+    if cfg.output_queue < 1:
+        raise ConfigError(f"{where}: output_queue must be at least 1 (finished sessions waiting per output)")
     if cfg.workers is not None and not 1 <= cfg.workers <= RINGS_MAX:
         raise ConfigError(f"{where}: workers must be between 1 and {RINGS_MAX}, got {cfg.workers}")
     if cfg.flows not in FLOWS:

@@ -107,3 +107,27 @@ def wait_attached(lab: Lab, timeout: float = 30.0, attached: bool = True) -> boo
             return True
         time.sleep(0.1)
     return False
+
+
+def udp_flood(lab: Lab, packets: int, rate: int, sports: tuple[int, int], dports: tuple[int, int],
+              payload: int = 16) -> float:
+    """`packets` UDP packets at `rate`/s from the lab's client to its server, sent by trafgen
+    (Python cannot keep such a rate): source and destination ports step through their ranges
+    (inclusive) one packet at a time; returns the seconds it took. Bounded by `packets`."""
+    import subprocess
+    import tempfile
+
+    from pyroute2 import IPRoute
+    with in_netns(lab.sensor), IPRoute() as ipr:
+        mac = ipr.get_links(ipr.link_lookup(ifname=SENSOR_IFACES[0])[0])[0].get_attr("IFLA_ADDRESS")
+    conf = (f"{{ eth(da={mac}), ipv4(saddr={lab.client_ip}, daddr={lab.server_ip}, ttl=64), "
+            f"udp(sp=dinc({sports[0]}, {sports[1]}), dp=dinc({dports[0]}, {dports[1]})), "
+            f"fill('x', {payload}) }}\n")
+    with tempfile.NamedTemporaryFile("w", suffix=".cfg") as cfg:
+        cfg.write(conf)
+        cfg.flush()
+        started = time.monotonic()
+        subprocess.run(["ip", "netns", "exec", lab.client, "trafgen", "--dev", "eth0", "--conf", cfg.name,
+                        "-n", str(packets), "-b", f"{rate}pps", "-P", "1", "-q"],
+                       check=True, capture_output=True, timeout=packets / rate * 3 + 30)
+        return time.monotonic() - started

@@ -6,8 +6,9 @@ has stayed empty for LINGER seconds and at least every FLUSH_EVERY seconds
 while busy, so a batching sink holds a session only while more are coming
 (a flood is committed in batches, not one session at a time). When a sink's queue is full the
 session is dropped for that sink (live capture must not wait) or, with
-`block_when_full` (reading files, where waiting loses nothing), the pipeline
-waits. Every session a sink did not get is counted: `dropped` (queue full or
+`block_when_full` (reading files, where waiting loses nothing, or a stop
+flushing every open session at once), the pipeline waits, until `wait_deadline`
+if one is set. Every session a sink did not get is counted: `dropped` (queue full or
 left queued at a timed-out close) and `failed` (its `write` raised).
 """
 from __future__ import annotations
@@ -64,9 +65,9 @@ class _SinkThread:
         self.queue: queue.Queue[FinishedSession | _Control] = queue.Queue(capacity)
         self.thread = threading.Thread(target=self._run, name=f"xdpsensor-output-{name}", daemon=True)
 
-    def offer(self, finished: FinishedSession, block: bool) -> None:
+    def offer(self, finished: FinishedSession, block: bool, deadline: float | None) -> None:
         try:
-            self.queue.put(finished, block=block)
+            self.queue.put(finished, block=block, timeout=_left(deadline) if block else None)
         except queue.Full:
             self.stats.dropped += 1
 
@@ -173,6 +174,7 @@ class OutputWriter:
         if len(names) != len(sinks):
             raise ValueError(f"{len(names)} names for {len(sinks)} outputs")
         self.block_when_full = block_when_full
+        self.wait_deadline: float | None = None  # with block_when_full: wait no later than this (monotonic)
         self._sinks = [_SinkThread(name, sink, capacity) for name, sink in zip(names, sinks)]
         self._state = "new"  # -> "running" -> "closed"
 
@@ -180,7 +182,7 @@ class OutputWriter:
         if self._state != "running":
             self._start()
         for sink in self._sinks:
-            sink.offer(finished, self.block_when_full)
+            sink.offer(finished, self.block_when_full, self.wait_deadline)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every session queued so far is written and each sink flushed.

@@ -43,6 +43,7 @@ def test_an_empty_file_is_all_defaults(tmp_path):
     ("plugins: [missing.py]\n", ["missing.py", "does not exist"]),
     ("ports: udp:53\n", ["ports must be a list"]),
     ("max_sessions: 0\n", ["max_sessions", "at least 1"]),
+    ("output_queue: 0\n", ["output_queue", "at least 1"]),
     ("max_frames_per_session: yes\n", ["max_frames_per_session must be a int"]),
     ("timeouts: {tcp: -1}\n", ["timeouts.tcp", "positive"]),
     ("timeouts: {tpc: 5}\n", ["unknown key", "tpc"]),

@@ -150,7 +150,8 @@ def test_a_full_disk_is_one_line_and_the_other_outputs_go_on(tmp_path):
     assert full[0].startswith("output spi:/dev/full: writing session ")
     assert full[0].endswith(" failed (further failures are only counted): No space left on device")
     assert full[1] == "output spi:/dev/full: close failed (further failures are only counted): No space left on device"
-    assert "output spi:/dev/full: 6 session(s) not written (see above)" in run.stderr
+    assert "output spi:/dev/full: 6 session(s) not written (0 shed: its queue was full; 6 failed: see above)" \
+        in run.stderr
     with SqliteStore(db, readonly=True) as reader:
         assert len(reader.list_sessions(limit=None)) == 6
 
@@ -178,3 +179,12 @@ def test_a_batch_whose_commit_fails_is_counted_whole(tmp_path):
     assert (stats.written, stats.failed) == (5, 10)
     with SqliteStore(db, readonly=True) as reader:
         assert sorted(s["id"] for s in reader.list_sessions(limit=None)) == [sid(i) for i in range(10, 15)]
+
+
+def test_the_output_queue_is_configured(tmp_path):
+    """`output_queue`: how many finished sessions wait per output before a live sensor sheds them."""
+    sensor = Sensor({"output_queue": 7}, outputs=[JsonLinesWriter(str(tmp_path / "o.jsonl"))])
+    try:
+        assert [sink.queue.maxsize for sink in sensor.writer._sinks] == [7]
+    finally:
+        sensor.close()
