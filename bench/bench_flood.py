@@ -182,6 +182,8 @@ def live(flows: int, rate: int, selected: bool, max_sessions: int, workers: int 
           f"{count / cpu:,.0f} per CPU second of the sensor, {cpu:.1f}s CPU)")
     print(f"  shed and counted: ring-buffer drops {drops.group(1) if drops else '?'} packets, "
           f"outputs lost {sum(map(int, lost))}; not accounted for: {flows - count - sum(map(int, lost))}")
+    warnings = [line for line in err.splitlines() if "warning: ring buffer full" in line]
+    print(f"  ring-full warnings while it ran: {len(warnings)}" + (f" (first: {warnings[0]})" if warnings else ""))
     print("  sensor: " + " | ".join(err.strip().splitlines()[-3:]))
 
 
