@@ -93,13 +93,13 @@ def main() -> None:
         sat_packets = int(args.saturated_rate * args.seconds)
         sat = run_sensor(lab, sat_packets, args.saturated_rate, FLOWS, "--no-default-plugins", "--workers", "1",
                          "--port", f"udp:{SERVER_PORT}")
-    [rec] = [r for r in one.records if r["source"]["port"] == FIRST_CLIENT_PORT] or [None]
+    [rec] = [r for r in one.records if r["source"].get("port") == FIRST_CLIENT_PORT] or [None]
     recorded = rec["source"]["packets"] if rec else 0
     delivered = rec["xdpsensor"]["delivered"] if rec else 0
     sensor_ns = (one.cpu_seconds * 1e9 + one.xdp_ns) / packets
     # Per frame it handled: a reader that falls behind drops frames and spends less, not more.
     base_ns = base_cpu * 1e9 / max(base["seen"], 1)
-    sat_delivered = sum(r["xdpsensor"]["delivered"] for r in sat.records)
+    sat_delivered = sum(r.get("xdpsensor", {}).get("delivered", 0) for r in sat.records)  # non-IP records have none
     per_selected = one.cpu_seconds * 1e9 / max(delivered, 1)
     per_saturated = sat.cpu_seconds * 1e9 / max(sat_delivered, 1)
     print(f"{packets} UDP packets at {args.rate}/s over {FLOWS} flows ({one.seconds:.1f}s), "

@@ -46,7 +46,7 @@ def live_rows(plugin: Path, rate: int, seconds: float) -> list[tuple[int, float,
         for workers in (1, 2):
             run = run_sensor(lab, packets, rate, FLOWS, "--no-default-plugins", "-p", str(plugin),
                              "--workers", str(workers))
-            delivered = sum(r["xdpsensor"]["delivered"] for r in run.records)
+            delivered = sum(r.get("xdpsensor", {}).get("delivered", 0) for r in run.records)  # non-IP: none
             drops = next((int(line.split("ring-buffer drops ")[1].split(",")[0])
                           for line in run.summary.splitlines() if "ring-buffer drops" in line), -1)
             rows.append((workers, delivered / run.seconds, delivered, drops))
