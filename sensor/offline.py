@@ -317,7 +317,7 @@ class ReplaySummary:
                        f"ignored {s[Stat.IGNORED]}, bypassed packets {s[Stat.BYPASSED_PKTS]}, "
                        f"not IP {s[Stat.NOT_IP]}, truncated {s[Stat.TRUNCATED]}, orphan fragments "
                        f"{s[Stat.FRAG_ORPHAN]}, frames it cannot take {self.unfilterable}, "
-                       f"flows its full table evicted before their record {s[Stat.FLOW_EVICTED]}")
+                       f"flows its full table evicted {s[Stat.FLOW_EVICTED]} (an unselected one has no record)")
         out += [f"broken capture: {b} (sessions read before the break were flushed)" for b in self.broken]
         if self.unreadable:
             out.append(f"none of the {self.frames} frames could be read: link type(s) "

@@ -50,7 +50,7 @@ class RunSummary:
             f"bypassed packets {k[Stat.BYPASSED_PKTS]}, truncated {k[Stat.TRUNCATED]}, "
             f"orphan fragments {k[Stat.FRAG_ORPHAN]}, lost with a dead worker {k[Stat.RING_GONE]}",
             f"flow table: flows that lost packets at the ring {k[Stat.FLOW_RING_LOST]}, "
-            f"evicted before their record {k[Stat.FLOW_EVICTED]}, packets on no flow (table full) {k[Stat.FLOW_FAIL]}",
+            f"evicted by a full table {k[Stat.FLOW_EVICTED]} (an unselected one has no record), packets on no flow (table full) {k[Stat.FLOW_FAIL]}",
             f"userspace{by} decoded {self.frames - self.undecodable}/{self.frames} frames, "
             f"wrote {self.records} session records",
         ] + [death.message() for death in self.deaths]
