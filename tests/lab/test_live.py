@@ -15,11 +15,10 @@ import pytest
 
 from sensor import lab as lab_mod
 from sensor.labtraffic import tcp_exchange, udp_exchange, wait_attached
-from sensor.netns import in_netns
+from tests.lab.oracle import IngressFrames
 
 pytestmark = pytest.mark.lab
 
-PACKET_OUTGOING = 4
 
 
 def start_sensor(lab, out: Path, *args: str) -> subprocess.Popen:
@@ -39,36 +38,15 @@ def stop_sensor(proc: subprocess.Popen, sig: int = signal.SIGINT) -> str:
     return err
 
 
-class IngressCounter:
-    """An independent oracle: AF_PACKET sockets on the sensor's interfaces
-    count what arrives on ingress, per (src, sport, dst, dport)."""
-
-    def __init__(self, lab) -> None:
-        with in_netns(lab.sensor):
-            self.socks = []
-            for ifname in lab_mod.SENSOR_IFACES:
-                s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
-                s.bind((ifname, 0))
-                s.setblocking(False)
-                self.socks.append(s)
-
-    def counts(self) -> Counter:
-        seen: Counter = Counter()
-        for s in self.socks:
-            while True:
-                try:
-                    frame, addr = s.recvfrom(65535)
-                except BlockingIOError:
-                    break
-                if addr[2] == PACKET_OUTGOING:
-                    continue
-                ihl = (frame[14] & 0x0F) * 4
-                src, dst = socket.inet_ntoa(frame[26:30]), socket.inet_ntoa(frame[30:34])
-                sport, dport = struct.unpack_from("!HH", frame, 14 + ihl)
-                seen[(src, sport, dst, dport)] += 1
-            s.close()
-        return seen
-
+def ingress_counts(oracle: IngressFrames) -> Counter:
+    """Ingress IPv4 frames per (src, sport, dst, dport)."""
+    seen: Counter = Counter()
+    for frame in oracle.frames():
+        ihl = (frame[14] & 0x0F) * 4
+        src, dst = socket.inet_ntoa(frame[26:30]), socket.inet_ntoa(frame[30:34])
+        sport, dport = struct.unpack_from("!HH", frame, 14 + ihl)
+        seen[(src, sport, dst, dport)] += 1
+    return seen
 
 def records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
@@ -77,7 +55,7 @@ def records(path: Path) -> list[dict]:
 def test_matched_flows_arrive_with_exact_counts_and_unmatched_do_not(lab, tmp_path):
     out = tmp_path / "sessions.jsonl"
     proc = start_sensor(lab, out, "--no-default-plugins", "--port", "udp:5353", "--prefix", "tcp:0:GET ")
-    oracle = IngressCounter(lab)
+    oracle = IngressFrames(lab)
     try:
         request = b"GET /x HTTP/1.1\r\nHost: s\r\n\r\n"
         assert tcp_exchange(lab, 8080, request, b"HTTP/1.1 200 OK\r\n\r\nbody") .startswith(b"HTTP/1.1 200")
@@ -86,7 +64,7 @@ def test_matched_flows_arrive_with_exact_counts_and_unmatched_do_not(lab, tmp_pa
         udp_exchange(lab, 9999, [b"n1", b"n2"], b"r")
     finally:
         err = stop_sensor(proc)
-    seen = oracle.counts()
+    seen = ingress_counts(oracle)
     recs = records(out)
     by_port = {r["destination"]["port"]: r for r in recs if r["ipProtocol"] in (6, 17)}
     # One record per flow, whichever worker's ring its records go to.

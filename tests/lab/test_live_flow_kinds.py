@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from sensor import lab as lab_mod
 from sensor.labtraffic import TIMEOUT, udp_exchange
 from sensor.netns import in_netns
-from tests.lab.test_live import PACKET_OUTGOING, records, start_sensor, stop_sensor
+from tests.lab.oracle import IngressFrames
+from tests.lab.test_live import records, start_sensor, stop_sensor
 
 pytestmark = pytest.mark.lab
 
@@ -23,41 +23,20 @@ ICMP, TCP, UDP, SCTP = 1, 6, 17, 132
 PINGS = 3
 
 
-class IngressOracle:
+def ingress_counts(oracle: IngressFrames) -> dict[tuple[int, str, str], Counter]:
     """Per (protocol, src ip, dst ip): packets, frame bytes and Arkime's
     databytes (ICMP: the whole message; UDP: the datagram's payload; SCTP:
-    what follows its common header; TCP here carries none) of the IPv4 frames
-    arriving on the sensor's interfaces, read from AF_PACKET sockets."""
-
-    def __init__(self, lab) -> None:
-        with in_netns(lab.sensor):
-            self.socks = []
-            for ifname in lab_mod.SENSOR_IFACES:
-                s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
-                s.bind((ifname, 0))
-                s.setblocking(False)
-                self.socks.append(s)
-
-    def read(self) -> dict[tuple[int, str, str], Counter]:
-        seen: dict[tuple[int, str, str], Counter] = {}
-        for s in self.socks:
-            while True:
-                try:
-                    frame, addr = s.recvfrom(65535)
-                except BlockingIOError:
-                    break
-                if addr[2] == PACKET_OUTGOING:
-                    continue
-                ihl = (frame[14] & 0x0F) * 4
-                total = struct.unpack_from("!H", frame, 16)[0]
-                proto = frame[23]
-                l4 = total - ihl
-                data = {ICMP: l4, UDP: l4 - 8, SCTP: l4 - 12}.get(proto, 0)
-                key = (proto, socket.inet_ntoa(frame[26:30]), socket.inet_ntoa(frame[30:34]))
-                seen.setdefault(key, Counter()).update(packets=1, bytes=len(frame), data=data)
-            s.close()
-        return seen
-
+    what follows its common header; TCP here carries none)."""
+    seen: dict[tuple[int, str, str], Counter] = {}
+    for frame in oracle.frames():
+        ihl = (frame[14] & 0x0F) * 4
+        total = struct.unpack_from("!H", frame, 16)[0]
+        proto = frame[23]
+        l4 = total - ihl
+        data = {ICMP: l4, UDP: l4 - 8, SCTP: l4 - 12}.get(proto, 0)
+        key = (proto, socket.inet_ntoa(frame[26:30]), socket.inet_ntoa(frame[30:34]))
+        seen.setdefault(key, Counter()).update(packets=1, bytes=len(frame), data=data)
+    return seen
 
 def _ping(lab, count: int) -> int:
     """Echo requests from the client to the server with a raw socket; the replies received."""
@@ -153,12 +132,12 @@ def _run(lab, tmp_path: Path, traffic) -> tuple[list[dict], dict]:
     """The sensor with no rule (every record from the kernel's counters), `traffic` through it."""
     out = tmp_path / "flows.jsonl"
     proc = start_sensor(lab, out, "--no-default-plugins")
-    oracle = IngressOracle(lab)
+    oracle = IngressFrames(lab)
     try:
         traffic()
     finally:
         err = stop_sensor(proc)
-    seen = oracle.read()
+    seen = ingress_counts(oracle)
     recs = records(out)
     assert recs, err
     return recs, seen

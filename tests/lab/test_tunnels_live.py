@@ -20,10 +20,10 @@ import pytest
 from sensor import lab as lab_mod
 from sensor.labtraffic import wait_attached
 from sensor.netns import in_netns
+from tests.lab.oracle import IngressFrames
 
 pytestmark = pytest.mark.lab
 
-PACKET_OUTGOING = 4
 INNER = ("10.242.0.1", "10.242.0.2")   # client, server inside the tunnel
 PORT = 5353
 
@@ -49,33 +49,9 @@ def vxlan(lab):
             subprocess.run(["ip", "-n", ns, "link", "del", "tun0"], capture_output=True)
 
 
-class Oracle:
-    """Ingress frames on the sensor's interfaces, counted by a caller-given classifier."""
-
-    def __init__(self, lab) -> None:
-        with in_netns(lab.sensor):
-            self.socks = []
-            for ifname in lab_mod.SENSOR_IFACES:
-                s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
-                s.bind((ifname, 0))
-                s.setblocking(False)
-                self.socks.append(s)
-
-    def count(self, classify) -> Counter:
-        seen: Counter = Counter()
-        for s in self.socks:
-            while True:
-                try:
-                    frame, addr = s.recvfrom(65535)
-                except BlockingIOError:
-                    break
-                if addr[2] != PACKET_OUTGOING:
-                    key = classify(frame)
-                    if key is not None:
-                        seen[key] += 1
-            s.close()
-        return seen
-
+def ingress_counts(oracle: IngressFrames, classify) -> Counter:
+    """Ingress frames counted by a caller-given classifier (None: not counted)."""
+    return Counter(key for frame in oracle.frames() if (key := classify(frame)) is not None)
 
 def _inner_udp(frame: bytes, inner_ip: int) -> str | None:
     """'c2s'/'s2c' for an IPv4 UDP packet to/from PORT whose IPv4 header starts at `inner_ip`."""
@@ -147,12 +123,12 @@ def test_a_flow_inside_the_kernels_vxlan_is_keyed_and_counted_exactly(lab, tmp_p
     with vxlan(lab):
         exchange(lab, *INNER, [10])   # settles ARP inside the tunnel before anyone counts
         proc = start_sensor(lab, out)
-        oracle = Oracle(lab)
+        oracle = IngressFrames(lab)
         try:
             exchange(lab, *INNER, [20, 30, 40])
         finally:
             stop_sensor(proc)
-    _check(lab, out, oracle.count(lambda frame: _inner_udp(frame, 14 + 20 + 8 + 8 + 14)), "vxlan", (90, 6))
+    _check(lab, out, ingress_counts(oracle, lambda frame: _inner_udp(frame, 14 + 20 + 8 + 8 + 14)), "vxlan", (90, 6))
 
 
 def _mac(ns: str, ifname: str) -> str:
@@ -168,7 +144,7 @@ def test_a_flow_inside_gre_is_keyed_and_counted_exactly(lab, tmp_path):
     sides = ((lab.client, "to-client", lab.client_ip, lab.server_ip, INNER[0], INNER[1], 40000, PORT),
              (lab.server, "to-server", lab.server_ip, lab.client_ip, INNER[1], INNER[0], PORT, 40000))
     proc = start_sensor(lab, out)
-    oracle = Oracle(lab)
+    oracle = IngressFrames(lab)
     try:
         for ns, toward, outer_src, outer_dst, inner_src, inner_dst, sport, dport in sides:
             frame = raw(Ether(dst=_mac(lab.sensor, toward), src=_mac(ns, "eth0"))
@@ -182,13 +158,13 @@ def test_a_flow_inside_gre_is_keyed_and_counted_exactly(lab, tmp_path):
                     sender.send(frame)
     finally:
         stop_sensor(proc)
-    _check(lab, out, oracle.count(lambda frame: _inner_udp(frame, 14 + 20 + 8)), "gre", (75, 75))
+    _check(lab, out, ingress_counts(oracle, lambda frame: _inner_udp(frame, 14 + 20 + 8)), "gre", (75, 75))
 
 
 def test_fragmented_datagrams_reach_the_plugins_whole(lab, tmp_path):
     out = tmp_path / "sessions.jsonl"
     proc = start_sensor(lab, out)
-    oracle = Oracle(lab)
+    oracle = IngressFrames(lab)
     try:
         exchange(lab, lab.client_ip, lab.server_ip, [3000, 4000], no_df=True)
     finally:
@@ -201,7 +177,7 @@ def test_fragmented_datagrams_reach_the_plugins_whole(lab, tmp_path):
         src = socket.inet_ntoa(frame[26:30])
         starts = not int.from_bytes(frame[20:22], "big") & 0x1FFF
         return ("c2s" if src == lab.client_ip else "s2c" if src == lab.server_ip else None, starts)
-    seen = oracle.count(direction)
+    seen = ingress_counts(oracle, direction)
     frames = {d: seen[(d, True)] + seen[(d, False)] for d in ("c2s", "s2c")}
     assert frames == {"c2s": 3 + 3, "s2c": 2}      # 1480-byte fragments on a 1500 MTU
     record = _the_record(out, lab.client_ip, lab.server_ip)
