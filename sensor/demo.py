@@ -82,9 +82,16 @@ def _summary(rec: dict) -> str:
             if not name.endswith("Cnt") and name in ("method", "host", "uri", "statuscode", "funccode",
                                                      "transactionid", "command", "ip"):
                 fields.append(f"{group}.{name}={value}")
-    return (f"{','.join(rec['protocol']):<10} {src['ip']}:{src['port']} -> {dst['ip']}:{dst['port']}  "
+    return (f"{','.join(rec['protocol']):<10} {_endpoint(src)} -> {_endpoint(dst)}  "
             f"packets {src['packets']}/{dst['packets']}  bytes {src['bytes']}/{dst['bytes']}  "
             f"{' '.join(fields)}")
+
+
+def _endpoint(side: dict) -> str:
+    """ip:port of an IP flow's side; a non-IP session's side (ARP, LLDP) by its MAC addresses."""
+    if "ip" not in side:
+        return ",".join(side.get("mac", ["?"]))
+    return f"{side['ip']}:{side['port']}" if "port" in side else side["ip"]
 
 
 def _show_modbus(db: Path, echo: Callable[[str], None]) -> None:
