@@ -396,9 +396,10 @@ static __always_inline int walk_ipv4(void *data, void *data_end, __u32 off, stru
     __u32 ihl = (ip[0] & 0x0f) * 4;
     if (ihl < 20)
         return WALK_TRUNCATED;
+    if (key->family == 6)       /* an IPv6 header before this one: clear what IPv4 leaves */
+        __builtin_memset(key->addr, 0, sizeof(key->addr));
     key->family = 4;
     key->proto = ip[9];
-    __builtin_memset(key->addr, 0, sizeof(key->addr));
     __builtin_memcpy(key->addr, ip + 12, 4);
     __builtin_memcpy(key->addr + 16, ip + 16, 4);
     w->frag_id = *(__u16 *)(ip + 4);
