@@ -429,6 +429,10 @@ static __always_inline void track_tcp(struct xdp_md *ctx, struct flow_state *f, 
         if (fl & TCP_FLAG_ACK) {
             f->seq_next[(side ^ 1) & 1] = p->tcp_ack;
             add |= FLOW_SEQ_LO | FLOW_SEQ_HI;
+            if (!(f->flags & FLOW_HANDSHAKE))
+                f->syn_seq = p->tcp_ack - 1;    /* the client's SYN was missed */
+        } else if (f->tcpflags[TCPF_SYN] == 1) {
+            f->syn_seq = p->tcp_seq;            /* the flow's first SYN (counted just before) */
         }
         f->flags |= add;
         return;
@@ -481,19 +485,32 @@ static __always_inline __u32 other_databytes(__u8 proto, __u32 len)
     return 0;
 }
 
+/* Add a byte to a bounded set kept in order of arrival (`*n` in use);
+ * once the set is full, new values are not kept. */
+static __always_inline void note_distinct(__u8 *set, __u8 *n, __u8 value)
+{
+    __u8 have = *n;
+#pragma unroll
+    for (int i = 0; i < SENSOR_ICMP_MAX; i++) {
+        if (i < have && set[i] == value)
+            return;
+    }
+    if (have >= SENSOR_ICMP_MAX)
+        return;
+    set[have & (SENSOR_ICMP_MAX - 1)] = value;
+    *n = have + 1;
+}
+
 /* What a packet of any protocol but TCP adds: its databytes, the first
- * bytes of a side's first payload, a side's first ICMP type and code. */
+ * bytes of a side's first payload, its ICMP type and code to the flow's
+ * sets (Arkime's icmp.type and icmp.code list every distinct one). */
 static __always_inline void track_other(struct xdp_md *ctx, struct flow_state *f, const struct parsed *p,
                                         __u8 side)
 {
     __sync_fetch_and_add(&f->databytes[side & 1], other_databytes(p->key.proto, p->payload_len));
     if (p->has_icmp) {
-        __u8 bit = side == SIDE_LO ? FLOW_ICMP_LO : FLOW_ICMP_HI;
-        if (!(f->flags & bit)) {
-            f->icmp[(side & 1) * 2] = p->icmp_type;
-            f->icmp[(side & 1) * 2 + 1] = p->icmp_code;
-            f->flags |= bit;
-        }
+        note_distinct(f->icmp_type, &f->icmp_types, p->icmp_type);
+        note_distinct(f->icmp_code, &f->icmp_codes, p->icmp_code);
     }
     if (f->payload8_len[side & 1] || !p->payload_len)
         return;
@@ -570,6 +587,40 @@ static __always_inline void remember_first_fragment(const struct parsed *p, cons
     frags.update(&fk, (struct flow_key *)k);
 }
 
+/* Arkime's port reuse (tcp.c, tcp_pre_process): a SYN without ACK on a flow
+ * that counted a FIN or RST, not repeating the client's initial sequence
+ * number, starts a new connection. Only flows nothing came up from are split
+ * here (a flow userspace follows, it splits itself). */
+static __always_inline int reuses_ports(const struct sensor_config *cfg, const struct flow_state *f,
+                                        const struct parsed *p)
+{
+    if ((p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN || p->tcp_seq == f->syn_seq)
+        return 0;
+    if (!f->tcpflags[TCPF_FIN] && !f->tcpflags[TCPF_RST])
+        return 0;
+    if (f->verdict != VERDICT_IGNORED && f->verdict != VERDICT_UNDECIDED)
+        return 0;
+    return !(cfg->emit_undecided && f->undecided_payloads);
+}
+
+/* Move the ended connection's entry to the first free retired key of its
+ * 5-tuple, where it waits for userspace to record it, and free the live key
+ * for the new connection. With every retired key taken, nothing moves (the
+ * new connection counts on the old flow, as before the split). */
+static __always_inline int retire(const struct flow_key *key, struct flow_state *f)
+{
+    struct flow_key old = *key;
+#pragma unroll
+    for (int i = 1; i <= SENSOR_REUSE_MAX; i++) {
+        old.retired = i;
+        if (flows.insert(&old, f) == 0) {
+            flows.delete((struct flow_key *)key);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* A frame with no IP packet counts on its non-IP flow (ether.h), which no
  * rule selects: Arkime's counts, all on the source side. */
 static __always_inline void count_ether_flow(struct xdp_md *ctx)
@@ -640,6 +691,8 @@ int xdp_sensor(struct xdp_md *ctx)
     __u32 len = ctx->data_end - ctx->data;
 
     struct flow_state *f = flows.lookup(&p.key);
+    if (f && p.key.proto == IPPROTO_TCP && reuses_ports(cfg, f, &p) && retire(&p.key, f))
+        f = NULL;
     if (!f) {
         struct flow_state fresh = {};
         fresh.first_ns = now;

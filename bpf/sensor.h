@@ -10,6 +10,8 @@
 #define SENSOR_PREFIX_SHAPES 8      /* distinct (proto, offset, length, mask) shapes */
 #define SENSOR_IPV6_EXT_MAX 8       /* extension headers walked before giving up */
 #define SENSOR_RINGS_MAX 16         /* ring buffers (one per worker process) */
+#define SENSOR_ICMP_MAX 8           /* distinct ICMP types, and codes, a flow keeps (Arkime lists every one) */
+#define SENSOR_REUSE_MAX 4          /* ended connections of one 5-tuple the table holds at once (flow_key.retired) */
 
 /* Verdicts kept per flow in `flows`. */
 enum sensor_verdict {
@@ -43,8 +45,6 @@ enum sensor_flow_flag {
     FLOW_SEQ_LO = 8,        /* TCP: seq_next[SIDE_LO] holds the LO stream's next byte */
     FLOW_SEQ_HI = 16,
     FLOW_HANDSHAKE = 32,    /* TCP: a SYN or SYN-ACK was seen (Arkime counts data only then) */
-    FLOW_ICMP_LO = 64,      /* icmp[0..1] hold the LO side's first ICMP type and code */
-    FLOW_ICMP_HI = 128,
 };
 
 /* Client side as learnt from the first packet (Arkime's rule). */
@@ -106,7 +106,9 @@ struct flow_key {
     __u16 port[2];          /* TCP, UDP, SCTP; 0 for other protocols (Arkime keys them by addresses) */
     __u8 proto;             /* the IP protocol (IPv6: after the extension headers) */
     __u8 family;            /* 4 or 6 */
-    __u8 pad[2];
+    __u8 retired;           /* 0: the live flow. 1..SENSOR_REUSE_MAX: an earlier TCP connection on this
+                             * 5-tuple that a new SYN ended (Arkime's port reuse), kept for its record */
+    __u8 pad;
 };
 
 /* Whole-flow state; counters cover every packet, emitted or not. Index [side]. */
@@ -123,7 +125,11 @@ struct flow_state {
     __u32 seq_next[2];      /* TCP: next in-order sequence number per side (FLOW_SEQ_*) */
     __u8 payload8[16];      /* first payload bytes per side at [side * 8] (srcPayload8) */
     __u8 payload8_len[2];
-    __u8 icmp[4];           /* ICMP: type, code of each side's first message at [side * 2] */
+    __u8 icmp_type[SENSOR_ICMP_MAX]; /* ICMP: distinct types in order of arrival (icmp.type); the
+                             * first message's at [0] (Community ID); more than the bound are not kept */
+    __u8 icmp_code[SENSOR_ICMP_MAX]; /* ICMP: distinct codes, likewise */
+    __u8 icmp_types;        /* entries of icmp_type in use */
+    __u8 icmp_codes;
     __u16 vlan[2];          /* the first two distinct VLAN ids seen (0 = none) */
     __u16 undecided_payloads; /* payload packets seen while UNDECIDED */
     __u8 verdict;           /* enum sensor_verdict */
@@ -133,6 +139,8 @@ struct flow_state {
     __u8 late_select;       /* selected on a payload after the other side's first payload passed */
     __u8 flags;             /* enum sensor_flow_flag */
     __u16 ethertype;        /* non-IP flows: the first frame's ethertype (802.3: its length field) */
+    __u32 syn_seq;          /* TCP: the client's initial sequence number (its first SYN's, or a first
+                             * SYN-ACK's ack - 1; 0 unknown): a SYN repeating it is no new connection */
 };
 
 /* Port rules: (proto, port, role) -> nonzero. role 0 = client port, 1 = server port. */

@@ -33,13 +33,13 @@ from sensor.capture.ring import RingReader
 from sensor.flows.ether import ether_flow_key
 from sensor.flows.table import FlowTimeouts, SessionTable
 from sensor.hooks import FinishedCollector
-from sensor.kernel.contract import FlowKey, FlowState, Stat, Verdict
+from sensor.kernel.contract import IPPROTO_TCP, REUSE_MAX, FlowKey, FlowState, Stat, Verdict, retired_key
 from sensor.kernel.flowfilter import FrameFilter
 from sensor.kernel.flowsession import Attention
 from sensor.kernel.program import Record, SensorProgram, parse_record
 from sensor.packet import (
     LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_NULL,
-    LINKTYPE_RAW, LINKTYPE_RAW_OPENBSD,
+    LINKTYPE_RAW, LINKTYPE_RAW_OPENBSD, TCP_ACK, TCP_SYN,
 )
 from sensor.pipeline import Pipeline
 from sensor.prefilter import NOT_IP, ParsedFrame, parse_frame
@@ -52,6 +52,7 @@ KERNEL_FRAME_MAX = 3072
 PROGRESS_EVERY = 256        # records between on_progress calls
 
 LINKTYPE_LOOP = 108
+_SYN_ACK = TCP_SYN | TCP_ACK
 _ETH_IP, _ETH_IPV6 = b"\x08\x00", b"\x86\xdd"
 _MACS = bytes(12)
 _NULL_AF_INET6 = frozenset((10, 24, 28, 30))
@@ -230,7 +231,21 @@ class CaptureFilter:
                 self._extra.setdefault(found[0], [0, 0])[0] += extra
             return
         if p.key is not None:
+            if p.proto == IPPROTO_TCP and p.tcp_flags & _SYN_ACK == TCP_SYN and p.key in self._extra:
+                self._follow_retired(p.key)
             self._extra.setdefault(p.key, [0, 0])[p.side] += extra
+
+    def _follow_retired(self, key: bytes) -> None:
+        """A SYN the program took as a new connection on these ports (port
+        reuse): the old connection's bytes to correct go with it to its retired key."""
+        state = self.table.flow(FlowKey.from_buffer_copy(key))
+        if state is None or state.packets[0] + state.packets[1] != 1:
+            return      # counted on the old flow: no new connection
+        for retired in range(1, REUSE_MAX + 1):
+            old = retired_key(key, retired)
+            if old not in self._extra and self.table.flow(FlowKey.from_buffer_copy(old)) is not None:
+                self._extra[old] = self._extra.pop(key)
+                return
 
     # -- flowfilter.FlowFilter ------------------------------------------------------
     def flow(self, key: FlowKey) -> FlowState | None:

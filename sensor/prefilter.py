@@ -11,7 +11,9 @@ Times are whatever the caller passes (capture time offline), so
 Where this mirror is knowingly not the kernel: the flow and fragment tables
 evict the least recently used entry when full (the kernel's LRU hash evicts
 approximately) and count each flow evicted (the kernel's count is userspace's
-lower bound), and the ring buffer never fills.
+lower bound; the kernel's port-reuse split inserts the retired entry before it
+frees the live one, so a full table may evict one more there), and the ring
+buffer never fills.
 """
 from __future__ import annotations
 
@@ -24,9 +26,9 @@ from dataclasses import dataclass
 from sensor.flows.accounting import IPPROTO_ESP, payload_databytes
 from sensor.flows.ether import ether_flow_key
 from sensor.kernel.contract import (
-    IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, MAX_SNAPLEN, PORTED_PROTOCOLS,
-    TCPF_COUNT, TCPF_ZERO_HI, TCPF_ZERO_LO, TCPFLAG_NAMES, FlowFlag, FlowKey, FlowState, Reason, RecordHeader,
-    Stat, Verdict, WalkResult,
+    ICMP_MAX, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, MAX_SNAPLEN, PORTED_PROTOCOLS,
+    REUSE_MAX, TCPF_COUNT, TCPF_ZERO_HI, TCPF_ZERO_LO, TCPFLAG_NAMES, FlowFlag, FlowKey, FlowState, Reason,
+    RecordHeader, Stat, TcpFlag, Verdict, WalkResult, retired_key,
 )
 from sensor.kernel.flowsession import Attention
 from sensor.kernel.program import ProgramOptions, Record
@@ -44,6 +46,7 @@ _RECORD_FIELDS = struct.Struct("<QIIIHBBBB2x")
 _RECORD_PAD = bytes(ct.sizeof(RecordHeader) - _RECORD_FIELDS.size - ct.sizeof(FlowKey))
 _M32 = 0xFFFFFFFF
 _KEY_PROTO = FlowKey.proto.offset
+_SYN, _SYN_ACK = int(TcpFlag.SYN), int(TcpFlag.SYN | TcpFlag.ACK)
 
 # Why a frame was not counted on a flow (the kernel's stats index).
 NOT_IP, TRUNCATED, IPV6_EXT_LIMIT = Stat.NOT_IP, Stat.TRUNCATED, Stat.IPV6_EXT_LIMIT
@@ -185,7 +188,7 @@ class _Flow:
     """struct flow_state as plain Python ints (ctypes fields are slow to bump)."""
     __slots__ = ("packets", "bytes", "databytes", "first_ns", "last_ns", "tcpflags", "emitted",
                  "undecided_payloads", "verdict", "reason", "client", "payload_seen", "late_select", "hash",
-                 "seq_next", "payload8", "icmp", "vlan", "flags", "ethertype")
+                 "seq_next", "payload8", "icmp_type", "icmp_code", "vlan", "flags", "ethertype", "syn_seq")
 
     def __init__(self, first_ns: int, client: int, verdict: int, reason: int, hash_: int) -> None:
         self.packets = [0, 0]
@@ -204,10 +207,12 @@ class _Flow:
         self.hash = hash_
         self.seq_next = [0, 0]
         self.payload8 = [b"", b""]
-        self.icmp = [0, 0, 0, 0]
+        self.icmp_type: list[int] = []
+        self.icmp_code: list[int] = []
         self.vlan = [0, 0]
         self.flags = 0
         self.ethertype = 0
+        self.syn_seq = 0
 
     def state(self) -> FlowState:
         s = FlowState()
@@ -217,8 +222,10 @@ class _Flow:
         s.emitted, s.undecided_payloads = self.emitted, self.undecided_payloads
         s.verdict, s.reason, s.client = self.verdict, self.reason, self.client
         s.payload_seen, s.late_select = self.payload_seen, self.late_select
-        s.seq_next[:], s.icmp[:], s.vlan[:], s.flags = self.seq_next, self.icmp, self.vlan, self.flags
-        s.ethertype = self.ethertype
+        s.seq_next[:], s.vlan[:], s.flags = self.seq_next, self.vlan, self.flags
+        s.icmp_types, s.icmp_codes = len(self.icmp_type), len(self.icmp_code)
+        s.icmp_type[:s.icmp_types], s.icmp_code[:s.icmp_codes] = self.icmp_type, self.icmp_code
+        s.ethertype, s.syn_seq = self.ethertype, self.syn_seq
         for side, kept in enumerate(self.payload8):
             ct.memmove(ct.addressof(s.payload8) + side * 8, kept, len(kept))
             s.payload8_len[side] = len(kept)
@@ -273,6 +280,9 @@ class PythonFlowTable:
         key, side, n = p.key, p.side, len(frame)
         flows = self._flows
         f = flows.get(key)
+        if f is not None and p.tcp_flags & _SYN_ACK == _SYN and p.proto == IPPROTO_TCP \
+                and self._reuses_ports(f, p) and self._retire(key, f):
+            f = None
         if f is None:
             f = self._new_flow(p, ts_ns)
         else:
@@ -330,6 +340,27 @@ class PythonFlowTable:
             self._stats[Stat.SELECTED] += 1
         return self._insert(p.key, _Flow(ts_ns, client, verdict, reason, flow_hash(p.key)))
 
+    def _reuses_ports(self, f: _Flow, p: ParsedFrame) -> bool:
+        """reuses_ports() for a SYN without ACK: Arkime's port reuse, on a flow nothing came up from."""
+        if p.tcp_seq == f.syn_seq:
+            return False
+        if not f.tcpflags[_TCPF["fin"]] and not f.tcpflags[_TCPF["rst"]]:
+            return False
+        if f.verdict != Verdict.IGNORED and f.verdict != Verdict.UNDECIDED:
+            return False
+        return not (self.options.emit_undecided and f.undecided_payloads)
+
+    def _retire(self, key: bytes, f: _Flow) -> bool:
+        """retire(): the ended connection moves to its 5-tuple's first free retired key."""
+        flows = self._flows
+        for retired in range(1, REUSE_MAX + 1):
+            old = retired_key(key, retired)
+            if old not in flows:
+                del flows[key]
+                flows[old] = f
+                return True
+        return False
+
     def _insert(self, key: bytes, f: _Flow) -> _Flow:
         if len(self._flows) >= self.options.flow_entries:
             self._flows.popitem(last=False)
@@ -386,10 +417,14 @@ class PythonFlowTable:
         fl, known = p.tcp_flags, FlowFlag.SEQ_HI if side else FlowFlag.SEQ_LO
         if fl & 0x02:
             f.seq_next[side] = (p.tcp_seq + 1) & _M32
-            f.flags |= known | FlowFlag.HANDSHAKE
             if fl & 0x10:
                 f.seq_next[side ^ 1] = p.tcp_ack
+                if not f.flags & FlowFlag.HANDSHAKE:
+                    f.syn_seq = (p.tcp_ack - 1) & _M32    # the client's SYN was missed
                 f.flags |= FlowFlag.SEQ_LO | FlowFlag.SEQ_HI
+            elif f.tcpflags[_TCPF["syn"]] == 1:
+                f.syn_seq = p.tcp_seq                     # the flow's first SYN (counted just before)
+            f.flags |= known | FlowFlag.HANDSHAKE
             return
         if fl & 0x04:
             f.flags |= FlowFlag.RST
@@ -410,13 +445,14 @@ class PythonFlowTable:
         self._keep_payload8(frame, f, side, p.payload_off + behind, fresh)
 
     def _track_other(self, frame: bytes, f: _Flow, p: ParsedFrame, side: int) -> None:
-        """track_other(): its databytes, a side's first payload bytes, its first ICMP type and code."""
+        """track_other(): its databytes, a side's first payload bytes, its ICMP type and code to the sets."""
         f.databytes[side] += payload_databytes(p.proto, p.payload_len)
         if p.icmp is not None:
-            bit = FlowFlag.ICMP_HI if side else FlowFlag.ICMP_LO
-            if not f.flags & bit:
-                f.icmp[side * 2:side * 2 + 2] = p.icmp
-                f.flags |= bit
+            icmp_type, icmp_code = p.icmp
+            if icmp_type not in f.icmp_type and len(f.icmp_type) < ICMP_MAX:
+                f.icmp_type.append(icmp_type)
+            if icmp_code not in f.icmp_code and len(f.icmp_code) < ICMP_MAX:
+                f.icmp_code.append(icmp_code)
         if f.payload8[side] or not p.payload_len:
             return
         off = p.payload_off

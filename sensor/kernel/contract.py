@@ -15,6 +15,8 @@ MAX_SNAPLEN = 2048
 PREFIX_MAX = 16
 PREFIX_SHAPES = 8
 RINGS_MAX = 16
+ICMP_MAX = 8            # SENSOR_ICMP_MAX: distinct ICMP types, and codes, a flow keeps
+REUSE_MAX = 4           # SENSOR_REUSE_MAX: ended connections of one 5-tuple held at once (FlowKey.retired)
 IPPROTO_ICMP = 1
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
@@ -46,8 +48,6 @@ class FlowFlag(enum.IntFlag):
     SEQ_LO = 8
     SEQ_HI = 16
     HANDSHAKE = 32
-    ICMP_LO = 64
-    ICMP_HI = 128
 
 
 class Stat(enum.IntEnum):
@@ -152,7 +152,8 @@ class FlowKey(ct.Structure):
         ("port", ct.c_uint16 * 2),
         ("proto", ct.c_uint8),
         ("family", ct.c_uint8),
-        ("pad", ct.c_uint8 * 2),
+        ("retired", ct.c_uint8),
+        ("pad", ct.c_uint8),
     ]
 
 
@@ -169,7 +170,10 @@ class FlowState(ct.Structure):
         ("seq_next", ct.c_uint32 * 2),
         ("payload8", ct.c_ubyte * 16),
         ("payload8_len", ct.c_uint8 * 2),
-        ("icmp", ct.c_uint8 * 4),
+        ("icmp_type", ct.c_uint8 * ICMP_MAX),
+        ("icmp_code", ct.c_uint8 * ICMP_MAX),
+        ("icmp_types", ct.c_uint8),
+        ("icmp_codes", ct.c_uint8),
         ("vlan", ct.c_uint16 * 2),
         ("undecided_payloads", ct.c_uint16),
         ("verdict", ct.c_uint8),
@@ -179,7 +183,15 @@ class FlowState(ct.Structure):
         ("late_select", ct.c_uint8),
         ("flags", ct.c_uint8),
         ("ethertype", ct.c_uint16),
+        ("syn_seq", ct.c_uint32),
     ]
+
+
+def retired_key(key: bytes, retired: int) -> bytes:
+    """The raw key under which the kernel keeps an ended connection of `key`'s
+    5-tuple (flow_key.retired, 1..REUSE_MAX; 0 is the live flow)."""
+    at = FlowKey.retired.offset
+    return key[:at] + bytes((retired,)) + key[at + 1:]
 
 
 class PortKey(ct.Structure):

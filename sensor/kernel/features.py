@@ -16,6 +16,7 @@ from sensor.kernel import bpfsys
 HELPERS: dict[int, tuple[str, str, str]] = {
     1: ("bpf_map_lookup_elem", "3.19", "every map read"),
     2: ("bpf_map_update_elem", "3.19", "new flows"),
+    3: ("bpf_map_delete_elem", "3.19", "a TCP connection reusing a closed one's ports"),
     5: ("bpf_ktime_get_ns", "4.1", "flow and packet times"),
     160: ("bpf_ktime_get_coarse_ns", "5.11", "flow and packet times live, where a tick is <= 1 ms"),
     130: ("bpf_ringbuf_output", "5.8", "packets of selected flows to userspace"),

@@ -2,7 +2,7 @@
 
 A flow no rule selected never sends a packet up, yet the kernel counted all
 of it: per-side packets, bytes, Arkime's databytes and TCP flags, the first
-payload bytes, the first ICMP type and code. When such a flow ends (TCP
+payload bytes, the distinct ICMP types and codes. When such a flow ends (TCP
 closed as Arkime closes it, or idle by Arkime's per-protocol timeouts), this
 turns its entry into the `Session` the plugin runtime renders as an SPI
 record, exactly as a session built from packets."""
@@ -126,10 +126,8 @@ def flow_session(key: FlowKey, state: FlowState, session_id: int, clock_offset_n
         cid = ""
     elif proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
         # Community ID hashes the first message's type and code in place of ports.
-        icmp_bit = FlowFlag.ICMP_HI if state.client else FlowFlag.ICMP_LO
-        if state.flags & icmp_bit:
-            cid = community_id(client.ip, server.ip, state.icmp[state.client * 2],
-                               state.icmp[state.client * 2 + 1], proto)
+        if state.icmp_types:
+            cid = community_id(client.ip, server.ip, state.icmp_type[0], state.icmp_code[0], proto)
         else:
             cid = community_id(client.ip, server.ip, None, None, proto)
     else:
@@ -148,11 +146,9 @@ def flow_session(key: FlowKey, state: FlowState, session_id: int, clock_offset_n
         session.bytes = [state.bytes[0] + state.bytes[1], 0]
     raw = bytes(state.payload8)
     session.first_payload = [raw[s * 8:s * 8 + state.payload8_len[s]] for s in sides]
-    for side in (0, 1):
-        if state.flags & (FlowFlag.ICMP_HI if side else FlowFlag.ICMP_LO):
-            # The kernel keeps each side's first type and code; a side's later ones are not known.
-            session.icmp_types.add(state.icmp[side * 2])
-            session.icmp_codes.add(state.icmp[side * 2 + 1])
+    # The kernel keeps the first ICMP_MAX distinct types and codes (Arkime lists every one).
+    session.icmp_types.update(state.icmp_type[:state.icmp_types])
+    session.icmp_codes.update(state.icmp_code[:state.icmp_codes])
     if proto == IPPROTO_TCP:
         for i, name in enumerate(TCPFLAG_NAMES):
             session.tcpflags[name] = state.tcpflags[i]

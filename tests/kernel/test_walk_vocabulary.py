@@ -34,6 +34,7 @@ def _define(name: str) -> int:
     ("sensor_tunnel", "TUNNEL_", contract.Tunnel),
     ("udp_tunnel", "UDP_TUNNEL_", contract.UdpTunnel),
     ("sensor_ether_kind", "ETHER_", contract.EtherKind),
+    ("sensor_flow_flag", "FLOW_", contract.FlowFlag),
 ])
 def test_enums_match(c_enum: str, prefix: str, mirror) -> None:
     ours = {prefix + m.name: int(m) for m in mirror.__members__.values()}
@@ -45,6 +46,7 @@ def test_enums_match(c_enum: str, prefix: str, mirror) -> None:
     ("SENSOR_MPLS_MAX", contract.MPLS_MAX), ("SENSOR_GTP_EXT_MAX", contract.GTP_EXT_MAX),
     ("SENSOR_IPV6_EXT_MAX", contract.IPV6_EXT_MAX), ("SENSOR_WALK_OFFSET_MAX", contract.WALK_OFFSET_MAX),
     ("SENSOR_ETHER_VLAN_MAX", contract.ETHER_VLAN_MAX),
+    ("SENSOR_ICMP_MAX", contract.ICMP_MAX), ("SENSOR_REUSE_MAX", contract.REUSE_MAX),
 ])
 def test_depths_match(c_name: str, value: int) -> None:
     assert _define(c_name) == value

@@ -11,8 +11,8 @@ from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 from scapy.packet import Raw
 
 from sensor.kernel.program import ProgramOptions
-from sensor.kernel.contract import (IPPROTO_TCP, IPPROTO_UDP, Reason, Stat, Verdict, key_endpoints,
-                                    make_key)
+from sensor.kernel.contract import (ICMP_MAX, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, REUSE_MAX, Reason, Stat,
+                                    Verdict, key_endpoints, make_key)
 
 pytestmark = pytest.mark.kernel
 
@@ -225,6 +225,55 @@ def test_syn_ack_first_makes_its_receiver_the_client(xdp):
     key = make_key(IPPROTO_TCP, (C4, 40041), (S4, 8080))
     lo, _ = key_endpoints(key)
     assert xdp.program.flow(key).client == (0 if (lo.ip, lo.port) == (C4, 40041) else 1)
+
+
+def test_icmp_types_and_codes_are_kept_distinct_in_order_up_to_the_bound(xdp):
+    kinds = [(8, 0), (0, 0), (8, 0), (3, 3), (3, 1)] + [(13 + i, 0) for i in range(ICMP_MAX)]
+    ends = [(C4, S4), (S4, C4)]     # the sides take turns
+    xdp.run(*(bytes(ETH / IP(src=ends[i % 2][0], dst=ends[i % 2][1]) / ICMP(type=kind, code=code))
+              for i, (kind, code) in enumerate(kinds)))
+    state = flow(xdp, IPPROTO_ICMP, (C4, 0), (S4, 0))
+    assert list(state.icmp_type[:state.icmp_types]) == [8, 0, 3] + [13 + i for i in range(ICMP_MAX - 3)]
+    assert list(state.icmp_code[:state.icmp_codes]) == [0, 3, 1]
+
+
+def _closed_connection(port: int, isn: int, server_isn: int = 5000) -> list[bytes]:
+    c, s = dict(src=C4, dst=S4), dict(src=S4, dst=C4)
+    return [tcp(port, 9090, "S", seq=isn, **c), tcp(9090, port, "SA", seq=server_isn, ack=isn + 1, **s),
+            tcp(port, 9090, "PA", b"abc", seq=isn + 1, ack=server_isn + 1, **c),
+            tcp(port, 9090, "FA", seq=isn + 4, ack=server_isn + 1, **c),
+            tcp(9090, port, "FA", seq=server_isn + 1, ack=isn + 5, **s),
+            tcp(port, 9090, "A", seq=isn + 5, ack=server_isn + 2, **c)]
+
+
+def test_a_syn_after_the_close_starts_a_new_flow_and_the_old_one_waits_retired(xdp):
+    # Arkime's port reuse: a SYN with a new ISN after FINs (or a RST) is a new session.
+    xdp.run(*_closed_connection(40070, 1000), *_closed_connection(40070, 7000, 8000))
+    xdp.run(tcp(9090, 40070, "R", seq=8002, src=S4, dst=C4), tcp(40070, 9090, "S", seq=20000))
+    key = make_key(IPPROTO_TCP, (C4, 40070), (S4, 9090))
+    live = xdp.program.flow(key)
+    assert sum(live.packets) == 1 and live.tcpflags[0] == 1 and live.syn_seq == 20000
+    lo, _ = key_endpoints(key)
+    assert live.client == (0 if (lo.ip, lo.port) == (C4, 40070) else 1)
+    retired = []
+    for n in range(1, REUSE_MAX + 1):
+        key.retired = n
+        retired.append(xdp.program.flow(key))
+    first, second = retired[0], retired[1]
+    assert retired[2:] == [None] * (REUSE_MAX - 2)
+    assert sum(first.packets) == 6 and first.databytes[first.client] == 3 and first.syn_seq == 1000
+    assert sum(second.packets) == 7 and second.tcpflags[5] == 1 and second.syn_seq == 7000   # with the RST
+    assert first.first_ns < second.first_ns <= second.last_ns <= live.first_ns
+
+
+def test_a_syn_repeating_the_clients_isn_or_on_a_selected_flow_is_no_new_flow(xdp):
+    xdp.run(*_closed_connection(40071, 3000), tcp(40071, 9090, "S", seq=3000))   # a late copy of the first SYN
+    state = flow(xdp, IPPROTO_TCP, (C4, 40071), (S4, 9090))
+    assert sum(state.packets) == 7 and state.tcpflags[0] == 2
+    frames = [tcp(40072, 8080, "S", seq=3000), tcp(40072, 8080, "FA", seq=3001),
+              tcp(8080, 40072, "FA", src=S4, dst=C4), tcp(40072, 8080, "S", seq=9000)]   # port 8080: selected
+    assert len(xdp.run(*frames)) == 4
+    assert sum(flow(xdp, IPPROTO_TCP, (C4, 40072), (S4, 8080)).packets) == 4   # userspace splits a flow it follows
 
 
 def test_later_fragments_follow_a_selected_flow(xdp):

@@ -19,6 +19,7 @@ from sensor.prefilter import PythonFlowTable
 from tests.capturelib import Capture, ether
 
 C, S = "10.1.0.1", "10.2.0.1"
+C2 = "10.1.0.2"
 C6, S6 = "fd00:1::1", "fd00:2::1"
 
 
@@ -27,6 +28,8 @@ def every_kind() -> Capture:
     for seq in (1, 2):                                   # ping
         cap._add(ether() / IP(src=C, dst=S) / ICMP(type=8, id=7, seq=seq) / b"ping")
         cap._add(ether() / IP(src=S, dst=C) / ICMP(type=0, id=7, seq=seq) / b"ping")
+    for src, dst, kind, code in ((C2, S, 8, 0), (S, C2, 0, 0), (C2, S, 13, 0), (S, C2, 3, 3), (S, C2, 3, 1)):
+        cap._add(ether() / IP(src=src, dst=dst) / ICMP(type=kind, code=code) / b"icmp")   # several types a side
     cap._add(ether() / IPv6(src=C6, dst=S6) / ICMPv6EchoRequest(id=3) / b"v6")
     cap._add(ether() / IPv6(src=S6, dst=C6) / ICMPv6EchoReply(id=3) / b"v6")
     cap.tcp((C, 40001), (S, 23)).syn().rst("s")         # a refused connection
@@ -38,6 +41,10 @@ def every_kind() -> Capture:
     conv.seq["c"] -= 20
     conv.send("c", b"B" * 20)                            # a retransmission: counted once in databytes
     conv.close()
+    for isn in (1000, 9000):                             # port reuse: a new SYN after the close, no idle between
+        reuse = cap.tcp((C, 40005), (S, 8005))
+        reuse.seq["c"] = isn
+        reuse.handshake().send("c", b"x" * (isn // 1000)).close()
     cap._add(ether() / IP(src=C, dst=S) / SCTP(sport=40004, dport=2905) / SCTPChunkInit())
     cap._add(ether() / IP(src=C, dst=S) / SCTP(sport=40004, dport=2905)
              / SCTPChunkData(beginning=1, ending=1, data=b"sctp message"))
@@ -82,6 +89,11 @@ def test_every_kind_of_flow_has_the_record_every_packet_gives(capture):
     ping = next(r for r in records.values() if r["ipProtocol"] == 1)
     assert (ping["source"]["ip"], ping["source"]["packets"], ping["destination"]["packets"]) == (C, 2, 2)
     assert ping["icmp"] == {"type": [0, 8], "code": [0]}
+    [several] = [r for r in records.values() if r["ipProtocol"] == 1 and r["source"]["ip"] == C2]
+    assert several["icmp"] == {"type": [0, 3, 8, 13], "code": [0, 1, 3]}
+    reused = sorted((r["firstPacket"], r["client"]["bytes"]) for r in records.values()
+                    if r.get("destination", {}).get("port") == 8005)
+    assert [client_bytes for _, client_bytes in reused] == [1, 9]
     refused = next(r for r in records.values() if r.get("destination", {}).get("port") == 23)
     assert refused["tcpflags"]["syn"] == 1 and refused["tcpflags"]["rst"] == 1
     tcp = next(r for r in records.values() if r["destination"].get("port") == 8443)
