@@ -22,7 +22,9 @@ from sensor.flows.events import SessionEnded, SessionStarted, StateChanged
 from sensor.flows.session import Session
 from sensor.flows.table import FlowOrigin, SessionTable
 from sensor.hooks import FinishedSession, ListenerChain, SessionEnding
-from sensor.kernel.contract import TCPF_ZERO_HI, TCPF_ZERO_LO, TCPFLAG_NAMES, FlowKey, FlowState, Verdict, key_endpoints
+from sensor.kernel.contract import (
+    TCPF_ZERO_HI, TCPF_ZERO_LO, TCPFLAG_NAMES, FlowKey, FlowState, Verdict, key_endpoints, retired_key,
+)
 from sensor.kernel.flowfilter import FlowFilter
 from sensor.kernel.flowsession import Attention, end_reason, flow_session, lump
 from sensor.packet import IPPROTO_TCP, LINKTYPE_ETHERNET, NotIp, PacketError, decode_frame
@@ -149,7 +151,7 @@ class Pipeline:
         self.kernel_records = kernel_records
         self.shard = shard
         self._kernel_ids = count(1)
-        self._kernel_saves: dict[bytes, KernelSaves] = {}  # kernel-only flows with mid-session records
+        self._kernel_saves: dict[tuple[bytes, int], KernelSaves] = {}  # kernel-only flows with mid-session records
 
     def feed(self, frame: bytes, timestamp: float, kernel_key: bytes | None = None,
              linktype: int = LINKTYPE_ETHERNET, wire_len: int | None = None) -> None:
@@ -258,12 +260,18 @@ class Pipeline:
         return [(k, s) for k, s in self.kernel.flows(attention) if bytes(k) not in tracked
                 and (shard is None or flow_hash(bytes(k)) % shard[1] == shard[0])]
 
+    @staticmethod
+    def _saves_key(key: FlowKey, state: FlowState) -> tuple[bytes, int]:
+        """A kernel-only flow's entry in `_kernel_saves`: its live key and first packet's
+        time, which stay when the kernel retires the connection on port reuse (FlowKey.retired)."""
+        return retired_key(bytes(key), 0), state.first_ns
+
     def _kernel_save_due(self, key: FlowKey, state: FlowState) -> bool:
         """Whether a long kernel-only flow gets a mid-session record now: `max_packets` since
         its last record, or (TCP) a packet `save_every` seconds on, as selected sessions get theirs."""
         if not self.kernel_records or key.family == 0:
             return False
-        saves = self._kernel_saves.get(bytes(key))
+        saves = self._kernel_saves.get(self._saves_key(key, state))
         packets = state.packets[0] + state.packets[1] - (saves.packets if saves else 0)
         if packets >= self.max_packets:
             return True
@@ -274,7 +282,7 @@ class Pipeline:
     def _save_kernel_mid(self, key: FlowKey, state: FlowState) -> None:
         """A mid-session record of a kernel-only flow: its counts since the last record, linked
         to the flow's later records by `rootId` (ids `ID-k`, the final record keeps `ID`)."""
-        saves = self._kernel_saves.setdefault(bytes(key), KernelSaves(next(self._kernel_ids)))
+        saves = self._kernel_saves.setdefault(self._saves_key(key, state), KernelSaves(next(self._kernel_ids)))
         session = flow_session(key, saves.since(state), saves.session_id, self.kernel.clock_offset_ns)
         session.uid = saves.uid = saves.uid or session.uid
         handle = self.runtime.session_started(session)
@@ -289,7 +297,7 @@ class Pipeline:
 
     def _record_kernel_flow(self, key: FlowKey, state: FlowState, reason: str) -> None:
         """A flow's record from the kernel's counters, through the plugins' save hooks like any."""
-        saves = self._kernel_saves.pop(bytes(key), None)
+        saves = self._kernel_saves.pop(self._saves_key(key, state), None)
         if not self.kernel_records:
             return
         if key.family == 0:     # a non-IP flow: no plugin sees those (as EtherSessions' records)

@@ -208,3 +208,23 @@ def test_a_flow_selected_after_the_other_sides_payload_counts_it(tmp_path, bypas
     assert late["xdpsensor"]["delivered"] > 0          # selected, not a kernel-only record
     assert core_differences(plain, late) == []
     assert late["dstPayload8"] == b"220 gree".hex()
+
+
+def test_port_reuse_after_a_long_connection_keeps_its_mid_session_records_apart(tmp_path):
+    cap = Capture()
+    first = cap.tcp((C, 40020), (S, 8020)).handshake()
+    for _ in range(9):                                   # past Arkime's tcpSaveTimeout: a mid-session record
+        cap.clock += 100.0
+        first.send("c", b"tick")
+    first.close()
+    first_frames = len(cap.frames)
+    second = cap.tcp((C, 40020), (S, 8020))
+    second.seq["c"] = 90000
+    second.handshake().send("c", b"again").close()
+    path = cap.write(tmp_path / "reuse.pcap")
+    records = read_records([path], frame_filter=PythonFlowTable(nothing_selected()))
+    packets: dict[str, list[int]] = {}
+    for r in records:
+        packets.setdefault(r.get("rootId") or r["xdpsensor"]["sessionId"], []).append(r["network"]["packets"])
+    assert sorted(map(sum, packets.values())) == sorted([first_frames, len(cap.frames) - first_frames])
+    assert sorted(map(len, packets.values())) == [1, 2]   # the first connection: a mid-session record and its last
