@@ -180,7 +180,8 @@ class Sensor:
         self.bus.publish(event)
 
     def _worker_died(self, death: WorkerDeath) -> None:
-        if self._live is not None:
+        death.live = self._live is not None
+        if death.live:
             death.flows_bypassed = bypass_shard(self._program, death.index, len(self._pool.workers))
         death.sessions_lost = self._view.lost(death.index)
         log.error("%s", death.message())
@@ -240,16 +241,13 @@ class Sensor:
     def _read_with_workers(self, paths: list[Path], prefilter: str, count: int,
                            on_progress: Callable[[int, int], None] | None,
                            stop: threading.Event | None) -> ReplaySummary:
-        """`count` workers read the files, each keeping the flows that hash to it (sensor.workers.shard)."""
-        pool = self._start_workers(offline_pool(self.config, prefilter, paths, count))
+        """This process reads the files and deals each record to the one of
+        `count` workers its flow hashes to (sensor.workers.shard)."""
+        pool = self._start_workers(offline_pool(self.config, prefilter, count))
         try:
-            summary = read_in_workers(paths, pool, stop)
+            return read_in_workers(paths, pool, prefilter != "none", on_progress, stop)
         finally:
             self._pool = None
-        if on_progress is not None:
-            total = sum(p.stat().st_size for p in paths)
-            on_progress(total, total)
-        return summary
 
     # -- live -------------------------------------------------------------------
     def start(self, interfaces: Sequence[str], netns: str | None = None, mode: str = "auto",

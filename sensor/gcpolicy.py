@@ -10,7 +10,8 @@ these objects form cycles; reference counting frees them. So:
   made (the objects are freed by reference counting as usual);
 - `freeze_startup()` moves what start-up made (modules, plugins, compiled
   definitions) out of every later collection's way; call it once, from the
-  program's entry point, when loading is done.
+  program's entry point, when loading is done;
+- `frozen_for_fork()` keeps a forked worker's collections off the parent's objects.
 """
 from __future__ import annotations
 
@@ -48,3 +49,20 @@ def freeze_startup() -> None:
     """Collect once, then exempt every object alive now from later collections (gc.freeze)."""
     gc.collect()
     gc.freeze()
+
+
+@contextmanager
+def frozen_for_fork() -> Iterator[None]:
+    """Fork inside the block: the parent's objects are out of the collector's
+    way while it forks, so a child's collections neither scan them nor touch
+    (and copy) their pages; the parent's collector sees them again after. A
+    process that froze its start-up (`freeze_startup`) is left as it is:
+    unfreezing would undo that."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from sensor.arkime.loader import load_paths
 from sensor.arkime.runtime import PluginRuntime
-from sensor.capture.pcapfile import PcapError, PcapRecord, Span, iter_spans
+from sensor.capture.pcapfile import PcapError, PcapRecord, Span, iter_runs
 from sensor.capture.ring import RingReader
 from sensor.flows.ether import ether_flow_key
 from sensor.flows.table import FlowTimeouts, SessionTable
@@ -49,7 +49,6 @@ EXPIRE_EVERY = 1.0          # capture seconds between idle-session expiries
 # bytes on 4 KiB pages) in the linear area the program sees; longer frames
 # (TSO/GRO captures) are cut below that for both filters alike.
 KERNEL_FRAME_MAX = 3072
-PROGRESS_EVERY = 256        # records between on_progress calls
 
 LINKTYPE_LOOP = 108
 _SYN_ACK = TCP_SYN | TCP_ACK
@@ -292,12 +291,12 @@ class ReplaySummary:
     broken: list[str] = field(default_factory=list)   # "file: where and why it broke", one per file
     linktypes: set[int] = field(default_factory=set)
     interrupted: bool = False   # stopped before the end; what was read is flushed
+    dead_worker_frames: int = 0     # read --workers: frames dealt to a worker that died before it fed them
 
     def add(self, part: ReplaySummary) -> None:
-        """Add what a worker did with its share; each worker read every record."""
-        if not self.frames:
-            self.prefilter, self.frames, self.linktypes = part.prefilter, part.frames, part.linktypes
-            self.broken, self.interrupted = part.broken, part.interrupted
+        """Add what a worker did with the records dealt to it (this summary
+        counts the reading: frames, link types, broken files)."""
+        self.prefilter = part.prefilter
         self.delivered += part.delivered
         self.unfilterable += part.unfilterable
         self.undecodable += part.undecodable
@@ -318,7 +317,7 @@ class ReplaySummary:
     @property
     def complete(self) -> bool:
         """Every file read to its end, and something in them was readable."""
-        return not self.broken and not self.interrupted and not self.unreadable
+        return not self.broken and not self.interrupted and not self.unreadable and not self.dead_worker_frames
 
     def lines(self) -> list[str]:
         out = [f"read {self.frames} frames in {self.seconds:.1f}s ({self.frames_per_second:,.0f} frames/s): "
@@ -338,6 +337,8 @@ class ReplaySummary:
             out.append(f"none of the {self.frames} frames could be read: link type(s) "
                        f"{', '.join(map(str, sorted(self.linktypes)))} not supported (Ethernet, raw IP, "
                        "Linux cooked v1/v2 and loopback are)")
+        if self.dead_worker_frames:
+            out.append(f"{self.dead_worker_frames} frames were not read: their flows' worker died first")
         if self.interrupted:
             out.append("interrupted: stopped before the end of the input; every open session was flushed")
         return out
@@ -350,15 +351,16 @@ def read_captures(paths: Sequence[Path], summary: ReplaySummary,
     (frames, link types). A file that cannot be read to its end is noted in
     `broken` and the next one read; `stop` set ends the reading early.
     `on_progress(bytes_done, bytes_total)` follows the files."""
-    for timestamp, linktype, buffer, start, end, wire_len in read_spans(paths, summary, on_progress, stop):
-        yield PcapRecord(timestamp, linktype, buffer[start:end], wire_len)
+    for run in read_runs(paths, summary, on_progress, stop):
+        for timestamp, linktype, buffer, start, end, wire_len in run:
+            yield PcapRecord(timestamp, linktype, buffer[start:end], wire_len)
 
 
-def read_spans(paths: Sequence[Path], summary: ReplaySummary,
-               on_progress: Callable[[int, int], None] | None = None,
-               stop: threading.Event | None = None) -> Iterator[Span]:
-    """As read_captures, the records not copied out (pcapfile.Span): for a
-    worker, which keeps only some of them."""
+def read_runs(paths: Sequence[Path], summary: ReplaySummary,
+              on_progress: Callable[[int, int], None] | None = None,
+              stop: threading.Event | None = None) -> Iterator[list[Span]]:
+    """As read_captures, in runs of records not copied out (pcapfile.Span):
+    for the dealer of `read --workers`, which copies each out once, for its worker."""
     total = sum(p.stat().st_size for p in paths)
     done = 0
     for path in paths:
@@ -367,16 +369,15 @@ def read_spans(paths: Sequence[Path], summary: ReplaySummary,
             return
         try:
             with open(path, "rb") as stream:
-                for index, span in enumerate(iter_spans(stream)):
-                    summary.frames += 1
-                    summary.linktypes.add(span[1])
-                    yield span
-                    if index % PROGRESS_EVERY == 0:
-                        if on_progress is not None:
-                            on_progress(done + stream.tell(), total)
-                        if stop is not None and stop.is_set():
-                            summary.interrupted = True
-                            return
+                for run in iter_runs(stream):
+                    summary.frames += len(run)
+                    summary.linktypes.update({span[1] for span in run})
+                    yield run
+                    if on_progress is not None:
+                        on_progress(done + stream.tell(), total)
+                    if stop is not None and stop.is_set():
+                        summary.interrupted = True
+                        return
         except PcapError as e:
             summary.broken.append(f"{path}: {e}")
         except OSError as e:
@@ -387,47 +388,87 @@ def read_spans(paths: Sequence[Path], summary: ReplaySummary,
 
 
 class CaptureEvery:
-    """A housekeeping step run on capture time: at the first record at least
-    `period` after the last run (the first record runs it, or starts the
-    count when `first_runs` is False)."""
+    """A housekeeping step run on capture time: at the first record, then at
+    the first record at least `period` after the last run."""
 
-    def __init__(self, period: float, first_runs: bool = True) -> None:
+    def __init__(self, period: float) -> None:
         self.period = period
-        self._next = 0 if first_runs else None
+        self._next = 0.0
+
+    def window(self) -> tuple[float, float]:
+        """[low, high): the times `due` says False to, until it next says True."""
+        return self._next - self.period, self._next
 
     def due(self, now: float) -> bool:
-        if self._next is None:
-            self._next = now + self.period
-            return False
         if self._next - self.period <= now < self._next:
             return False        # (a clock that went back, e.g. the next file, runs it at once)
         self._next = now + self.period
         return True
 
 
+class Housekeeping:
+    """When one process reading every record of the captures expires idle
+    sessions and the filter's own flows, on capture time. The same schedule
+    drives a RecordFeed that sees every record and the dealer of
+    `read --workers` (sensor.workers.shard), which sends each expiry to every
+    worker: the housekeeping runs at the points one process would run it."""
+
+    def __init__(self, period: float, kernel: bool) -> None:
+        """`kernel`: there is a filter whose flows expire too."""
+        self._sessions = CaptureEvery(period)
+        self._kernel = CaptureEvery(period) if kernel else None
+        self._previous: float | None = None
+        self._quiet = (0.0, 0.0)    # times at which neither clock is due
+
+    def step(self, timestamp: float) -> tuple[float | None, bool] | None:
+        """For the record at `timestamp`: None when nothing is due, else (the
+        capture time to expire the filter's flows at before the record, or
+        None; whether idle sessions expire after it). The filter's flows
+        expire on the previous record's clock, as Arkime's: a packet never
+        times out its own flow."""
+        previous, self._previous = self._previous, timestamp
+        low, high = self._quiet
+        if low <= timestamp < high and previous is not None and low <= previous < high:
+            return None     # both clocks' windows hold both times: the common case, one test
+        kernel = self._kernel
+        kernel_due = previous if kernel is not None and previous is not None and kernel.due(previous) else None
+        sessions_due = self._sessions.due(timestamp)
+        self._quiet = self._sessions.window() if kernel is None else _overlap(self._sessions.window(), kernel.window())
+        return None if kernel_due is None and not sessions_due else (kernel_due, sessions_due)
+
+
+def _overlap(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    return max(a[0], b[0]), min(a[1], b[1])
+
+
 class RecordFeed:
     """Capture records into a pipeline one at a time, through the filter when
-    there is one. With a `clock`, idle sessions and the filter's own flows
-    expire on the records' capture time. A worker feeds the records of its
-    share and `tick`s the others: the housekeeping runs on the time of every
-    record, at the points one process would run it. The pipeline must have
-    been built with kernel=capture_filter: its flow counts replace the
-    session's, and bypass verdicts must reach it."""
+    there is one. With `housekeeping`, idle sessions and the filter's own
+    flows expire on the records' capture time; a worker has none and is told
+    when (`expire`, `expire_kernel`). The pipeline must have been built with
+    kernel=capture_filter: its flow counts replace the session's, and bypass
+    verdicts must reach it."""
 
     def __init__(self, pipeline: Pipeline, capture_filter: CaptureFilter | None, summary: ReplaySummary,
-                 clock: CaptureEvery | None = None) -> None:
+                 housekeeping: Housekeeping | None = None) -> None:
         if capture_filter is not None and pipeline.kernel is not capture_filter:
             raise ValueError("build the Pipeline with kernel=frame_filter: its flow counts replace the "
                              "session's, and bypass verdicts must reach it")
         self.pipeline = pipeline
         self.capture_filter = capture_filter
         self.summary = summary
-        self.clock = clock
-        self.kernel_clock = CaptureEvery(clock.period) if clock is not None and capture_filter else None
-        self._previous: float | None = None
+        self.housekeeping = housekeeping
 
     def feed(self, rec: PcapRecord) -> None:
-        self._expire_kernel(rec.timestamp)
+        due = self.housekeeping.step(rec.timestamp) if self.housekeeping is not None else None
+        if due is not None and due[0] is not None:
+            self.expire_kernel(due[0])
+        self.process(rec)
+        if due is not None and due[1]:
+            self.pipeline.expire(rec.timestamp)
+
+    def process(self, rec: PcapRecord) -> None:
+        """The record through the filter (if any) into the pipeline; no housekeeping."""
         if self.capture_filter is None:
             self.pipeline.feed(rec.data, rec.timestamp, linktype=rec.linktype, wire_len=rec.wire_len)
             self.summary.delivered += 1
@@ -437,20 +478,14 @@ class RecordFeed:
                 self.pipeline.feed(rec.data, rec.timestamp, kernel_key=bytes(record.header.key),
                                    linktype=rec.linktype, wire_len=rec.wire_len)
                 self.summary.delivered += 1
-        if self.clock is not None and self.clock.due(rec.timestamp):
-            self.pipeline.expire(rec.timestamp)
 
-    def tick(self, timestamp: float) -> None:
-        """A record of another worker's share was read at `timestamp`."""
-        self._expire_kernel(timestamp)
-        if self.clock is not None and self.clock.due(timestamp):
-            self.pipeline.expire(timestamp)
+    def expire(self, timestamp: float) -> None:
+        """End the sessions idle at capture time `timestamp`."""
+        self.pipeline.expire(timestamp)
 
-    def _expire_kernel(self, timestamp: float) -> None:
-        previous, self._previous = self._previous, timestamp
-        if self.kernel_clock is not None and previous is not None and self.kernel_clock.due(previous):
-            # As Arkime, on the previous packet's clock: a packet never times out its own flow.
-            self.pipeline.expire_kernel(round(previous * 1e9))
+    def expire_kernel(self, timestamp: float) -> None:
+        """End the filter's flows idle at capture time `timestamp`."""
+        self.pipeline.expire_kernel(round(timestamp * 1e9))
 
     def finish(self, started: float) -> ReplaySummary:
         """End every session; the summary, timed from `started` (time.monotonic())."""
@@ -481,7 +516,7 @@ def replay(pcaps: Iterable[str | Path], pipeline: Pipeline,
     lock = lock if lock is not None else threading.RLock()
     summary = ReplaySummary()
     started = time.monotonic()
-    feed = RecordFeed(pipeline, frame_filter, summary, CaptureEvery(EXPIRE_EVERY))
+    feed = RecordFeed(pipeline, frame_filter, summary, Housekeeping(EXPIRE_EVERY, frame_filter is not None))
     for rec in read_captures([Path(p) for p in pcaps], summary, on_progress, stop):
         with lock:
             feed.feed(rec)

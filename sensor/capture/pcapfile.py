@@ -58,8 +58,9 @@ class PcapRecord(NamedTuple):
 
 
 # A record not yet copied out: (timestamp, linktype, buffer, start, end, wire_len),
-# its bytes being buffer[start:end]; for readers that skip most records.
+# its bytes being buffer[start:end]; for readers that hand most records on.
 Span = tuple[float, int, bytes, int, int, int]
+RUN_RECORDS = 256   # records per run at most
 
 
 def read_pcap(path: str | PathLike[str]) -> Iterator[PcapRecord]:
@@ -70,24 +71,38 @@ def read_pcap(path: str | PathLike[str]) -> Iterator[PcapRecord]:
 
 def iter_records(stream: BinaryIO) -> Iterator[PcapRecord]:
     """Yield the records of an open binary pcap/pcapng stream."""
-    for timestamp, linktype, buffer, start, end, wire_len in iter_spans(stream):
-        yield PcapRecord(timestamp, linktype, buffer[start:end], wire_len)
+    for run in iter_runs(stream):
+        for timestamp, linktype, buffer, start, end, wire_len in run:
+            yield PcapRecord(timestamp, linktype, buffer[start:end], wire_len)
 
 
-def iter_spans(stream: BinaryIO) -> Iterator[Span]:
-    """The records of an open binary pcap/pcapng stream as Spans (not copied out)."""
+def iter_runs(stream: BinaryIO) -> Iterator[list[Span]]:
+    """The records of an open binary pcap/pcapng stream as runs of up to
+    RUN_RECORDS Spans (not copied out), a classic pcap's parsed from its chunk
+    in one tight loop: a caller pays no generator step per record."""
     head = stream.read(4)
     if len(head) < 4:
         raise TruncatedCapture(f"file is {len(head)} bytes long: too short for a capture header")
     magic_le = _U32_LE.unpack(head)[0]
     if magic_le == _PCAPNG_SHB:
-        for rec in _iter_pcapng(stream, head):
-            yield rec.timestamp, rec.linktype, rec.data, 0, len(rec.data), rec.wire_len
+        run: list[Span] = []
+        try:
+            for rec in _iter_pcapng(stream, head):
+                run.append((rec.timestamp, rec.linktype, rec.data, 0, len(rec.data), rec.wire_len))
+                if len(run) >= RUN_RECORDS:
+                    yield run
+                    run = []
+        except PcapError:
+            if run:
+                yield run   # every complete record before the error first
+            raise
+        if run:
+            yield run
         return
     for order in ("<", ">"):
         magic = struct.unpack(order + "I", head)[0]
         if magic in (_PCAP_MAGIC_US, _PCAP_MAGIC_NS):
-            yield from _iter_pcap(stream, order, 1e-9 if magic == _PCAP_MAGIC_NS else 1e-6)
+            yield from _pcap_runs(stream, order, 1e-9 if magic == _PCAP_MAGIC_NS else 1e-6)
             return
     raise BadMagic(f"magic 0x{head.hex()} is neither pcap (a1b2c3d4/a1b23c4d) nor pcapng (0a0d0d0a)")
 
@@ -99,30 +114,41 @@ def _read_exact(stream: BinaryIO, size: int, what: str) -> bytes:
     return data
 
 
-def _iter_pcap(stream: BinaryIO, order: str, tick: float) -> Iterator[Span]:
+def _pcap_runs(stream: BinaryIO, order: str, tick: float) -> Iterator[list[Span]]:
     header = _read_exact(stream, 20, "pcap file header")
     linktype = struct.unpack(order + "16xI", header)[0] & 0xFFFF  # upper bits: FCS info
     unpack = struct.Struct(order + "IIII").unpack_from
-    buf, pos, index = b"", 0, 0
+    buf, pos, index, want = b"", 0, 0, CHUNK
     while True:
-        if len(buf) - pos < 16:
-            buf, pos = buf[pos:] + stream.read(CHUNK), 0
-            if not buf:
-                return
-            if len(buf) < 16:
-                raise TruncatedCapture(f"record {index}: header cut short ({len(buf)} of 16 bytes)")
-        seconds, fraction, caplen, wire_len = unpack(buf, pos)
-        if caplen > MAX_RECORD_BYTES:
-            raise PcapError(f"record {index}: captured length {caplen} is implausible; the file is corrupt")
-        start = pos + 16
-        end = start + caplen
-        if end > len(buf):
-            buf, start, end = buf[pos:] + stream.read(max(CHUNK, end - len(buf))), 16, 16 + caplen
-            if end > len(buf):
+        size, run = len(buf), []
+        while pos + 16 <= size:
+            seconds, fraction, caplen, wire_len = unpack(buf, pos)
+            if caplen > MAX_RECORD_BYTES:
+                if run:
+                    yield run   # every complete record before the error first
+                raise PcapError(f"record {index}: captured length {caplen} is implausible; the file is corrupt")
+            end = pos + 16 + caplen
+            if end > size:
+                want = max(CHUNK, end - size)   # a record longer than a chunk: read the rest at once
+                break
+            run.append((seconds + fraction * tick, linktype, buf, pos + 16, end, wire_len))
+            pos = end
+            index += 1
+            if len(run) == RUN_RECORDS:
+                break
+        if run:
+            yield run
+            if len(run) == RUN_RECORDS:
+                continue
+        more = stream.read(want)
+        buf, pos, want = buf[pos:] + more, 0, CHUNK
+        if not more:
+            if len(buf) >= 16:
+                caplen = unpack(buf, 0)[2]
                 raise TruncatedCapture(f"record {index}: needed {caplen} bytes, file ends after {len(buf) - 16}")
-        yield seconds + fraction * tick, linktype, buf, start, end, wire_len
-        pos = end
-        index += 1
+            if buf:
+                raise TruncatedCapture(f"record {index}: header cut short ({len(buf)} of 16 bytes)")
+            return
 
 
 class _Interface(NamedTuple):

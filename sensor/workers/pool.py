@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 
+from sensor import gcpolicy
 from sensor.config import SensorConfig
 from sensor.hooks import FinishedSession
 from sensor.kernel.contract import Verdict
@@ -46,11 +47,15 @@ class WorkerDeath:
     exitcode: int | None
     flows_bypassed: int = 0
     sessions_lost: int = 0
+    live: bool = True
 
     def message(self) -> str:
-        return (f"worker {self.index} (pid {self.pid}) died (exit code {self.exitcode}): its "
-                f"{self.sessions_lost} open session(s) are lost; {self.flows_bypassed} of its flow(s) bypassed "
-                f"in the kernel, and new ones are too (counted as ring-gone); the other workers go on")
+        lost = f"worker {self.index} (pid {self.pid}) died (exit code {self.exitcode}): its " \
+               f"{self.sessions_lost} open session(s) are lost; "
+        if not self.live:
+            return lost + "the frames of its flows it had not read are counted; the other workers go on"
+        return lost + (f"{self.flows_bypassed} of its flow(s) bypassed in the kernel, and new ones are too "
+                       "(counted as ring-gone); the other workers go on")
 
 
 @dataclass(slots=True, eq=False)
@@ -61,6 +66,7 @@ class _Worker:
     send_lock: threading.Lock = field(default_factory=threading.Lock)
     totals: WorkerTotals | None = None      # set by its "done"
     dead: bool = False
+    fed: int = 0        # offline: capture records it has fed to its pipeline (its "fed" messages)
 
 
 class WorkerPool:
@@ -87,13 +93,14 @@ class WorkerPool:
         """Fork the workers and wait until each has loaded its plugins."""
         ctx = multiprocessing.get_context("fork")
         try:
-            for index in range(self.count):
-                ours, theirs = ctx.Pipe()
-                process = ctx.Process(target=self._target, args=(index, *self._args, theirs),
-                                      name=f"xdpsensor-worker-{index}", daemon=True)
-                process.start()
-                theirs.close()
-                self.workers.append(_Worker(index, process, ours))
+            with gcpolicy.frozen_for_fork():
+                for index in range(self.count):
+                    ours, theirs = ctx.Pipe()
+                    process = ctx.Process(target=self._target, args=(index, *self._args, theirs),
+                                          name=f"xdpsensor-worker-{index}", daemon=True)
+                    process.start()
+                    theirs.close()
+                    self.workers.append(_Worker(index, process, ours))
             for worker in self.workers:
                 if not worker.conn.poll(START_TIMEOUT):
                     raise WorkerError(f"worker {worker.index} did not start within {START_TIMEOUT:.0f}s")
@@ -194,6 +201,8 @@ class WorkerPool:
                 with self._replied:
                     self._replies.setdefault(message[1], []).append(message[2])
                     self._replied.notify_all()
+            elif kind == "fed":
+                worker.fed += message[1]
             elif kind == "done":
                 worker.totals = message[1]
         return True
@@ -226,8 +235,8 @@ def live_pool(config: SensorConfig, program: SensorProgram, count: int) -> Worke
     return WorkerPool(count, run_live_worker, (config, program))
 
 
-def offline_pool(config: SensorConfig, prefilter: str, paths: list, count: int) -> WorkerPool:
-    """Workers that each read the capture files and keep their share, each
-    with its own `prefilter` (kernel, python or none)."""
+def offline_pool(config: SensorConfig, prefilter: str, count: int) -> WorkerPool:
+    """Workers fed the records of their share by the parent
+    (sensor.workers.shard), each with its own `prefilter` (kernel, python or none)."""
     from sensor.workers.worker import run_offline_worker
-    return WorkerPool(count, run_offline_worker, (config, prefilter, paths, count))
+    return WorkerPool(count, run_offline_worker, (config, prefilter))

@@ -1,55 +1,73 @@
-"""`read --workers K`: capture records shared among K worker processes by the
-kernel's own symmetric flow hash (prefilter.flow_hash, the Python twin of
-flow_hash() in bpf/sensor.bpf.c), so a flow goes to the same worker index as
-it would live and both its directions meet. Every worker reads the files and
-keeps its share, through its own pre-filter and pipeline; the parent owns the
-outputs.
+"""`read --workers K`: the parent reads the capture files once and deals
+each record to the worker its flow hashes to, by the kernel's own symmetric
+flow hash (prefilter.flow_hash, the Python twin of flow_hash() in
+bpf/sensor.bpf.c), so a flow goes to the same worker index as it would live
+and both its directions meet. Each worker runs its share through its own
+pre-filter and pipeline; the parent owns the outputs.
+
+Records travel in batches, one pipe write per BATCH_RECORDS records of a
+worker: the frames joined in one bytes object, and per record a fixed-size
+entry (time, wire length, captured length, link type, kind). The parent also
+runs the housekeeping schedule one process would (offline.Housekeeping) and
+puts each expiry in every worker's stream at its place, so sessions and
+kernel flows expire at the same points of the capture as with one process.
 
 Later IP fragments carry no ports: they follow their first fragment's worker
 (remembered as the kernel does); other frames without a flow go to worker 0."""
 from __future__ import annotations
 
+import struct
+import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-import threading
 
-from sensor.offline import ReplaySummary, program_frame
+from sensor.capture.pcapfile import PcapRecord, Span
+from sensor.offline import EXPIRE_EVERY, Housekeeping, RecordFeed, ReplaySummary, program_frame, read_runs
 from sensor.packet import LINKTYPE_ETHERNET
 from sensor.prefilter import FRAG_ENTRIES, ParsedFrame, flow_hash, parse_frame
 from sensor.workers.pool import WorkerPool
 
 MEMO_MAX = 1 << 16      # remembered (addresses, ports) -> worker
+BATCH_RECORDS = 256     # records per pipe write to a worker (~100 KiB of 400-byte frames)
+
+# A batch entry: capture time, wire length, captured length, link type, kind.
+_ENTRY = struct.Struct("<dIIHB")
+RECORD, EXPIRE, EXPIRE_KERNEL = 0, 1, 2
 
 
 class Sharder:
     """The worker of each capture record. Plain IPv4 frames are looked up by
     their protocol, raw addresses and ports, so the full parse (and the hash)
-    runs once per flow direction, not per packet (every worker reads every
-    record: this is paid K times); tunnel packets (whose flow is the one
-    inside) are parsed every time."""
+    runs once per flow direction, not per packet; tunnel packets (whose flow
+    is the one inside) are parsed every time."""
 
     def __init__(self, count: int) -> None:
         self.count = count
         self._memo: list[dict[bytes, int]] = [{} for _ in range(256)]   # by IP protocol
         self._frags: OrderedDict[tuple, int] = OrderedDict()
 
-    def __call__(self, linktype: int, buffer: bytes, start: int, end: int) -> int:
-        """The worker of the record buffer[start:end] (a pcapfile.Span's)."""
-        if linktype == LINKTYPE_ETHERNET and end - start >= 38 and buffer[start + 12:start + 15] == b"\x08\x00\x45" \
-                and not (buffer[start + 20] & 0x3F or buffer[start + 21]):   # IPv4, no options, not a fragment
-            memo = self._memo[buffer[start + 23]]
-            raw = buffer[start + 26:start + 38]          # addresses, ports
-            shard = memo.get(raw)
-            if shard is None:
-                shard, plain = self._parsed(linktype, buffer[start:end])
-                if plain:
-                    if len(memo) >= MEMO_MAX:
-                        memo.clear()
-                    memo[raw] = shard
-            return shard
-        return self._parsed(linktype, buffer[start:end])[0]
+    def shards(self, run: list[Span]) -> list[int]:
+        """The worker of each record of a run (pcapfile.Span's), in one loop."""
+        shards: list[int] = []
+        append, memos = shards.append, self._memo
+        for _, linktype, buffer, start, end, _ in run:
+            if linktype == LINKTYPE_ETHERNET and end - start >= 38 and buffer[start + 12:start + 15] == b"\x08\x00\x45" \
+                    and not (buffer[start + 20] & 0x3F or buffer[start + 21]):   # IPv4, no options, not a fragment
+                memo = memos[buffer[start + 23]]
+                raw = buffer[start + 26:start + 38]          # addresses, ports
+                shard = memo.get(raw)
+                if shard is None:
+                    shard, plain = self._parsed(linktype, buffer[start:end])
+                    if plain:
+                        if len(memo) >= MEMO_MAX:
+                            memo.clear()
+                        memo[raw] = shard
+                append(shard)
+            else:
+                append(self._parsed(linktype, buffer[start:end])[0])
+        return shards
 
     def _parsed(self, linktype: int, data: bytes) -> tuple[int, bool]:
         """(the worker, whether the frame's addresses and ports are its flow's:
@@ -68,13 +86,81 @@ class Sharder:
         return shard, not p.tunnels
 
 
-def read_in_workers(paths: Sequence[Path], pool: WorkerPool, stop: threading.Event | None = None) -> ReplaySummary:
-    """Wait for the pool's (started) workers to read the captures, each its
-    share; what they did, added up."""
+class _Share:
+    """The records dealt to one worker and not yet sent."""
+
+    __slots__ = ("index", "frames", "entries", "dealt")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.frames: list[bytes] = []
+        self.entries = bytearray()
+        self.dealt = 0          # records sent (or meant for it, dead)
+
+    def command(self, kind: int, timestamp: float) -> None:
+        self.entries += _ENTRY.pack(timestamp, 0, 0, 0, kind)
+
+    def send(self, pool: WorkerPool) -> None:
+        """Send the batch, if any (to a dead worker: nowhere; `read_in_workers` counts what it lost)."""
+        if self.entries:
+            pool.send(self.index, ("share", b"".join(self.frames), bytes(self.entries)))
+            self.dealt += len(self.frames)
+        self.frames, self.entries = [], bytearray()
+
+
+def read_in_workers(paths: Sequence[Path], pool: WorkerPool, filtered: bool,
+                    on_progress: Callable[[int, int], None] | None = None,
+                    stop: threading.Event | None = None) -> ReplaySummary:
+    """Read the captures once, dealing each record to its worker in the
+    pool (started, each with its own filter when `filtered`); then let every
+    worker finish. What the reading and the workers did, added up."""
     started = time.monotonic()
-    parts = pool.join(stop)
     summary = ReplaySummary()
-    for part in parts:
+    count = pool.count
+    sharder, housekeeping = Sharder(count), Housekeeping(EXPIRE_EVERY, filtered)
+    shares = [_Share(index) for index in range(count)]
+    pack, step = _ENTRY.pack, housekeeping.step
+    try:
+        for run in read_runs(paths, summary, on_progress, stop):
+            for (timestamp, linktype, buffer, start, end, wire_len), index in zip(run, sharder.shards(run)):
+                due = step(timestamp)
+                if due is not None and due[0] is not None:
+                    for share in shares:
+                        share.command(EXPIRE_KERNEL, due[0])
+                share = shares[index]
+                share.frames.append(buffer[start:end])
+                share.entries += pack(timestamp, wire_len, end - start, linktype, RECORD)
+                if len(share.frames) >= BATCH_RECORDS:
+                    share.send(pool)
+                if due is not None and due[1]:
+                    for share in shares:
+                        share.command(EXPIRE, timestamp)
+        for share in shares:
+            share.send(pool)
+    except BaseException:
+        pool.stop()
+        raise
+    for share in shares:
+        pool.send(share.index, ("stop",))
+    for part in pool.join(stop):
         summary.add(part)
+    for death in pool.deaths:   # what it had been dealt and had not fed when it died
+        summary.dead_worker_frames += shares[death.index].dealt - pool.workers[death.index].fed
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def feed_share(feed: RecordFeed, frames: bytes, entries: bytes) -> int:
+    """A worker's side: one batch into its RecordFeed, expiries at their
+    places; how many capture records it held."""
+    position = records = 0
+    for timestamp, wire_len, caplen, linktype, kind in _ENTRY.iter_unpack(entries):
+        if kind == RECORD:
+            feed.process(PcapRecord(timestamp, linktype, frames[position:position + caplen], wire_len))
+            position += caplen
+            records += 1
+        elif kind == EXPIRE:
+            feed.expire(timestamp)
+        else:
+            feed.expire_kernel(timestamp)
+    return records

@@ -4,8 +4,10 @@ records (offline), with everything it finishes or publishes sent to the parent.
 
 Messages to the parent are lists of tuples, one list per send:
 ("ready", pid), ("finished", FinishedSession), ("event", event),
-("reply", request_id, value), ("done", WorkerTotals or, offline, ReplaySummary).
-From the parent: ("stop",) and ("ask", request_id, command, args)."""
+("reply", request_id, value), ("done", WorkerTotals or, offline, ReplaySummary),
+offline ("fed", records) after each batch.
+From the parent: ("stop",), ("ask", request_id, command, args) and, offline,
+("share", frames, entries): a batch of records (sensor.workers.shard)."""
 from __future__ import annotations
 
 import ctypes
@@ -150,37 +152,31 @@ def run_live_worker(index: int, config: SensorConfig, program: SensorProgram, co
     outbox.flush()
 
 
-def run_offline_worker(index: int, config: SensorConfig, prefilter: str, paths: list, count: int,
-                       conn: Connection) -> None:
-    """Body of offline worker `index`: read every record of the files, keep
-    the flows that hash to it, through its own pre-filter and pipeline.
-    Reading everything (rather than being sent a share) costs a read per
-    worker but no copy between processes, and lets each worker run the
-    housekeeping (session and kernel-flow expiry) on the time of all records,
-    at the points one process would."""
-    from sensor.capture.pcapfile import PcapRecord
-    from sensor.offline import (
-        EXPIRE_EVERY, CaptureEvery, RecordFeed, ReplaySummary, read_spans,
-    )
-    from sensor.workers.shard import Sharder
+def run_offline_worker(index: int, config: SensorConfig, prefilter: str, conn: Connection) -> None:
+    """Body of offline worker `index`: the records the parent deals it
+    (sensor.workers.shard), with the expiries at their places, through its
+    own pre-filter and pipeline, until the parent says stop; the parent's
+    questions are answered between batches."""
+    from sensor.offline import RecordFeed, ReplaySummary
+    from sensor.workers.shard import feed_share
     _become_worker()
     outbox = Outbox(conn)
     sensor = _worker_sensor(config, outbox)
     program, flow_filter = sensor.flow_filter(prefilter)
     pipeline = sensor._new_pipeline(flow_filter)
     started = time.monotonic()
-    shard, stop = Sharder(count), threading.Event()
-    feed = RecordFeed(pipeline, flow_filter, ReplaySummary(), CaptureEvery(EXPIRE_EVERY))
+    feed = RecordFeed(pipeline, flow_filter, ReplaySummary())
     outbox.put(("ready", os.getpid()))
     outbox.flush()
+    stop = threading.Event()
     with sensor._lock:
-        # The parent's questions are answered as the reading progresses.
-        for timestamp, linktype, buffer, start, end, wire_len in read_spans(
-                paths, feed.summary, lambda done, total: _serve(sensor, conn, outbox, stop), stop):
-            if shard(linktype, buffer, start, end) == index:
-                feed.feed(PcapRecord(timestamp, linktype, buffer[start:end], wire_len))
-            else:
-                feed.tick(timestamp)
+        while not stop.is_set():
+            for message in conn.recv():
+                if message[0] == "share":
+                    outbox.put(("fed", feed_share(feed, message[1], message[2])))
+                else:
+                    _obey(sensor, message, outbox, stop)
+            outbox.flush()
         summary = feed.finish(started)
     if program is not None:
         program.close()
@@ -193,9 +189,14 @@ def _serve(sensor, conn: Connection, outbox: Outbox, stop: threading.Event) -> N
     """Answer what the parent asked meanwhile; "stop" sets `stop`."""
     while conn.poll(0):
         for message in conn.recv():
-            if message[0] == "stop":
-                stop.set()
-            else:
-                _, request, command, args = message
-                outbox.put(("reply", request, _answer(sensor, command, args)))
+            _obey(sensor, message, outbox, stop)
     outbox.flush()
+
+
+def _obey(sensor, message: tuple, outbox: Outbox, stop: threading.Event) -> None:
+    """One message from the parent: "stop" sets `stop`; a question is answered."""
+    if message[0] == "stop":
+        stop.set()
+    else:
+        _, request, command, args = message
+        outbox.put(("reply", request, _answer(sensor, command, args)))
