@@ -46,6 +46,8 @@ BPF_ARRAY(prefix_shapes, struct prefix_shape, SENSOR_PREFIX_SHAPES);
 BPF_ARRAY(config, struct sensor_config, 1);
 BPF_PERCPU_ARRAY(stats, __u64, STAT_MAX);
 BPF_PERCPU_ARRAY(scratch, struct record_buf, 1);
+/* A new flow's entry is built here: it does not fit on the stack beside the parse state. */
+BPF_PERCPU_ARRAY(new_flow, struct flow_state, 1);
 /* Userspace's own bookkeeping, never touched here: flows each of the sensor's
  * processes deleted, by pid (sensor/kernel/program.py counts evictions with it). */
 BPF_HASH(deleters, __u32, __u64, 256);
@@ -101,6 +103,42 @@ static __always_inline __u64 now_ns(void)
 #else
     return bpf_ktime_get_ns();
 #endif
+}
+
+/* Whether this CPU created the flow: it then adds to the flow's `own`
+ * counters without atomics, as no other CPU writes there; the others add
+ * to the shared fields atomically (struct flow_state). */
+static __always_inline int owns(const struct flow_state *f)
+{
+    return f->owner == bpf_get_smp_processor_id() + 1;
+}
+
+/* Add `v` to the flow counter `field`: the own one (`mine`: owns(f)), or the shared one atomically. */
+#define FLOW_ADD(f, mine, field, v)                     \
+    do {                                                \
+        if (mine)                                       \
+            (f)->own.field += (v);                      \
+        else                                            \
+            __sync_fetch_and_add(&(f)->field, (v));     \
+    } while (0)
+
+/* A TCP flag count of the flow: its shared and own parts. */
+static __always_inline __u32 tcpflag_count(const struct flow_state *f, int flag)
+{
+    return f->tcpflags[flag] + f->own.tcpflags[flag];
+}
+
+/* A zeroed flow entry owned by this CPU, to fill and insert; NULL never in practice. */
+static __always_inline struct flow_state *fresh_flow(__u64 now)
+{
+    __u32 zero = 0;
+    struct flow_state *fresh = new_flow.lookup(&zero);
+    if (!fresh)
+        return NULL;
+    __builtin_memset(fresh, 0, sizeof(*fresh));
+    fresh->first_ns = now;
+    fresh->owner = bpf_get_smp_processor_id() + 1;
+    return fresh;
 }
 
 static __always_inline void count(__u32 idx)
@@ -359,34 +397,35 @@ static __always_inline void emit(struct xdp_md *ctx, const struct sensor_config 
 /* Arkime's counting (tcp.c): a SYN counts syn or syn-ack and nothing else
  * of SYN/ACK/PSH/FIN/RST, a RST counts rst alone, otherwise fin, psh and
  * `ack` for packets whose only such flag is ACK; urg/ece/cwr/ae always. */
-static __always_inline void count_tcp_flags(struct flow_state *f, const struct parsed *p, __u8 side)
+static __always_inline void count_tcp_flags(struct flow_state *f, int mine, const struct parsed *p,
+                                            __u8 side)
 {
     __u8 fl = p->tcp_flags;
     if (fl & TCP_FLAG_SYN) {
         if (fl & TCP_FLAG_ACK)
-            __sync_fetch_and_add(&f->tcpflags[TCPF_SYN_ACK], 1);
+            FLOW_ADD(f, mine, tcpflags[TCPF_SYN_ACK], 1);
         else
-            __sync_fetch_and_add(&f->tcpflags[TCPF_SYN], 1);
+            FLOW_ADD(f, mine, tcpflags[TCPF_SYN], 1);
     } else if (fl & TCP_FLAG_RST) {
-        __sync_fetch_and_add(&f->tcpflags[TCPF_RST], 1);
+        FLOW_ADD(f, mine, tcpflags[TCPF_RST], 1);
     } else {
         if ((fl & (TCP_FLAG_FIN | TCP_FLAG_SYN | TCP_FLAG_RST | TCP_FLAG_PSH | TCP_FLAG_ACK)) == TCP_FLAG_ACK)
-            __sync_fetch_and_add(&f->tcpflags[TCPF_ACK], 1);
+            FLOW_ADD(f, mine, tcpflags[TCPF_ACK], 1);
         if (fl & TCP_FLAG_PSH)
-            __sync_fetch_and_add(&f->tcpflags[TCPF_PSH], 1);
+            FLOW_ADD(f, mine, tcpflags[TCPF_PSH], 1);
         if (fl & TCP_FLAG_FIN)
-            __sync_fetch_and_add(&f->tcpflags[TCPF_FIN], 1);
+            FLOW_ADD(f, mine, tcpflags[TCPF_FIN], 1);
     }
     if (fl & TCP_FLAG_URG)
-        __sync_fetch_and_add(&f->tcpflags[TCPF_URG], 1);
+        FLOW_ADD(f, mine, tcpflags[TCPF_URG], 1);
     if (fl & TCP_FLAG_ECE)
-        __sync_fetch_and_add(&f->tcpflags[TCPF_ECE], 1);
+        FLOW_ADD(f, mine, tcpflags[TCPF_ECE], 1);
     if (fl & TCP_FLAG_CWR)
-        __sync_fetch_and_add(&f->tcpflags[TCPF_CWR], 1);
+        FLOW_ADD(f, mine, tcpflags[TCPF_CWR], 1);
     if (p->tcp_ae)
-        __sync_fetch_and_add(&f->tcpflags[TCPF_AE], 1);
+        FLOW_ADD(f, mine, tcpflags[TCPF_AE], 1);
     if (p->tcp_window == 0 && !(fl & 0x04))
-        __sync_fetch_and_add(&f->tcpflags[side == SIDE_LO ? TCPF_ZERO_LO : TCPF_ZERO_HI], 1);
+        FLOW_ADD(f, mine, tcpflags[side == SIDE_LO ? TCPF_ZERO_LO : TCPF_ZERO_HI], 1);
 }
 
 /* Keep up to 8 bytes at `off` as the side's first payload bytes
@@ -418,8 +457,8 @@ static __always_inline void keep_payload8(struct xdp_md *ctx, struct flow_state 
  * stream starts (a SYN-ACK's ack starts the client's, a side whose start
  * was missed starts at its first packet after the handshake); FIN and RST
  * are remembered for the close. */
-static __always_inline void track_tcp(struct xdp_md *ctx, struct flow_state *f, const struct parsed *p,
-                                      __u8 side)
+static __always_inline void track_tcp(struct xdp_md *ctx, struct flow_state *f, int mine,
+                                      const struct parsed *p, __u8 side)
 {
     __u8 fl = p->tcp_flags;
     __u8 known = side == SIDE_LO ? FLOW_SEQ_LO : FLOW_SEQ_HI;
@@ -431,7 +470,7 @@ static __always_inline void track_tcp(struct xdp_md *ctx, struct flow_state *f, 
             add |= FLOW_SEQ_LO | FLOW_SEQ_HI;
             if (!(f->flags & FLOW_HANDSHAKE))
                 f->syn_seq = p->tcp_ack - 1;    /* the client's SYN was missed */
-        } else if (f->tcpflags[TCPF_SYN] == 1) {
+        } else if (tcpflag_count(f, TCPF_SYN) == 1) {
             f->syn_seq = p->tcp_seq;            /* the flow's first SYN (counted just before) */
         }
         f->flags |= add;
@@ -454,7 +493,7 @@ static __always_inline void track_tcp(struct xdp_md *ctx, struct flow_state *f, 
         return;     /* after a gap, or nothing new */
     __u32 fresh = p->payload_len - behind;
     f->seq_next[side & 1] = p->tcp_seq + p->payload_len;
-    __sync_fetch_and_add(&f->databytes[side & 1], fresh);
+    FLOW_ADD(f, mine, databytes[side & 1], fresh);
     keep_payload8(ctx, f, side, p->payload_off + behind, fresh);
 }
 
@@ -504,10 +543,10 @@ static __always_inline void note_distinct(__u8 *set, __u8 *n, __u8 value)
 /* What a packet of any protocol but TCP adds: its databytes, the first
  * bytes of a side's first payload, its ICMP type and code to the flow's
  * sets (Arkime's icmp.type and icmp.code list every distinct one). */
-static __always_inline void track_other(struct xdp_md *ctx, struct flow_state *f, const struct parsed *p,
-                                        __u8 side)
+static __always_inline void track_other(struct xdp_md *ctx, struct flow_state *f, int mine,
+                                        const struct parsed *p, __u8 side)
 {
-    __sync_fetch_and_add(&f->databytes[side & 1], other_databytes(p->key.proto, p->payload_len));
+    FLOW_ADD(f, mine, databytes[side & 1], other_databytes(p->key.proto, p->payload_len));
     if (p->has_icmp) {
         note_distinct(f->icmp_type, &f->icmp_types, p->icmp_type);
         note_distinct(f->icmp_code, &f->icmp_codes, p->icmp_code);
@@ -560,14 +599,15 @@ static __always_inline void handle_later_fragment(struct xdp_md *ctx, const stru
     }
     count(STAT_FRAG_FOLLOWED);
     __u8 side = same_addr(k.addr, p->key.addr) ? SIDE_LO : SIDE_HI;
-    __sync_fetch_and_add(&f->bytes[side], p->payload_len);
+    int mine = owns(f);
+    FLOW_ADD(f, mine, bytes[side & 1], p->payload_len);
     if (k.proto == IPPROTO_ESP_) {  /* its header was in the first fragment */
-        __sync_fetch_and_add(&f->databytes[side], p->payload_len);
+        FLOW_ADD(f, mine, databytes[side & 1], p->payload_len);
     } else if (k.proto != IPPROTO_TCP) {
-        __sync_fetch_and_add(&f->databytes[side], other_databytes(k.proto, p->payload_len));
+        FLOW_ADD(f, mine, databytes[side & 1], other_databytes(k.proto, p->payload_len));
     } else if (f->flags & (side == SIDE_LO ? FLOW_SEQ_LO : FLOW_SEQ_HI)) {
         f->seq_next[side & 1] += p->payload_len;
-        __sync_fetch_and_add(&f->databytes[side & 1], p->payload_len);
+        FLOW_ADD(f, mine, databytes[side & 1], p->payload_len);
         keep_payload8(ctx, f, side, p->payload_off, p->payload_len);
     }
     __u64 now = now_ns();
@@ -596,7 +636,7 @@ static __always_inline int reuses_ports(const struct sensor_config *cfg, const s
 {
     if ((p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN || p->tcp_seq == f->syn_seq)
         return 0;
-    if (!f->tcpflags[TCPF_FIN] && !f->tcpflags[TCPF_RST])
+    if (!tcpflag_count(f, TCPF_FIN) && !tcpflag_count(f, TCPF_RST))
         return 0;
     if (f->verdict != VERDICT_IGNORED && f->verdict != VERDICT_UNDECIDED)
         return 0;
@@ -633,11 +673,12 @@ static __always_inline void count_ether_flow(struct xdp_md *ctx)
     __u64 now = now_ns();
     struct flow_state *f = flows.lookup(&key);
     if (!f) {
-        struct flow_state fresh = {};
-        fresh.first_ns = now;
-        fresh.verdict = VERDICT_IGNORED;
-        fresh.ethertype = ethertype;
-        if (flows.update(&key, &fresh) < 0) {
+        struct flow_state *fresh = fresh_flow(now);
+        if (!fresh)
+            return;
+        fresh->verdict = VERDICT_IGNORED;
+        fresh->ethertype = ethertype;
+        if (flows.update(&key, fresh) < 0) {
             count(STAT_FLOW_FAIL);
             return;
         }
@@ -646,8 +687,9 @@ static __always_inline void count_ether_flow(struct xdp_md *ctx)
         if (!f)
             return;
     }
-    __sync_fetch_and_add(&f->packets[SIDE_LO], 1);
-    __sync_fetch_and_add(&f->bytes[SIDE_LO], ctx->data_end - ctx->data);
+    int mine = owns(f);
+    FLOW_ADD(f, mine, packets[SIDE_LO], 1);
+    FLOW_ADD(f, mine, bytes[SIDE_LO], ctx->data_end - ctx->data);
     f->last_ns = now;
     note_vlan(f, vlan[0]);
     note_vlan(f, vlan[1]);
@@ -694,21 +736,22 @@ int xdp_sensor(struct xdp_md *ctx)
     if (f && p.key.proto == IPPROTO_TCP && reuses_ports(cfg, f, &p) && retire(&p.key, f))
         f = NULL;
     if (!f) {
-        struct flow_state fresh = {};
-        fresh.first_ns = now;
-        fresh.client = client_side(&p, side);
+        struct flow_state *fresh = fresh_flow(now);
+        if (!fresh)
+            return XDP_PASS;
+        fresh->client = client_side(&p, side);
         if (proto_selected(cfg, p.key.proto)) {
-            fresh.verdict = VERDICT_SELECTED;
-            fresh.reason = REASON_ALL;
-        } else if (has_ports(p.key.proto) && port_selected(&p.key, fresh.client)) {
-            fresh.verdict = VERDICT_SELECTED;
-            fresh.reason = REASON_PORT;
+            fresh->verdict = VERDICT_SELECTED;
+            fresh->reason = REASON_ALL;
+        } else if (has_ports(p.key.proto) && port_selected(&p.key, fresh->client)) {
+            fresh->verdict = VERDICT_SELECTED;
+            fresh->reason = REASON_PORT;
         }
         /* NOEXIST: when two CPUs meet a new flow at once, the second finds
          * the first's entry instead of replacing it (and its packet). */
-        if (flows.insert(&p.key, &fresh) == 0) {
+        if (flows.insert(&p.key, fresh) == 0) {
             count(STAT_FLOW_NEW);
-            if (fresh.verdict == VERDICT_SELECTED)
+            if (fresh->verdict == VERDICT_SELECTED)
                 count(STAT_SELECTED);
         }
         f = flows.lookup(&p.key);
@@ -718,14 +761,15 @@ int xdp_sensor(struct xdp_md *ctx)
         }
     }
 
-    __sync_fetch_and_add(&f->packets[side], 1);
-    __sync_fetch_and_add(&f->bytes[side], len);
+    int mine = owns(f);
+    FLOW_ADD(f, mine, packets[side & 1], 1);
+    FLOW_ADD(f, mine, bytes[side & 1], len);
     f->last_ns = now;
     if (p.key.proto == IPPROTO_TCP) {
-        count_tcp_flags(f, &p, side);
-        track_tcp(ctx, f, &p, side);
+        count_tcp_flags(f, mine, &p, side);
+        track_tcp(ctx, f, mine, &p, side);
     } else {
-        track_other(ctx, f, &p, side);
+        track_other(ctx, f, mine, &p, side);
     }
     if (p.is_first_fragment)
         remember_first_fragment(&p, &p.key, side);

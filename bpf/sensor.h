@@ -111,7 +111,19 @@ struct flow_key {
     __u8 pad;
 };
 
-/* Whole-flow state; counters cover every packet, emitted or not. Index [side]. */
+/* The per-packet counters the CPU that created a flow keeps apart (flow_state.own). */
+struct flow_counters {
+    __u64 packets[2];
+    __u64 bytes[2];
+    __u64 databytes[2];
+    __u32 tcpflags[TCPF_MAX];
+};
+
+/* Whole-flow state; counters cover every packet, emitted or not. Index [side].
+ * A flow's packets, bytes, databytes and tcpflags are the sums of the fields
+ * of those names and of `own`: the CPU that created the flow (`owner`) adds
+ * to `own` without atomics, as no other CPU writes there; the others add to
+ * the first ones atomically. Userspace folds `own` in when it reads a flow. */
 struct flow_state {
     __u64 packets[2];
     __u64 bytes[2];         /* frame bytes, Arkime's source.bytes */
@@ -141,6 +153,8 @@ struct flow_state {
     __u16 ethertype;        /* non-IP flows: the first frame's ethertype (802.3: its length field) */
     __u32 syn_seq;          /* TCP: the client's initial sequence number (its first SYN's, or a first
                              * SYN-ACK's ack - 1; 0 unknown): a SYN repeating it is no new connection */
+    __u32 owner;            /* 1 + the id of the CPU that created the flow */
+    struct flow_counters own;
 };
 
 /* Port rules: (proto, port, role) -> nonzero. role 0 = client port, 1 = server port. */

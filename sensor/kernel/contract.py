@@ -157,7 +157,18 @@ class FlowKey(ct.Structure):
     ]
 
 
+class FlowCounters(ct.Structure):
+    _fields_ = [
+        ("packets", ct.c_uint64 * 2),
+        ("bytes", ct.c_uint64 * 2),
+        ("databytes", ct.c_uint64 * 2),
+        ("tcpflags", ct.c_uint32 * TCPF_COUNT),
+    ]
+
+
 class FlowState(ct.Structure):
+    """struct flow_state. As the kernel keeps it, the counters of the CPU
+    that created the flow are apart, in `own`; `folded()` gives the totals."""
     _fields_ = [
         ("packets", ct.c_uint64 * 2),
         ("bytes", ct.c_uint64 * 2),
@@ -184,7 +195,22 @@ class FlowState(ct.Structure):
         ("flags", ct.c_uint8),
         ("ethertype", ct.c_uint16),
         ("syn_seq", ct.c_uint32),
+        ("owner", ct.c_uint32),
+        ("own", FlowCounters),
     ]
+
+    def folded(self) -> FlowState:
+        """This state with `own` added into the counters of the same names,
+        then `own` and `owner` zeroed: what the flow counted on every CPU, as
+        one set of counters (the Python mirror's states are always folded)."""
+        own = self.own
+        for name in ("packets", "bytes", "databytes", "tcpflags"):
+            total, part = getattr(self, name), getattr(own, name)
+            for i in range(len(total)):
+                total[i] += part[i]
+        ct.memset(ct.byref(own), 0, ct.sizeof(own))
+        self.owner = 0
+        return self
 
 
 def retired_key(key: bytes, retired: int) -> bytes:

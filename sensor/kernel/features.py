@@ -18,6 +18,7 @@ HELPERS: dict[int, tuple[str, str, str]] = {
     2: ("bpf_map_update_elem", "3.19", "new flows"),
     3: ("bpf_map_delete_elem", "3.19", "a TCP connection reusing a closed one's ports"),
     5: ("bpf_ktime_get_ns", "4.1", "flow and packet times"),
+    8: ("bpf_get_smp_processor_id", "4.1", "flow counters without atomics on the CPU that created the flow"),
     160: ("bpf_ktime_get_coarse_ns", "5.11", "flow and packet times live, where a tick is <= 1 ms"),
     130: ("bpf_ringbuf_output", "5.8", "packets of selected flows to userspace"),
     134: ("bpf_ringbuf_query", "5.8", "waking the reader once per batch"),

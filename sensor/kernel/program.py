@@ -65,7 +65,7 @@ _KEY_SIZE, _STATE_SIZE = ct.sizeof(FlowKey), ct.sizeof(FlowState)
 _KEY_PROTO = struct.Struct(f"<{FlowKey.proto.offset}xB{_KEY_SIZE - FlowKey.proto.offset - 1}x")
 _STATE_TIMES = struct.Struct(
     f"<QQ{FlowState.first_ns.offset - 16}xQQ{FlowState.flags.offset - FlowState.last_ns.offset - 8}xB"
-    f"{_STATE_SIZE - FlowState.flags.offset - 1}x")
+    f"{FlowState.own.offset - FlowState.flags.offset - 1}xQQ{_STATE_SIZE - FlowState.own.offset - 16}x")
 
 
 def _wanted(attention: Attention | None, keys: ct.Array, values: ct.Array, n: int) -> Iterable[int]:
@@ -75,8 +75,8 @@ def _wanted(attention: Attention | None, keys: ct.Array, values: ct.Array, n: in
     protos = _KEY_PROTO.iter_unpack(memoryview(keys).cast("B")[:n * _KEY_SIZE])
     states = _STATE_TIMES.iter_unpack(memoryview(values).cast("B")[:n * _STATE_SIZE])
     wants = attention.wants
-    return [i for i, ((proto,), (p0, p1, first, last, flags)) in enumerate(zip(protos, states))
-            if wants(proto, flags, p0 + p1, first, last)]
+    return [i for i, ((proto,), (p0, p1, first, last, flags, own0, own1)) in enumerate(zip(protos, states))
+            if wants(proto, flags, p0 + p1 + own0 + own1, first, last)]
 
 
 def coarse_clock_is_exact() -> bool:
@@ -193,6 +193,11 @@ class SensorProgram:
         return sum(values)
 
     def flow(self, key: FlowKey) -> FlowState | None:
+        state = self._stored_flow(key)
+        return state.folded() if state is not None else None
+
+    def _stored_flow(self, key: FlowKey) -> FlowState | None:
+        """The entry as the kernel keeps it (`own` apart): what a write back must start from."""
         state = FlowState()
         if _lib().bpf_lookup_elem(self._map_fd["flows"], ct.byref(key), ct.byref(state)) < 0:
             return None
@@ -216,7 +221,7 @@ class SensorProgram:
             n = got.value
             present += n
             yield from [(FlowKey.from_buffer_copy(keys, i * _KEY_SIZE),
-                         FlowState.from_buffer_copy(values, i * _STATE_SIZE))
+                         FlowState.from_buffer_copy(values, i * _STATE_SIZE).folded())
                         for i in _wanted(attention, keys, values, n)]
             if failed:
                 if err != errno.ENOENT:     # ENOENT: the table's end
@@ -240,7 +245,7 @@ class SensorProgram:
     def set_verdict(self, key: FlowKey, verdict: Verdict) -> bool:
         """Write a verdict into an existing flow (BYPASSED stops emission but
         not counting). False if the kernel no longer has the flow."""
-        state = self.flow(key)
+        state = self._stored_flow(key)
         if state is None:
             return False
         state.verdict = verdict
