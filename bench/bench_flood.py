@@ -6,26 +6,43 @@ Offline (`xdpsensor read`, a process of its own per run), on two paths:
   (table, plugin state, registry, record);
 - `kernel-only`: the pre-filter (the real program as root, its Python mirror
   otherwise) with a rule no flow matches: every flow's record is made from the
-  flow table's counters, as a live sensor records the flows no rule selects.
-Baselines in the same run: the same number of frames in ONE flow (per-frame
+  flow table's counters, as a live sensor records the flows no rule selects;
+  with no plugin, and with a plugin whose save hook does nothing (the bundled
+  http plugin has one: a default sensor's case). Each beside the same run on
+  the code of `--before` (default main): the baseline.
+Other baselines in the same run: the same number of frames in ONE flow (per-frame
 cost without per-session cost), and the SQLite sink alone taking as many
-records (the store's own ceiling). Rates are given per wall-clock second and
+records (the store's own ceiling). The kernel's table holds 65,536 flows: with
+`--udp-timeout` short enough for the `--capture-rate`, flows end (and are
+recorded) before the table is full; otherwise the full table evicts them
+(counted in the summary, not recorded). Rates are given per wall-clock second and
 per CPU second of the process (user + system, every thread): on a shared
 machine the second is the one that means something.
+
+From the table (`--table`, root): the record path alone, as a live sensor's
+scan of the kernel's table runs it, without the frames: a real program's
+table filled from userspace with `--flows` ended UDP flows, one
+`Pipeline.expire_kernel` pass, the records through the output writer into the
+store; with and without a save hook, each beside `--before`'s code, each in a
+process of its own.
 
 Live (`--live`, root): `xdpsensor run` on a lab of its own, trafgen sending
 one-packet UDP flows (source and destination ports both stepping, so no two
 packets share a flow) at a fixed rate; the flows are those no rule selects
 (`--selected`: a rule selects them all, so every packet crosses the ring).
 
-    python -m bench.bench_flood [--flows 200000] [--max-sessions 10000] [--skip-offline]
+    python -m bench.bench_flood [--flows 200000] [--max-sessions 10000] [--capture-rate 100000] [--udp-timeout 60]
+                                [--before main]
+    python -m bench.bench_flood --table [--flows 1000000] [--before main]
     python -m bench.bench_flood --live [--flows 100000] [--rate 20000] [--selected]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import struct
@@ -33,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from sensor.hooks import FinishedSession
@@ -51,28 +69,52 @@ def udp_frame(src: int, sport: int, payload: bytes = b"x") -> bytes:
     return _ETH + ip + struct.pack("!HHHH", sport, FLOOD_PORT, 8 + len(payload), 0) + payload
 
 
-def write_capture(path: Path, frames: int, one_flow: bool) -> None:
-    """`frames` frames, 100,000 per second of capture time: one flow, or each frame a flow of its own."""
+def write_capture(path: Path, frames: int, one_flow: bool, rate: int = 100_000) -> None:
+    """`frames` frames, `rate` per second of capture time: one flow, or each frame a flow of its own."""
     with open(path, "wb") as out:
         out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
         same = udp_frame(1, 1000)
         for i in range(frames):
             frame = same if one_flow else udp_frame(1 + i // 60000, 1024 + i % 60000)
-            out.write(struct.pack("<IIII", 1_700_000_000 + i // 100_000, i % 100_000 * 10, len(frame), len(frame)))
+            out.write(struct.pack("<IIII", 1_700_000_000 + i // rate, i % rate * 1_000_000 // rate,
+                                  len(frame), len(frame)))
             out.write(frame)
 
 
-def read(capture: Path, db: Path, config: Path, args: list[str]) -> tuple[float, float, int]:
-    """Wall seconds, CPU seconds and peak RSS (KiB) of one `xdpsensor read` in a process of its own."""
+def read(capture: Path, db: Path, config: Path, args: list[str], tree: Path | None = None
+         ) -> tuple[float, float, int, int]:
+    """Wall seconds, CPU seconds, peak RSS (KiB) and flows the full table evicted (unrecorded)
+    of one `xdpsensor read` in a process of its own, of this tree's code or `tree`'s."""
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "sensor", "read", str(capture), "-c", str(config),
                              "--no-default-plugins", "-o", f"sqlite:{db}", *args],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, **_in(tree))
     err = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
     if status:
         raise RuntimeError(f"read failed: {err}")
-    return time.perf_counter() - started, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+    evicted = re.search(r"flows its full table evicted (\d+)", err)
+    return (time.perf_counter() - started, usage.ru_utime + usage.ru_stime, usage.ru_maxrss,
+            int(evicted.group(1)) if evicted else 0)
+
+
+@contextlib.contextmanager
+def before_tree(rev: str) -> Iterator[Path]:
+    """The sensor package (and bpf/) of git revision `rev`, with this tree's bench/ beside it."""
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "-C", str(root), "archive", rev, "sensor", "bpf", "plugins", "protocols"],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        shutil.copytree(root / "bench", Path(tmp) / "bench")
+        yield Path(tmp)
+
+
+def _in(tree: Path | None) -> dict:
+    """Popen arguments that run the child on `tree`'s code (None: this tree's)."""
+    if tree is None:
+        return {}
+    return {"cwd": tree, "env": {**os.environ, "PYTHONPATH": str(tree)}}
 
 
 def stored(db: Path) -> int:
@@ -109,31 +151,92 @@ def line(label: str, count: int, wall: float, cpu: float, extra: str = "") -> st
             f"({wall:6.1f}s wall, {cpu:6.1f}s CPU){extra}")
 
 
-def offline(flows: int, max_sessions: int) -> None:
+SAVE_HOOK = "import arkime\n\ndef saved(session, final):\n    pass\n\narkime.register_save(saved)\n"
+
+
+def offline(flows: int, max_sessions: int, capture_rate: int, udp_timeout: float, before: str) -> None:
     kernel = "kernel" if os.geteuid() == 0 else "python"
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, before_tree(before) as old:
         tmp_dir = Path(tmp)
         config = tmp_dir / "sensor.yaml"
-        config.write_text(f"max_sessions: {max_sessions}\n")
+        config.write_text(f"max_sessions: {max_sessions}\ntimeouts: {{udp: {udp_timeout}}}\n")
+        plugin = tmp_dir / "save_hook.py"
+        plugin.write_text(SAVE_HOOK)
         db = tmp_dir / "s.db"
-        print(f"{flows:,} one-packet flows, max_sessions {max_sessions:,}, into the SQLite store")
-        paths = (("pipeline (no pre-filter)", ["--no-prefilter", "--port", f"udp:{FLOOD_PORT}"]),
-                 (f"kernel-only records ({kernel} pre-filter)", ["--prefilter", kernel, "--port", UNMATCHED]))
-        for one_flow in (True, False):
+        print(f"{flows:,} one-packet flows ({capture_rate:,}/s of capture time, UDP timeout {udp_timeout} s), "
+              f"max_sessions {max_sessions:,}, into the SQLite store; baseline: {before}")
+        kernel_only = ["--prefilter", kernel, "--port", UNMATCHED]
+        hooked = [*kernel_only, "--plugin", str(plugin)]
+        pipeline = ("pipeline (no pre-filter)", ["--no-prefilter", "--port", f"udp:{FLOOD_PORT}"], None)
+        runs = {True: (pipeline, (f"kernel-only ({kernel} pre-filter)", kernel_only, None)),
+                False: (pipeline,
+                        (f"kernel-only ({kernel} pre-filter)", kernel_only, None),
+                        (f"kernel-only, baseline {before}", kernel_only, old),
+                        ("kernel-only, a plugin save hook", hooked, None),
+                        (f"kernel-only, a plugin save hook, baseline {before}", hooked, old))}
+        for one_flow, paths in runs.items():
             capture = tmp_dir / "c.pcap"
-            write_capture(capture, flows, one_flow)
-            for label, args in paths:
-                wall, cpu, rss_kib = read(capture, db, config, args)
+            write_capture(capture, flows, one_flow, capture_rate)
+            for label, args, tree in paths:
+                wall, cpu, rss_kib, evicted = read(capture, db, config, args, tree)
                 count = stored(db)
                 what = f"baseline, frames in one flow: {label}" if one_flow else label
                 unit = flows if one_flow else count
                 print(line(what, unit, wall, cpu, f"  {'frames' if one_flow else 'sessions'}; stored {count:,}, "
-                                                  f"peak RSS {rss_kib / 1024:,.0f} MiB"))
+                                                  f"peak RSS {rss_kib / 1024:,.0f} MiB"
+                                                  + (f", evicted unrecorded {evicted:,}" if evicted else "")))
                 remove_store(db)
             capture.unlink()
         # Last: the records it holds would count in the peak RSS of the reads' forked processes.
         wall, cpu = sink_alone(db, flows)
         print(line("baseline: the SQLite sink alone", flows, wall, cpu, f"  stored {stored(db):,}"))
+
+
+def from_table(flows: int, before: str) -> None:
+    """This tree's record path and `before`'s, without and with a save hook, each in a child
+    process (its own peak RSS)."""
+    print(f"{flows:,} ended one-packet UDP flows in the kernel's table, one expiry pass into the SQLite store; "
+          f"baseline: {before}")
+    with before_tree(before) as old:
+        for label, hook, tree in (("kernel-only", False, None), (f"kernel-only, baseline {before}", False, old),
+                                  ("kernel-only, a save hook", True, None),
+                                  (f"kernel-only, a save hook, baseline {before}", True, old)):
+            with tempfile.TemporaryDirectory() as tmp:
+                out = subprocess.run([sys.executable, "-m", "bench.bench_flood", "--table-child", str(int(hook)),
+                                      "--flows", str(flows), "--db", str(Path(tmp) / "s.db")],
+                                     capture_output=True, text=True, check=True, **_in(tree)).stdout.split()
+            wall, cpu, rss_kib, count, records = float(out[0]), float(out[1]), int(out[2]), int(out[3]), int(out[4])
+            print(line(label, count, wall, cpu, f"  sessions; records {records:,}, stored {count:,}, "
+                                                f"peak RSS {rss_kib / 1024:,.0f} MiB"))
+
+
+def table_child(flows: int, hook: bool, db: Path) -> None:
+    """One `from_table` run; prints wall s, CPU s (every thread), peak RSS KiB, stored, records."""
+    import resource
+
+    from bench.bench_expiry import fill
+    from sensor.arkime.runtime import PluginRuntime
+    from sensor.flows.table import SessionTable
+    from sensor.kernel.program import ProgramOptions, SensorProgram
+    from sensor.output.writer import OutputWriter
+    from sensor.pipeline import Pipeline
+    program = SensorProgram(ProgramOptions(flow_entries=1 << max(16, (flows - 1).bit_length())))
+    try:
+        now = time.monotonic_ns()
+        fill(program, flows, flows, now)
+        runtime = PluginRuntime()
+        if hook:
+            runtime.save_hooks.append(lambda session, final: None)
+        writer = OutputWriter([SqliteStore(db)], block_when_full=True)
+        pipeline = Pipeline(runtime, SessionTable(), [writer], kernel=program)
+        cpu0, started = time.process_time(), time.perf_counter()
+        pipeline.expire_kernel(now)
+        writer.close()
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu0
+    finally:
+        program.close()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(wall, cpu, rss, stored(db), pipeline.stats.records)
 
 
 def live(flows: int, rate: int, selected: bool, max_sessions: int, workers: int | None,
@@ -199,16 +302,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flows", type=int, default=200_000)
     parser.add_argument("--max-sessions", type=int, default=10_000)
+    parser.add_argument("--capture-rate", type=int, default=100_000, help="offline: flows per second of capture time")
+    parser.add_argument("--udp-timeout", type=float, default=60, help="offline: the config's timeouts.udp (seconds)")
     parser.add_argument("--live", action="store_true", help="the live flood in a lab of its own (root)")
+    parser.add_argument("--table", action="store_true", help="records from a filled kernel table (root)")
+    parser.add_argument("--table-child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--before", default="main", help="offline and --table: the git revision to compare with")
     parser.add_argument("--rate", type=int, default=20_000, help="live: flows (packets) per second")
     parser.add_argument("--selected", action="store_true", help="live: a rule selects every flood flow")
     parser.add_argument("--workers", type=int, default=None, help="live: worker processes (default: run's)")
     parser.add_argument("--output-queue", type=int, default=65536, help="live: the config's output_queue")
     args = parser.parse_args()
-    if args.live:
+    if args.table_child is not None:
+        table_child(args.flows, bool(args.table_child), args.db)
+    elif args.table:
+        from_table(args.flows, args.before)
+    elif args.live:
         live(args.flows, args.rate, args.selected, args.max_sessions, args.workers, args.output_queue)
     else:
-        offline(args.flows, args.max_sessions)
+        offline(args.flows, args.max_sessions, args.capture_rate, args.udp_timeout, args.before)
 
 
 if __name__ == "__main__":

@@ -134,6 +134,9 @@ class Sensor:
         """The sensor's own listener, last in the chain: report new losses."""
         self._report_losses()
 
+    def sessions_finished(self, batch: Sequence[FinishedSession]) -> None:
+        self._report_losses()
+
     def _report_losses(self) -> None:
         """Publish what failed since the last report: plugin callbacks, listener calls, output writes.
         Runs for every finished session, so it first checks one cheap sum of the counters."""

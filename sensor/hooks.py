@@ -84,6 +84,11 @@ class Listener(Protocol):
     def session_finished(self, finished: FinishedSession) -> None:
         """The session's record is built (possibly later than its end, when a plugin deferred the save)."""
 
+    def sessions_finished(self, batch: Sequence[FinishedSession]) -> None:
+        """Several records built at once (a scan of the kernel's flow table): one call for the
+        batch. A listener without this hook gets `session_finished` for each of them; one with
+        it has `session_finished` too (a record may also finish alone)."""
+
 
 HOOKS: tuple[str, ...] = tuple(name for name in vars(Listener) if not name.startswith("_"))
 
@@ -121,6 +126,15 @@ class ListenerChain:
                 calls[hook].append((f"{type(listener).__name__}.{hook}", getattr(listener, hook)))
         self._calls = {hook: tuple(found) for hook, found in calls.items()}
         self.wants_packets = bool(self._calls["packet"])
+        # Per listener, its batch hook, or else its one-session hook (a FinishedCollector, a test's listener).
+        batch_calls: list[tuple[str, Callable[..., Any], bool]] = []
+        for listener in self.listeners:
+            for hook in ("sessions_finished", "session_finished"):
+                call = getattr(listener, hook, None)
+                if callable(call):
+                    batch_calls.append((f"{type(listener).__name__}.{hook}", call, hook == "sessions_finished"))
+                    break
+        self._batch_calls = tuple(batch_calls)
 
     def session_opened(self, session: Session) -> None:
         self._each("session_opened", session)
@@ -152,6 +166,14 @@ class ListenerChain:
 
     def session_finished(self, finished: FinishedSession) -> None:
         self._each("session_finished", finished)
+
+    def sessions_finished(self, batch: Sequence[FinishedSession]) -> None:
+        for where, call, whole in self._batch_calls:
+            for arg in (batch,) if whole else batch:
+                try:
+                    call(arg)
+                except Exception as exc:
+                    self.errors.report(where, exc)
 
     def _each(self, hook: str, *args: Any) -> None:
         for where, call in self._calls[hook]:

@@ -22,10 +22,12 @@ from sensor.flows.events import SessionEnded, SessionStarted, StateChanged
 from sensor.flows.session import Session
 from sensor.flows.table import FlowOrigin, SessionTable
 from sensor.hooks import FinishedSession, ListenerChain, SessionEnding
+from sensor.ids import new_id
 from sensor.kernel.contract import (
     TCPF_ZERO_HI, TCPF_ZERO_LO, TCPFLAG_NAMES, FlowKey, FlowState, Verdict, key_endpoints, retired_key,
 )
 from sensor.kernel.flowfilter import FlowFilter
+from sensor.kernel.flowrecord import KernelFlowView, kernel_spi
 from sensor.kernel.flowsession import Attention, end_reason, flow_session, lump
 from sensor.packet import IPPROTO_TCP, LINKTYPE_ETHERNET, NotIp, PacketError, decode_frame
 from sensor.prefilter import flow_hash
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 SAVE_EVERY = 480.0  # seconds between mid-session records of a TCP session (Arkime's tcpSaveTimeout)
 MAX_PACKETS = 10000  # packets after which a session gets a mid-session record (Arkime's maxPackets)
 SAVE_SCAN_EVERY = 10.0  # seconds between looks for TCP sessions due a time-based record
+EMIT_BATCH = 256  # kernel-only records handed to the listeners at once
 
 
 class KernelSaves:
@@ -139,7 +142,7 @@ class Pipeline:
         self._pending_key: bytes | None = None
         self._delivered: dict[bytes, int] = {}
         # by sessionId: ended, not saved yet (no SessionEnding: a kernel-only flow's)
-        self._deferred: dict[str, tuple[Session, SessionEnding | None]] = {}
+        self._deferred: dict[str, tuple[Session | KernelFlowView, SessionEnding | None]] = {}
         self._feeding = False                # inside feed: listeners and handlers may call terminate
         self._terminating: list[Session] = []  # ... which then waits for the packet to be done
         # Long sessions, by Session.id: records saved so far, next time-based save, and the
@@ -152,6 +155,7 @@ class Pipeline:
         self.shard = shard
         self._kernel_ids = count(1)
         self._kernel_saves: dict[tuple[bytes, int], KernelSaves] = {}  # kernel-only flows with mid-session records
+        self._batch: list[FinishedSession] = []     # kernel-only records of the scan under way
 
     def feed(self, frame: bytes, timestamp: float, kernel_key: bytes | None = None,
              linktype: int = LINKTYPE_ETHERNET, wire_len: int | None = None) -> None:
@@ -250,6 +254,7 @@ class Pipeline:
                     self._record_kernel_flow(key, state, reason)
             elif state.verdict != Verdict.BYPASSED and self._kernel_save_due(key, state):
                 self._save_kernel_mid(key, state)
+        self._emit_batch()
         self.kernel.delete_flows(ended)
         self.stats.kernel_expired += len(ended)
         self._finish_deferred(force=False)
@@ -302,14 +307,14 @@ class Pipeline:
             return
         if key.family == 0:     # a non-IP flow: no plugin sees those (as EtherSessions' records)
             self.stats.kernel_records += 1
-            self.emit(kernel_record(key, state, reason, self.kernel.clock_offset_ns))
+            self._emit_batched(kernel_record(key, state, reason, self.kernel.clock_offset_ns))
             return
-        session_id = saves.session_id if saves else next(self._kernel_ids)
-        session = flow_session(key, saves.since(state) if saves else state, session_id,
-                               self.kernel.clock_offset_ns)
-        if saves:
-            session.uid = saves.uid
-        handle = self.runtime.session_started(session)
+        # The record straight from the counters: plugins' save hooks see it through a view of it,
+        # and it is rendered again only if one of them adds a field (not the case in a flood).
+        rendered = kernel_spi(key, saves.since(state) if saves else state, self.kernel.clock_offset_ns)
+        session = KernelFlowView(saves.session_id, saves.uid, rendered) if saves else \
+            KernelFlowView(next(self._kernel_ids), new_id(), rendered)
+        handle = self.runtime.session_started(session, rendered)
         extra: dict = {"xdpsensor": {"endReason": reason, "sessionId": session.uid, "delivered": 0}}
         if state.ring_lost:
             extra["xdpsensor"]["ringLost"] = state.ring_lost
@@ -320,7 +325,7 @@ class Pipeline:
         if record is None:
             self._deferred[session.uid] = (session, None)
         else:
-            self.emit(record)
+            self._emit_batched(record)
 
     def close(self) -> None:
         """End every session (shutdown / end of capture), the kernel's own flows
@@ -331,6 +336,7 @@ class Pipeline:
         for key, state, _ in lump(kernel_only):
             if state.verdict != Verdict.BYPASSED:
                 self._record_kernel_flow(key, state, "shutdown")
+        self._emit_batch()
         for record in self.ether.close_all():
             self.emit(record)
         self._finish_deferred(force=True)
@@ -469,6 +475,19 @@ class Pipeline:
         """Hand a record built outside the session table (a kernel-only flow) to the listeners."""
         self.stats.records += 1
         self.hooks.session_finished(FinishedSession(record))
+
+    def _emit_batched(self, record: dict) -> None:
+        """`emit` for a scan of the kernel's table: the listeners get its records EMIT_BATCH at a
+        time (an output queues a batch as one item), at the latest when the scan is over."""
+        self.stats.records += 1
+        self._batch.append(FinishedSession(record))
+        if len(self._batch) >= EMIT_BATCH:
+            self._emit_batch()
+
+    def _emit_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        if batch:
+            self.hooks.sessions_finished(batch)
 
     def _finish(self, session: Session, record: dict, ending: SessionEnding) -> None:
         self.hooks.record_saving(session, record)

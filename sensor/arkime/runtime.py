@@ -119,9 +119,12 @@ class PluginRuntime:
             self._deferred.append(self._finish(st))
 
     # -- the session layer's side ---------------------------------------------------
-    def session_started(self, view: SessionView) -> int:
-        """Register a session; returns the opaque handle plugins will see."""
-        st = PluginSession(self._new_handle(), view)
+    def session_started(self, view: SessionView, rendered: dict | None = None) -> int:
+        """Register a session; returns the opaque handle plugins will see. `rendered`:
+        the session's record as `render_spi` gives it with no plugin field (a kernel-only
+        flow's, built from its counters); the final save returns it as it is unless a
+        plugin added a field or tag."""
+        st = PluginSession(self._new_handle(), view, rendered=rendered)
         transport = TRANSPORTS.get(view.ip_protocol)
         if transport:
             st.values[self.fields.protocols.pos] = {transport: None}
@@ -280,7 +283,10 @@ class PluginRuntime:
     # -- internals ------------------------------------------------------------------
     def _finish(self, st: PluginSession) -> dict:
         self._run_hooks(self.save_hooks, st, 1, "save")
-        record = render_spi(st.view, self.fields, st.values)
+        if st.rendered is not None and not st.view.tags and self._untouched(st):
+            record = st.rendered
+        else:
+            record = render_spi(st.view, self.fields, st.values)
         record.update(st.extra)
         del self._sessions[st.handle]
         for p in st.parsers:
@@ -289,6 +295,15 @@ class PluginRuntime:
         st.parsers.clear()
         st.attrs.clear()
         return record
+
+    def _untouched(self, st: PluginSession) -> bool:
+        """No plugin field on the session: its values are only what session_started gave it."""
+        values = st.values
+        if not values:
+            return True
+        transport = values.get(self.fields.protocols.pos)
+        return len(values) == 1 and transport is not None and transport.keys() == {
+            TRANSPORTS.get(st.view.ip_protocol)}
 
     def _run_hooks(self, hooks: list[Callback], st: PluginSession, final: int, kind: str) -> None:
         prev, self.dispatching = self.dispatching, True

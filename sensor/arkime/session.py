@@ -85,6 +85,7 @@ class PluginSession:
     ending: bool = False  # final save requested, waiting for refcount to reach 0
     silenced: bool = False  # a callback ran out of time: no plugin sees this session again
     extra: dict[str, Any] = field(default_factory=dict)  # merged into the record (the host's own keys)
+    rendered: dict | None = None  # the record as rendered before any plugin ran (session_started's)
 
     def live_parsers(self) -> int:
         return sum(p is not None for p in self.parsers)

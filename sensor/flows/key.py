@@ -48,8 +48,14 @@ def community_id(src_ip: str, dst_ip: str, sport: int | None, dport: int | None,
     For other protocols pass ports 0 to get Arkime's value, None for the spec's.
     """
     family = socket.AF_INET6 if ":" in src_ip else socket.AF_INET
-    saddr = socket.inet_pton(family, src_ip)
-    daddr = socket.inet_pton(family, dst_ip)
+    return community_id_packed(socket.inet_pton(family, src_ip), socket.inet_pton(family, dst_ip),
+                               sport, dport, proto, seed)
+
+
+def community_id_packed(saddr: bytes, daddr: bytes, sport: int | None, dport: int | None, proto: int,
+                        seed: int = 0) -> str:
+    """`community_id` of addresses already packed (4 or 16 bytes each): a
+    kernel flow's key holds them so, and a flood's records skip the text round trip."""
     if proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
         counterparts = _ICMP_COUNTERPART if proto == IPPROTO_ICMP else _ICMPV6_COUNTERPART
         icmp_type, icmp_code = sport or 0, dport or 0

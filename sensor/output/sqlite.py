@@ -24,7 +24,7 @@ from sensor.models import Frame, new_id
 from sensor.output.sqlite_schema import StoreError, connect_reader, connect_writer
 
 DEFAULT_MAX_FRAMES = 1000
-DEFAULT_BATCH = 1000  # sessions per transaction
+DEFAULT_BATCH = 8192  # sessions per transaction at most: in a flood, fewer larger commits cost less per row
 DEFAULT_MAX_DELAY = 1.0  # seconds a queued session may wait for its commit
 DEFAULT_LIST_LIMIT = 100
 MAX_CANDIDATES = 10  # ids listed when a prefix is ambiguous

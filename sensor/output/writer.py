@@ -17,7 +17,7 @@ import logging
 import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -57,34 +57,84 @@ class _Control:
         self.done = threading.Event()
 
 
+Item = FinishedSession | tuple[FinishedSession, ...] | _Control
+
+
+class _SessionQueue:
+    """A sink's FIFO, bounded in sessions: a batch (a tuple of sessions, one item) counts as
+    its size, a control request as nothing. `maxsize` sessions at most (more only for a
+    single batch larger than that, which waits for an empty queue)."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self.sessions = 0
+        self._items: deque[tuple[Item, int]] = deque()
+        self._lock = threading.Lock()
+        self._not_empty = threading.Condition(self._lock)
+        self._not_full = threading.Condition(self._lock)
+
+    def put(self, item: Item, size: int, block: bool = True, timeout: float | None = None) -> None:
+        """Queue `item` (`size` sessions); queue.Full when there was no room (in time)."""
+        with self._not_full:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while size and self.sessions and self.sessions + size > self.maxsize:
+                left = None if deadline is None else deadline - time.monotonic()
+                if not block or (left is not None and left <= 0):
+                    raise queue.Full
+                self._not_full.wait(left)
+            self._items.append((item, size))
+            self.sessions += size
+            self._not_empty.notify()
+
+    def get(self, block: bool = True) -> Item:
+        """The oldest item; queue.Empty when there is none and `block` is False."""
+        with self._not_empty:
+            while not self._items:
+                if not block:
+                    raise queue.Empty
+                self._not_empty.wait()
+            item, size = self._items.popleft()
+            self.sessions -= size
+            self._not_full.notify_all()
+            return item
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def clear(self) -> int:
+        """Forget every queued item; the sessions they held."""
+        with self._lock:
+            left, self.sessions = self.sessions, 0
+            self._items.clear()
+            self._not_full.notify_all()
+            return left
+
+
 class _SinkThread:
     def __init__(self, name: str, sink: Output, capacity: int) -> None:
         self.sink = sink
         self.stats = SinkStats(name)
         self._failed_ops: Counter[str] = Counter()
-        self.queue: queue.Queue[FinishedSession | _Control] = queue.Queue(capacity)
+        self.queue = _SessionQueue(capacity)
         self.thread = threading.Thread(target=self._run, name=f"xdpsensor-output-{name}", daemon=True)
 
-    def offer(self, finished: FinishedSession, block: bool, deadline: float | None) -> None:
+    def offer(self, finished: FinishedSession | tuple[FinishedSession, ...], block: bool,
+              deadline: float | None) -> None:
+        """Queue one session, or a batch as one item (dropped whole, and counted, when it does not fit)."""
+        size = len(finished) if type(finished) is tuple else 1
         try:
-            self.queue.put(finished, block=block, timeout=_left(deadline) if block else None)
+            self.queue.put(finished, size, block=block, timeout=_left(deadline) if block else None)
         except queue.Full:
-            self.stats.dropped += 1
+            self.stats.dropped += size
 
     def abandon(self) -> int:
         """Take the sessions still queued off the queue (the sink is left behind); how many there were."""
-        with self.queue.mutex:
-            left = [item for item in self.queue.queue if isinstance(item, FinishedSession)]
-            self.queue.queue.clear()
-        return len(left)
+        return self.queue.clear()
 
-    def request(self, op: str, deadline: float | None) -> _Control | None:
-        """Queue `op` behind what is queued; None if there was no room before the deadline."""
+    def request(self, op: str) -> _Control:
+        """Queue `op` behind what is queued (it takes no room)."""
         control = _Control(op)
-        try:
-            self.queue.put(control, timeout=_left(deadline))
-        except queue.Full:
-            return None
+        self.queue.put(control, 0)
         return control
 
     def _run(self) -> None:
@@ -102,19 +152,20 @@ class _SinkThread:
                     self._call("flush")
                     flushed, unflushed = time.monotonic(), False
                 continue
-            if isinstance(item, FinishedSession):
-                self._write(item)
-                unflushed = True
-                if time.monotonic() - flushed >= FLUSH_EVERY:
-                    self._call("flush")
+            if type(item) is _Control:
+                self._call(item.op)
+                item.done.set()
+                if item.op in ("flush", "close"):
                     flushed, unflushed = time.monotonic(), False
+                if item.op == "close":
+                    return
                 continue
-            self._call(item.op)
-            item.done.set()
-            if item.op in ("flush", "close"):
+            for finished in item if type(item) is tuple else (item,):
+                self._write(finished)
+            unflushed = True
+            if time.monotonic() - flushed >= FLUSH_EVERY:
+                self._call("flush")
                 flushed, unflushed = time.monotonic(), False
-            if item.op == "close":
-                return
 
     def _write(self, finished: FinishedSession) -> None:
         try:
@@ -184,6 +235,15 @@ class OutputWriter:
         for sink in self._sinks:
             sink.offer(finished, self.block_when_full, self.wait_deadline)
 
+    def sessions_finished(self, batch: Sequence[FinishedSession]) -> None:
+        """Several sessions at once: one queue item per sink for up to a queue's room of them."""
+        if self._state != "running":
+            self._start()
+        for sink in self._sinks:
+            step = max(1, sink.queue.maxsize)
+            for start in range(0, len(batch), step):
+                sink.offer(tuple(batch[start:start + step]), self.block_when_full, self.wait_deadline)
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every session queued so far is written and each sink flushed.
         False if some sink did not get there within `timeout` seconds."""
@@ -225,7 +285,7 @@ class OutputWriter:
         if self._state != "running":
             self._start()
         deadline = None if timeout is None else time.monotonic() + timeout
-        requests = [sink.request(op, deadline) for sink in self._sinks]
+        requests = [sink.request(op) for sink in self._sinks]
         if not wait:
             return True
-        return all([control is not None and control.done.wait(_left(deadline)) for control in requests])
+        return all([control.done.wait(_left(deadline)) for control in requests])
