@@ -57,6 +57,9 @@ BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 BPF_ARRAY_OF_MAPS(rings, "events", SENSOR_RINGS_MAX);
 /* enum udp_tunnel by host-order UDP destination port (sensor/kernel/program.py fills it). */
 BPF_ARRAY(udp_tunnels, __u8, 65536);
+/* With sensor_config.vlan_key: by VLAN id, 1 + the id its flows are keyed on (Arkime's
+ * [vlan-vni-collapse]); 0: its own id. */
+BPF_ARRAY(vlan_collapse, __u16, 4096);
 
 /* What a UDP destination port carries: the walk (parse.h) asks for UDP packets only. */
 static __always_inline __u8 udp_tunnel_kind(__u16 port)
@@ -233,6 +236,15 @@ static __always_inline int parse_frame(struct xdp_md *ctx, struct parsed *p)
     asm volatile("" ::: "memory");
     int l4 = parse_l4((void *)(long)ctx->data, (void *)(long)ctx->data_end, p, w->l4_end);
     return l4 == -1 ? WALK_TRUNCATED : WALK_FLOW;
+}
+
+/* The VLAN id a flow is keyed on (sensor_config.vlan_key): the frame's first,
+ * or the one its collapse group is keyed on. */
+static __always_inline __u16 vlan_key_of(__u16 vlan)
+{
+    __u32 idx = vlan & 0xfff;
+    __u16 *collapsed = vlan_collapse.lookup(&idx);
+    return collapsed && *collapsed ? *collapsed - 1 : vlan;
 }
 
 /* Order the endpoints so both directions share one key; returns the
@@ -513,7 +525,7 @@ static __always_inline void sctp_payload8(struct xdp_md *ctx, struct flow_state 
 }
 
 /* Arkime's databytes of a packet of any protocol but TCP: its payload for
- * UDP, SCTP and ICMP, ESP's without the ESP header, nothing for the protocols
+ * UDP, SCTP and ICMP (to the frame's end: see track_other), ESP's without the ESP header, nothing for the protocols
  * Arkime has no session type for (IGMP, OSPF, GRE, ...). */
 static __always_inline __u32 other_databytes(__u8 proto, __u32 len)
 {
@@ -546,7 +558,13 @@ static __always_inline void note_distinct(__u8 *set, __u8 *n, __u8 value)
 static __always_inline void track_other(struct xdp_md *ctx, struct flow_state *f, int mine,
                                         const struct parsed *p, __u8 side)
 {
-    FLOW_ADD(f, mine, databytes[side & 1], other_databytes(p->key.proto, p->payload_len));
+    __u32 len = p->payload_len;
+    if (p->key.proto == IPPROTO_ICMP || p->key.proto == IPPROTO_ICMPV6_) {
+        /* Arkime counts ICMP to the end of the frame (pktlen - payloadOffset): Ethernet padding too */
+        __u32 frame_len = ctx->data_end - ctx->data;
+        len = frame_len > p->payload_off ? frame_len - p->payload_off : 0;
+    }
+    FLOW_ADD(f, mine, databytes[side & 1], other_databytes(p->key.proto, len));
     if (p->has_icmp) {
         note_distinct(f->icmp_type, &f->icmp_types, p->icmp_type);
         note_distinct(f->icmp_code, &f->icmp_codes, p->icmp_code);
@@ -727,6 +745,8 @@ int xdp_sensor(struct xdp_md *ctx)
     count(STAT_PARSED);
     if (p.key.proto != IPPROTO_TCP && p.key.proto != IPPROTO_UDP)
         count(STAT_OTHER_L4);
+    if (cfg->vlan_key)
+        p.key.vlan = vlan_key_of(p.vlan[0]);
 
     __u8 side = canonicalize(&p.key);
     __u64 now = now_ns();

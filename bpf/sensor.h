@@ -99,16 +99,18 @@ enum sensor_stat {
 /* Canonical flow key: the endpoint with the lower (address, port) is LO, so
  * both directions of a flow find the same entry. Addresses are 16 bytes;
  * IPv4 uses the first 4 and zeroes the rest. Ports in network byte order.
- * VLAN ids are not part of it (Arkime's rule): a flow a SPAN port shows on
- * two VLANs is one flow, and flow_state.vlan lists them. */
+ * VLAN ids are not part of it (Arkime's default): a flow a SPAN port shows on
+ * two VLANs is one flow, and flow_state.vlan lists them; with vlan_key set,
+ * the first VLAN id is (Arkime's sessionIdTracking=vlan). */
 struct flow_key {
     __u8 addr[32];          /* LO address at 0, HI at 16 (bcc mis-sizes 2-D arrays) */
     __u16 port[2];          /* TCP, UDP, SCTP; 0 for other protocols (Arkime keys them by addresses) */
     __u8 proto;             /* the IP protocol (IPv6: after the extension headers) */
     __u8 family;            /* 4 or 6 */
-    __u8 retired;           /* 0: the live flow. 1..SENSOR_REUSE_MAX: an earlier TCP connection on this
+    __u16 vlan : 12;        /* with sensor_config.vlan_key (Arkime's sessionIdTracking=vlan): the first VLAN id
+                             * after the `vlan_collapse` table; else 0 */
+    __u16 retired : 4;      /* 0: the live flow. 1..SENSOR_REUSE_MAX: an earlier TCP connection on this
                              * 5-tuple that a new SYN ended (Arkime's port reuse), kept for its record */
-    __u8 pad;
 };
 
 /* The per-packet counters the CPU that created a flow keeps apart (flow_state.own). */
@@ -190,6 +192,7 @@ struct sensor_config {
     __u32 select_proto[8];  /* bit per IP protocol: select every flow of it (--proto, match-all classifiers) */
     __u32 rings;            /* rings in use, 1..SENSOR_RINGS_MAX: a flow's records go to ring flow_hash % rings */
     __u32 wakeup_bytes;     /* wake a ring's reader when a record takes the ring past this fill */
+    __u32 vlan_key;         /* 1: flows are keyed on their first VLAN id too (flow_key.vlan) */
 };
 
 /* Later IP fragments carry no ports: they find their flow through the

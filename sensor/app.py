@@ -118,7 +118,8 @@ class Sensor:
         return program_options(self.config, rings, live)
 
     def _new_pipeline(self, kernel: FlowFilter | None) -> Pipeline:
-        table = SessionTable(self.config.timeouts, max_sessions=self.config.max_sessions)
+        table = SessionTable(self.config.timeouts, max_sessions=self.config.max_sessions,
+                             vlan_key=self.config.vlan_keying())
         # A session that neither a plugin nor a binding still wants stops crossing the ring.
         bypass = kernel is not None and (bool(self.load_report.loaded) or bool(self.bindings))
         self._reported.pop("listener", None)  # a new chain counts from 0
@@ -351,7 +352,8 @@ class Sensor:
 def program_options(cfg: SensorConfig, rings: int = 1, live: bool = False) -> ProgramOptions:
     """The program's options for `cfg`; live, the cheap tick clock where it keeps times exact to the ms."""
     return ProgramOptions(snaplen=cfg.snaplen or DEFAULT_SNAPLEN, emit_undecided=cfg.emit_undecided, rings=rings,
-                          udp_tunnels=cfg.udp_tunnel_table(), coarse_clock=live and coarse_clock_is_exact())
+                          udp_tunnels=cfg.udp_tunnel_table(), coarse_clock=live and coarse_clock_is_exact(),
+                          vlan_key=cfg.vlan_keying())
 
 
 def attach_program(cfg: SensorConfig, interfaces: Sequence[str], netns: str | None = None, mode: str = "auto",

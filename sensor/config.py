@@ -23,6 +23,9 @@ is attached, with the key that is wrong and what it should be.
                                        # CPU up to 8; read, 1)
     flows: all                         # or selected: records only for flows a rule selected (--flows)
     protos: [icmp]                     # select every flow of these IP protocols (--proto)
+    vlan_key: true                     # key flows on their first VLAN id too (Arkime's sessionIdTracking=vlan)
+    vlan_collapse: {0: [50, 100]}      # with vlan_key, these VLANs key as the id they are listed under
+                                       # (Arkime's [vlan-vni-collapse])
 
 Relative paths are relative to the file's directory."""
 from __future__ import annotations
@@ -37,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from sensor.errors import SensorError
+from sensor.flows.key import VlanKeying
 from sensor.flows.table import FlowTimeouts
 from sensor.kernel.contract import MAX_SNAPLEN, RINGS_MAX
 from sensor.kernel.rules import RuleError, parse_proto_spec
@@ -79,11 +83,29 @@ class SensorConfig:
     flows: str = "all"          # "all": every flow has a record; "selected": only flows a rule selected
     protos: list[str] = field(default_factory=list)   # IP protocols whose every flow is selected, as --proto
     udp_tunnels: str | None = None  # NAME:PORT,... the UDP tunnels taken apart (None: Arkime's ports)
+    vlan_key: bool = False          # flows keyed on their first VLAN id too (Arkime's sessionIdTracking=vlan)
+    vlan_collapse: dict = field(default_factory=dict)   # keyed id -> the VLAN ids keyed as it
     base_dir: Path = field(default_factory=Path.cwd)
 
     def udp_tunnel_table(self) -> Mapping[int, int]:
         """UDP destination port -> the tunnel it carries (sensor.walk.parse_udp_tunnels)."""
         return DEFAULT_UDP_TUNNELS if self.udp_tunnels is None else parse_udp_tunnels(self.udp_tunnels)
+
+    def vlan_keying(self) -> VlanKeying | None:
+        """How flows are keyed on VLANs (None: not at all, Arkime's default); raises ValueError."""
+        if not self.vlan_key:
+            if self.vlan_collapse:
+                raise ValueError("vlan_collapse needs vlan_key: true")
+            return None
+        collapse = {}
+        for keyed, vlans in self.vlan_collapse.items():
+            if not isinstance(vlans, list):
+                raise ValueError(f"vlan_collapse: {keyed}: give a list of VLAN ids, not {vlans!r}")
+            try:
+                collapse.update((int(vlan), int(keyed)) for vlan in vlans)
+            except (TypeError, ValueError):
+                raise ValueError(f"vlan_collapse: {keyed}: {vlans}: VLAN ids are numbers") from None
+        return VlanKeying(collapse)
 
     def plugin_paths(self) -> list[Path]:
         """Bundled plugins first (when on), then the user's, in the order given."""
@@ -97,7 +119,7 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
     "output_queue": int,
     "snaplen": int, "emit_undecided": bool, "user": (str, int), "group": (str, int), "metrics": (str, int),
     "status_interval": (int, float), "plugin_time_budget": (int, float), "workers": int,
-    "save_every": (int, float), "max_packets": int, "udp_tunnels": str,
+    "save_every": (int, float), "max_packets": int, "udp_tunnels": str, "vlan_key": bool, "vlan_collapse": dict,
     "flows": str, "protos": list,
 }
 FLOWS = ("all", "selected")
@@ -193,6 +215,10 @@ def check_config(cfg: SensorConfig, where: str = "config") -> None:
         cfg.udp_tunnel_table()
     except ValueError as e:
         raise ConfigError(f"{where}: udp_tunnels: {e}") from None
+    try:
+        cfg.vlan_keying()
+    except ValueError as e:
+        raise ConfigError(f"{where}: {e}") from None
     for key in ("status_interval", "plugin_time_budget", "save_every"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"{where}: {key} must be 0 (off) or a positive number of seconds")

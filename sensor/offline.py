@@ -31,6 +31,7 @@ from sensor.arkime.runtime import PluginRuntime
 from sensor.capture.pcapfile import PcapError, PcapRecord, Span, iter_runs
 from sensor.capture.ring import RingReader
 from sensor.flows.ether import ether_flow_key
+from sensor.flows.key import VlanKeying
 from sensor.flows.table import FlowTimeouts, SessionTable
 from sensor.hooks import FinishedCollector
 from sensor.kernel.contract import IPPROTO_TCP, REUSE_MAX, FlowKey, FlowState, Stat, Verdict, retired_key
@@ -135,6 +136,7 @@ class TestRunTable:
     def __init__(self, program: SensorProgram, keep_every: int = 1 << 20) -> None:
         """`keep_every`: test runs between forgetting the clock marks no flow refers to."""
         self.program = program
+        self.options = program.options
         self.keep_every = keep_every
         self._ring = RingReader(program.ring_fds[0], program.ring_size)
         self._clock = _CaptureClock()
@@ -223,7 +225,7 @@ class CaptureFilter:
         on the flow and side it counted them (the program's own attribution,
         replayed from its parse). A later fragment counts its payload, not its
         frame: nothing to correct."""
-        p = parse_frame(frame)
+        p = parse_frame(frame, self.table.options.udp_tunnels, self.table.options.vlan_key)
         if not isinstance(p, ParsedFrame):
             found = ether_flow_key(frame) if p == NOT_IP else None
             if found is not None:   # a non-IP flow: all on its source side
@@ -526,17 +528,19 @@ def replay(pcaps: Iterable[str | Path], pipeline: Pipeline,
 
 def read_records(pcaps: Iterable[str | Path], plugins: Iterable[str | Path] = (),
                  frame_filter: FrameFilter | SensorProgram | None = None, bypass: bool = False,
-                 kernel_records: bool = True, timeouts: FlowTimeouts = FlowTimeouts()) -> list[dict]:
+                 kernel_records: bool = True, timeouts: FlowTimeouts = FlowTimeouts(),
+                 vlan_key: VlanKeying | None = None) -> list[dict]:
     """Every session of the captures as SPI records, with the given plugin
     files/dirs loaded. Without `frame_filter` every flow goes to the plugins,
     like Arkime reading a file; with one, what that pre-filter emits does, and
     (`kernel_records`) every other flow gets its record from the filter's counters.
-    `timeouts`: the idle timeouts of sessions and of the filter's flows alike."""
+    `timeouts`: the idle timeouts of sessions and of the filter's flows alike;
+    `vlan_key`: the sessions' VLAN keying (a filter keys flows by its own options')."""
     runtime = PluginRuntime()
     load_paths(runtime, plugins)
     collected = FinishedCollector()
     flow_filter = CaptureFilter(frame_filter) if frame_filter is not None else None
-    pipeline = Pipeline(runtime, SessionTable(timeouts), [collected], kernel=flow_filter, bypass=bypass,
-                        kernel_records=kernel_records)
+    pipeline = Pipeline(runtime, SessionTable(timeouts, vlan_key=vlan_key), [collected], kernel=flow_filter,
+                        bypass=bypass, kernel_records=kernel_records)
     replay(pcaps, pipeline, flow_filter)
     return collected.records

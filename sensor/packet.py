@@ -225,6 +225,7 @@ class Packet:
     frag_offset: int = 0
     more_fragments: bool = False
     outer: Outer | None = None  # set when the packet came out of a tunnel
+    trailer: int = 0            # captured bytes past the IP packet (Ethernet padding); set for protocols without ports
 
 
 def decode_frame(
@@ -288,6 +289,7 @@ def decode_frame(
                     packet.frag_offset = 0
                     packet.more_fragments = False
                     packet.outer = None
+                    packet.trailer = 0
                     return packet
         return _decode_ethernet(frame, 0, timestamp, frame_len, _Layers(udp_tunnels=udp_tunnels))
     # Other link types: the XDP program sees them behind an Ethernet header built
@@ -574,6 +576,7 @@ def _decode_l4(packet: Packet, frame: bytes, pos: int, end: int, ip_length_known
         packet.payload = frame[pos + 12:end]
     else:
         packet.payload = frame[pos:end]
+        packet.trailer = len(frame) - end
     return packet
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from sensor.flows.accounting import IPPROTO_ESP, payload_databytes
 from sensor.flows.ether import ether_flow_key
+from sensor.flows.key import VlanKeying
 from sensor.kernel.contract import (
     ICMP_MAX, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, MAX_SNAPLEN, PORTED_PROTOCOLS,
     REUSE_MAX, TCPF_COUNT, TCPF_ZERO_HI, TCPF_ZERO_LO, TCPFLAG_NAMES, FlowFlag, FlowKey, FlowState, Reason,
@@ -40,7 +41,7 @@ TEST_RUN_IFINDEX = 1     # BPF_PROG_TEST_RUN runs on the netns loopback device: 
 
 _U16 = struct.Struct("!H")
 _TCP = struct.Struct("!4xIIBBH")              # seq, ack, data offset byte, flags, window
-_KEY_TAIL = struct.Struct("<BB2x")            # proto, family, pad
+_KEY_TAIL = struct.Struct("<BBH")             # proto, family, keyed VLAN id (retired: 0)
 _HASH_WORDS = struct.Struct("<9I")
 _RECORD_FIELDS = struct.Struct("<QIIIHBBBB2x")
 _RECORD_PAD = bytes(ct.sizeof(RecordHeader) - _RECORD_FIELDS.size - ct.sizeof(FlowKey))
@@ -94,7 +95,8 @@ class ParsedFrame:
 
 
 def _l4(frame: bytes, l4_off: int, l4_end: int, proto: int, family: int, src: bytes, dst: bytes,
-        vlan: tuple[int, int], first_fragment: bool, frag_id: int, ported: bool = True) -> ParsedFrame | Stat:
+        vlan: tuple[int, int], first_fragment: bool, frag_id: int, ported: bool = True,
+        keyed_vlan: int = 0) -> ParsedFrame | Stat:
     n = len(frame)
     flags = ae = window = seq = ack = 0
     icmp = None
@@ -136,7 +138,7 @@ def _l4(frame: bytes, l4_off: int, l4_end: int, proto: int, family: int, src: by
             swap = b0 > b1
         else:
             swap = int.from_bytes(sport_raw, "little") > int.from_bytes(dport_raw, "little")
-    tail = _KEY_TAIL.pack(proto, family)
+    tail = _KEY_TAIL.pack(proto, family, keyed_vlan)
     if swap:
         key = dst + src + dport_raw + sport_raw + tail
         lo_raw, hi_raw = dport_raw, sport_raw
@@ -149,23 +151,27 @@ def _l4(frame: bytes, l4_off: int, l4_end: int, proto: int, family: int, src: by
         first_fragment, (src, dst, frag_id, proto) if first_fragment else None, src, seq, ack, icmp, vlan)
 
 
-def parse_frame(frame: bytes, udp_tunnels: Mapping[int, int] = DEFAULT_UDP_TUNNELS) -> ParsedFrame | Stat:
+def parse_frame(frame: bytes, udp_tunnels: Mapping[int, int] = DEFAULT_UDP_TUNNELS,
+                vlan_key: VlanKeying | None = None) -> ParsedFrame | Stat:
     """Parse like parse_frame() in bpf/sensor.bpf.c: the header walk
     (sensor.walk, bpf/parse.h) to the innermost IP packet, then TCP, UDP or
     SCTP ports, ICMP type and code, or nothing for other protocols.
     Returns the kernel's stats index when the frame is on no flow."""
     result, w = walk_frame(frame, udp_tunnels)
     vlan = (w.vlan[0], w.vlan[1])
+    keyed = vlan_key.key_of(vlan) if vlan_key is not None else 0     # the key's VLAN id (cfg->vlan_key)
     if result == WalkResult.LATER_FRAGMENT:
         return ParsedFrame(None, 0, w.proto, payload_off=w.l4_off, payload_len=max(w.l4_end - w.l4_off, 0),
                            frag_key=(w.src, w.dst, w.frag_id, w.proto), sender=w.src, vlan=vlan, tunnels=w.tunnels)
     if result == WalkResult.NOT_IP and w.family:
         # A tunnel with no IP packet inside: its IP header's flow, by addresses alone (Arkime's corrupt-ip).
-        p = _l4(frame, w.l4_off, w.l4_off, w.proto, w.family, w.src, w.dst, vlan, False, w.frag_id, ported=False)
+        p = _l4(frame, w.l4_off, w.l4_off, w.proto, w.family, w.src, w.dst, vlan, False, w.frag_id, ported=False,
+                keyed_vlan=keyed)
     elif result != WalkResult.FLOW:
         return _WALK_STATS[result]
     else:
-        p = _l4(frame, w.l4_off, w.l4_end, w.proto, w.family, w.src, w.dst, vlan, w.first_fragment, w.frag_id)
+        p = _l4(frame, w.l4_off, w.l4_end, w.proto, w.family, w.src, w.dst, vlan, w.first_fragment, w.frag_id,
+                keyed_vlan=keyed)
     if isinstance(p, ParsedFrame):
         p.tunnels = w.tunnels
     return p
@@ -264,7 +270,7 @@ class PythonFlowTable:
         would write to the ring buffer, or None."""
         stats = self._stats
         stats[Stat.SEEN] += 1
-        p = parse_frame(frame, self.options.udp_tunnels)
+        p = parse_frame(frame, self.options.udp_tunnels, self.options.vlan_key)
         if not isinstance(p, ParsedFrame):
             stats[p] += 1
             if p == NOT_IP:
@@ -446,7 +452,7 @@ class PythonFlowTable:
 
     def _track_other(self, frame: bytes, f: _Flow, p: ParsedFrame, side: int) -> None:
         """track_other(): its databytes, a side's first payload bytes, its ICMP type and code to the sets."""
-        f.databytes[side] += payload_databytes(p.proto, p.payload_len)
+        f.databytes[side] += payload_databytes(p.proto, p.payload_len, len(frame) - p.payload_off - p.payload_len)
         if p.icmp is not None:
             icmp_type, icmp_code = p.icmp
             if icmp_type not in f.icmp_type and len(f.icmp_type) < ICMP_MAX:

@@ -9,12 +9,15 @@ from the filter's counters when it ends. One program serves every capture
 (loading it takes seconds); each read clears its flows.
 
 Both sides run with Arkime's test configuration where it changes what a
-session is: `config.test.ini` sets `icmpTimeout=60`."""
+session is: `config.test.ini` sets `icmpTimeout=60` and `sessionIdTracking=vlan`
+with VLANs 50, 100, 300, 400 and 500 collapsed into one (`[vlan-vni-collapse]`)."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
+from sensor.flows.key import VlanKeying
 from sensor.flows.table import FlowTimeouts
 from sensor.kernel.program import ProgramOptions, SensorProgram
 from sensor.kernel.rules import RuleSet
@@ -24,6 +27,7 @@ from sensor.prefilter import PythonFlowTable
 NO_PREFILTER, KERNEL, PYTHON = "none", "kernel", "python"
 PATHS = (NO_PREFILTER, KERNEL, PYTHON)
 ARKIME_TEST_TIMEOUTS = FlowTimeouts(icmp=60.0)
+ARKIME_TEST_VLAN_KEY = VlanKeying(dict.fromkeys((50, 100, 300, 400, 500), 0))
 _DESCRIPTIONS = {
     NO_PREFILTER: "--no-prefilter (every flow to the plugins, as Arkime reads a file)",
     KERNEL: "default read, kernel pre-filter (the real XDP program by BPF_PROG_TEST_RUN)",
@@ -58,7 +62,8 @@ class ReadPath:
             from sensor.config import SensorConfig
             sensor = Sensor(SensorConfig(plugins=[Path(p) for p in plugins], default_plugins=False), outputs=[])
             try:
-                self.rules, self.options = sensor.rules, sensor.program_options()
+                self.rules = sensor.rules
+                self.options = replace(sensor.program_options(), vlan_key=ARKIME_TEST_VLAN_KEY)
                 self.bypass = bool(sensor.load_report.loaded)   # as Sensor._new_pipeline decides
             finally:
                 sensor.close()
@@ -71,7 +76,7 @@ class ReadPath:
         frame_filter = (self._program if self.path == KERNEL
                         else PythonFlowTable(self.rules, self.options) if self.path == PYTHON else None)
         return read_records([pcap], self.plugins, frame_filter, bypass=self.bypass,
-                            timeouts=ARKIME_TEST_TIMEOUTS)
+                            timeouts=ARKIME_TEST_TIMEOUTS, vlan_key=ARKIME_TEST_VLAN_KEY)
 
     def close(self) -> None:
         if self._program is not None:

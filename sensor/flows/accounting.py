@@ -20,14 +20,23 @@ _ARKIME_SESSION_TYPES = frozenset((IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPRO
                                    IPPROTO_SCTP))
 
 
-def has_session_type(proto: int) -> bool:
-    """Whether Arkime counts databytes and writes a Community ID for this IP protocol."""
+def has_session_type(proto: int, sport: int, dport: int) -> bool:
+    """Whether Arkime gives this flow a direction, databytes and a Community ID:
+    its IP protocol has a session type, and a UDP flow has ports: one with
+    neither is a UDP tunnel's outer header with no IP packet inside (ARP in
+    VXLAN), which Arkime files as an "other" session."""
+    if not sport and not dport and proto == IPPROTO_UDP:
+        return False
     return proto in _ARKIME_SESSION_TYPES
 
 
-def payload_databytes(proto: int, payload_len: int) -> int:
+def payload_databytes(proto: int, payload_len: int, trailer: int = 0) -> int:
     """The databytes a packet of any protocol but TCP adds, given its payload
-    (what follows the UDP/SCTP header, or the IP header). The kernel counts the same."""
+    (what follows the UDP/SCTP header, or the IP header) and `trailer`, the
+    frame's bytes past its IP packet (Ethernet padding): Arkime counts ICMP to
+    the end of the frame (pktlen - payloadOffset). The kernel counts the same."""
     if proto == IPPROTO_ESP:
         return payload_len - ESP_HEADER if payload_len >= ESP_HEADER else 0
+    if proto == IPPROTO_ICMP or proto == IPPROTO_ICMPV6:
+        return payload_len + trailer
     return payload_len if proto in _ARKIME_SESSION_TYPES else 0

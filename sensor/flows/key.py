@@ -1,14 +1,16 @@
-"""Flow identity: the canonical lookup key and the Community ID v1 hash."""
+"""Flow identity: the canonical lookup key, VLAN keying, and the Community ID v1 hash."""
 from __future__ import annotations
 
 import base64
 import hashlib
 import socket
 import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from sensor.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, Packet
 
-# (ip_protocol, vlan ids or (), endpoint a ip, a port, endpoint b ip, b port), with
+# (ip_protocol, (keyed VLAN id,) or (), endpoint a ip, a port, endpoint b ip, b port), with
 # (a ip, a port) <= (b ip, b port) as strings: both directions of a flow map to
 # one key. The order is only canonical, not numeric; Community ID orders numerically.
 FlowKey = tuple[int, tuple[int, ...], str, int, str, int]
@@ -27,13 +29,37 @@ _PROTO_PAD_PORTS = struct.Struct("!BxHH")
 _PROTO_PAD = struct.Struct("!Bx")
 
 
-def flow_key(packet: Packet, with_vlan: bool = False) -> FlowKey:
+VLAN_ID_MAX = 4095
+
+
+@dataclass(frozen=True, slots=True)
+class VlanKeying:
+    """Arkime's `sessionIdTracking=vlan`: flows are keyed on their first VLAN id
+    too, so overlapping address spaces on different VLANs stay apart. `collapse`
+    maps a VLAN id to the id its flows are keyed on (Arkime's [vlan-vni-collapse]:
+    a flow a SPAN port shows on several VLANs stays one). The kernel keys alike
+    (flow_key.vlan, the vlan_collapse map)."""
+
+    collapse: Mapping[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for vlan, keyed in self.collapse.items():
+            if not (0 <= vlan <= VLAN_ID_MAX and 0 <= keyed <= VLAN_ID_MAX):
+                raise ValueError(f"VLAN collapse {vlan} -> {keyed}: VLAN ids are 0..{VLAN_ID_MAX}")
+
+    def key_of(self, vlan: tuple[int, ...]) -> int:
+        """The id a frame with these VLAN tags (outermost first) is keyed on."""
+        first = vlan[0] if vlan else 0
+        return self.collapse.get(first, first)
+
+
+def flow_key(packet: Packet, vlan_key: VlanKeying | None = None) -> FlowKey:
     """The direction-free key of the flow this packet belongs to.
 
     Like Arkime, VLAN ids are not part of the key by default: a flow that a
     SPAN port shows on two VLANs (before and after a router) is one session.
     """
-    vlan = packet.vlan if with_vlan else ()
+    vlan = (vlan_key.key_of(packet.vlan),) if vlan_key is not None else ()
     src = (packet.src_ip, packet.src_port)
     dst = (packet.dst_ip, packet.dst_port)
     if src <= dst:

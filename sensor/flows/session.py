@@ -98,7 +98,7 @@ class Session:
     def direction_of(self, src_ip: str, src_port: int) -> int:
         """0 when a packet from (src_ip, src_port) goes client->server, else 1;
         always 0 in a session of a protocol Arkime gives no direction."""
-        if not has_session_type(self.ip_protocol):
+        if not has_session_type(self.ip_protocol, self.client_port, self.server_port):
             return 0
         return 0 if src_ip == self.client_ip and src_port == self.client_port else 1
 

@@ -34,8 +34,9 @@ Arkime's rules, kept:
   a DATA chunk begins.
 
 Choices of ours:
-- VLAN ids are not part of the key unless `vlan_in_key=True` (Arkime's rule);
-  `Session.vlan` collects every VLAN id the session's packets carried.
+- VLAN ids are not part of the key (Arkime's default) unless `vlan_key` says how
+  (sensor.flows.key.VlanKeying: Arkime's sessionIdTracking=vlan); `Session.vlan`
+  collects every VLAN id the session's packets carried.
 - IP fragments are reassembled first (sensor.flows.defrag, Arkime's way): a
   datagram reaches its session once, whole, as one packet; fragments that
   never make a whole datagram reach no session (`defrag.stats` counts them).
@@ -57,7 +58,7 @@ from itertools import count
 from sensor.flows.accounting import LONG_IDLE_PROTOCOLS, LUMPED_PROTOCOLS, has_session_type, payload_databytes
 from sensor.flows.defrag import DefragLimits, Defragmenter
 from sensor.flows.events import EndReason, FlowEvent, PayloadDelivered, SessionEnded, SessionStarted, StateChanged
-from sensor.flows.key import FlowKey, community_id
+from sensor.flows.key import FlowKey, VlanKeying, community_id
 from sensor.flows.reassembly import SEQ_MASK, TcpReassembler
 from sensor.flows.session import FIRST_PAYLOAD_BYTES, OUTER_PACKETS, OuterSeen, Session
 from sensor.flows.state import SessionState, StateTrigger
@@ -171,7 +172,7 @@ class SessionTable:
         max_ooo_segments: int = 256,
         max_ooo_bytes: int = 1 << 20,
         defrag: DefragLimits = DefragLimits(),
-        vlan_in_key: bool = False,
+        vlan_key: VlanKeying | None = None,
     ) -> None:
         if max_sessions < 1:
             raise ValueError(f"max_sessions must be at least 1, got {max_sessions}")
@@ -180,7 +181,7 @@ class SessionTable:
         self.max_ooo_segments = max_ooo_segments
         self.max_ooo_bytes = max_ooo_bytes
         self.defrag = Defragmenter(defrag)
-        self.vlan_in_key = vlan_in_key
+        self.vlan_key = vlan_key
         self.evicted = 0
         self.last_session: Session | None = None  # the session of the last packet processed (None: none)
         self.muted_packets = 0  # packets of terminated flows, swallowed
@@ -225,11 +226,12 @@ class SessionTable:
         events: list[FlowEvent | RawPayload] = []
         src_ip, src_port, dst_ip, dst_port = packet.src_ip, packet.src_port, packet.dst_ip, packet.dst_port
         vlan = packet.vlan
-        # flow_key(packet, self.vlan_in_key), inlined: this runs for every packet.
+        keyed = () if self.vlan_key is None else (self.vlan_key.key_of(vlan),)
+        # flow_key(packet, self.vlan_key), inlined: this runs for every packet.
         if src_ip < dst_ip or (src_ip == dst_ip and src_port <= dst_port):
-            key = (packet.ip_protocol, vlan if self.vlan_in_key else (), src_ip, src_port, dst_ip, dst_port)
+            key = (packet.ip_protocol, keyed, src_ip, src_port, dst_ip, dst_port)
         else:
-            key = (packet.ip_protocol, vlan if self.vlan_in_key else (), dst_ip, dst_port, src_ip, src_port)
+            key = (packet.ip_protocol, keyed, dst_ip, dst_port, src_ip, src_port)
         if packet.ip_protocol in LUMPED_PROTOCOLS:
             key = (packet.ip_protocol, (), "", 0, "", 0)
         ts = packet.timestamp
@@ -260,7 +262,7 @@ class SessionTable:
                 session.vlan += tuple(v for v in vlan if v not in session.vlan)
         self.last_session = session
         direction = 0 if src_port == session.client_port and src_ip == session.client_ip else 1
-        if direction and not has_session_type(packet.ip_protocol):
+        if direction and not has_session_type(packet.ip_protocol, src_port, dst_port):
             direction = 0   # Arkime gives its "other" sessions no direction
         session.packets[direction] += 1
         if packet.outer is not None and session.packets[direction] <= OUTER_PACKETS:
@@ -329,7 +331,7 @@ class SessionTable:
                 session.first_payload[direction] = _sctp_first_message_bytes(packet.payload)
         else:
             payload = packet.payload
-            session.databytes[direction] += payload_databytes(proto, len(payload))
+            session.databytes[direction] += payload_databytes(proto, len(payload), packet.trailer)
             if proto in (IPPROTO_ICMP, IPPROTO_ICMPV6) and len(payload) >= 2:
                 session.icmp_types.add(payload[0])
                 session.icmp_codes.add(payload[1])
@@ -410,7 +412,7 @@ class SessionTable:
             client, server = (packet.dst_ip, packet.dst_port), (packet.src_ip, packet.src_port)
         else:
             client, server = (packet.src_ip, packet.src_port), (packet.dst_ip, packet.dst_port)
-        if not has_session_type(proto):
+        if not has_session_type(proto, packet.src_port, packet.dst_port):
             cid = ""
         elif proto in (IPPROTO_ICMP, IPPROTO_ICMPV6) and len(packet.payload) >= 2:
             # Community ID hashes ICMP type and code in place of ports.

@@ -152,8 +152,8 @@ class FlowKey(ct.Structure):
         ("port", ct.c_uint16 * 2),
         ("proto", ct.c_uint8),
         ("family", ct.c_uint8),
-        ("retired", ct.c_uint8),
-        ("pad", ct.c_uint8),
+        ("vlan", ct.c_uint16, 12),
+        ("retired", ct.c_uint16, 4),
     ]
 
 
@@ -216,8 +216,8 @@ class FlowState(ct.Structure):
 def retired_key(key: bytes, retired: int) -> bytes:
     """The raw key under which the kernel keeps an ended connection of `key`'s
     5-tuple (flow_key.retired, 1..REUSE_MAX; 0 is the live flow)."""
-    at = FlowKey.retired.offset
-    return key[:at] + bytes((retired,)) + key[at + 1:]
+    at = FlowKey.retired.offset + 1     # its 4 bits are the top of the u16's high byte (little-endian)
+    return key[:at] + bytes(((key[at] & 0x0F) | (retired << 4),)) + key[at + 1:]
 
 
 class PortKey(ct.Structure):
@@ -252,6 +252,7 @@ class SensorConfig(ct.Structure):
         ("select_proto", ct.c_uint32 * 8),
         ("rings", ct.c_uint32),
         ("wakeup_bytes", ct.c_uint32),
+        ("vlan_key", ct.c_uint32),
     ]
 
 

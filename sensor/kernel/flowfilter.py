@@ -18,7 +18,7 @@ from typing import Protocol
 
 from sensor.kernel.contract import FlowKey, FlowState, Stat, Verdict
 from sensor.kernel.flowsession import Attention
-from sensor.kernel.program import Record
+from sensor.kernel.program import ProgramOptions, Record
 
 
 class FlowFilter(Protocol):
@@ -38,6 +38,9 @@ class FlowFilter(Protocol):
 
 class FrameFilter(FlowFilter, Protocol):
     """A flow filter that userspace drives: `process` runs it on one Ethernet
-    frame at `ts_ns` and returns the ring record it emitted, or None."""
+    frame at `ts_ns` and returns the ring record it emitted, or None; `options`
+    say how it parses and keys frames."""
+
+    options: ProgramOptions
 
     def process(self, frame: bytes, ts_ns: int) -> Record | None: ...

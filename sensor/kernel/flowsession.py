@@ -122,7 +122,8 @@ def flow_session(key: FlowKey, state: FlowState, session_id: int, clock_offset_n
     sides = (state.client, 1 - state.client)       # client -> server first, as Session indexes
     proto = key.proto
     first, last = (state.first_ns + clock_offset_ns) / 1e9, (state.last_ns + clock_offset_ns) / 1e9
-    if not has_session_type(proto):
+    typed = has_session_type(proto, lo.port, hi.port)
+    if not typed:
         cid = ""
     elif proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
         # Community ID hashes the first message's type and code in place of ports.
@@ -137,7 +138,7 @@ def flow_session(key: FlowKey, state: FlowState, session_id: int, clock_offset_n
         session_id, (proto, (), lo.ip, lo.port, hi.ip, hi.port), proto, key.family, client.ip, server.ip,
         client.port, server.port, vlan, first, last, cid, SessionState.CLOSED, first, closed_at=last,
     )
-    if has_session_type(proto):
+    if typed:
         session.packets = [state.packets[s] for s in sides]
         session.bytes = [state.bytes[s] for s in sides]
         session.databytes = [state.databytes[s] for s in sides]     # Arkime's, as the kernel counts them

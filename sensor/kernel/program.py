@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sensor.errors import SensorError
+from sensor.flows.key import VlanKeying
 from sensor.kernel import bpfsys
 from sensor.kernel.contract import (
     BPF_DIR, MAX_SNAPLEN, PREFIX_SHAPES, RECORD_HEADER_SIZE, RINGS_MAX, FlowKey, FlowState, PortKey,
@@ -43,6 +44,7 @@ class ProgramOptions:
     # UDP destination port -> the tunnel it carries (sensor.walk.parse_udp_tunnels)
     udp_tunnels: Mapping[int, int] = field(default_factory=lambda: dict(DEFAULT_UDP_TUNNELS))
     coarse_clock: bool = False         # flow and record times from the tick clock (see coarse_clock_is_exact)
+    vlan_key: VlanKeying | None = None  # flows keyed on their first VLAN id too (Arkime's sessionIdTracking=vlan)
 
     def __post_init__(self) -> None:
         if not 1 <= self.snaplen <= MAX_SNAPLEN:
@@ -130,7 +132,7 @@ class SensorProgram:
                                "Run `xdpsensor check` to see what the host lacks.") from e
         self._map_fd = {name: self.bpf[name.encode()].map_fd for name in
                         ("flows", "ports", "prefixes", "prefix_shapes", "config", "stats", "rings", "udp_tunnels",
-                         "deleters")}
+                         "vlan_collapse", "deleters")}
         self._deleted: dict[int, int] = {}   # flows this process deleted, by pid (workers are forked)
         # Ring 0 is bcc's `events`; the others are made here with its size.
         self.ring_size = options.ring_size
@@ -143,10 +145,13 @@ class SensorProgram:
         self._config = SensorConfig(snaplen=options.snaplen,
                                     max_undecided_payloads=options.max_undecided_payloads,
                                     emit_undecided=int(options.emit_undecided),
-                                    rings=options.rings, wakeup_bytes=options.wakeup_bytes)
+                                    rings=options.rings, wakeup_bytes=options.wakeup_bytes,
+                                    vlan_key=int(options.vlan_key is not None))
         self._write_config()
         for port, kind in options.udp_tunnels.items():
             self._update("udp_tunnels", ct.c_uint32(port), ct.c_uint8(kind))
+        for vlan, keyed in (options.vlan_key.collapse.items() if options.vlan_key is not None else ()):
+            self._update("vlan_collapse", ct.c_uint32(vlan), ct.c_uint16(keyed + 1))
         # bpf_ktime_get_ns() is CLOCK_MONOTONIC: this turns it into epoch time (flowfilter.FlowFilter).
         self.clock_offset_ns = time.time_ns() - time.monotonic_ns()
 

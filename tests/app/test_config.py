@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from sensor.config import BUNDLED_PLUGINS, ConfigError, load_config, parse_address, resolve_user, workers_for
+from sensor.flows.key import VlanKeying
 from sensor.flows.table import FlowTimeouts
 
 
@@ -34,6 +35,12 @@ def test_timeouts_override_only_what_is_given(tmp_path):
     assert (cfg.timeouts.udp, cfg.timeouts.tcp_closing, cfg.timeouts.tcp) == (30.0, 1.0, 480.0)
 
 
+def test_vlan_keying_as_arkimes_session_id_tracking(tmp_path):
+    cfg = load_config(write(tmp_path, "vlan_key: true\nvlan_collapse: {0: [50, 100], 7: [300]}\n"))
+    assert cfg.vlan_keying() == VlanKeying({50: 0, 100: 0, 300: 7})
+    assert load_config(write(tmp_path, "vlan_key: false\n")).vlan_keying() is None
+
+
 def test_an_empty_file_is_all_defaults(tmp_path):
     assert load_config(write(tmp_path, "")).max_frames_per_session == 1000
 
@@ -59,6 +66,10 @@ def test_an_empty_file_is_all_defaults(tmp_path):
     ("status_interval: -1\n", ["status_interval must be 0 (off) or a positive"]),
     ("plugin_time_budget: fast\n", ["plugin_time_budget must be a int or float"]),
     ("outputs: [out.txt]\n", ["outputs:", "cannot tell the output format"]),
+    ("vlan_collapse: {0: [50]}\n", ["vlan_collapse needs vlan_key: true"]),
+    ("vlan_key: true\nvlan_collapse: {0: 50}\n", ["vlan_collapse: 0: give a list"]),
+    ("vlan_key: true\nvlan_collapse: {0: [x]}\n", ["VLAN ids are numbers"]),
+    ("vlan_key: true\nvlan_collapse: {0: [5000]}\n", ["VLAN ids are 0..4095"]),
     ("a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
      "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
      "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e]\n", ["more than 200,000 nodes"]),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from sensor.flows.key import community_id, flow_key
+from sensor.flows.key import VlanKeying, community_id, flow_key
 from sensor.packet import Packet
 
 # (proto, saddr, daddr, sport, dport, seed, expected) from community-id-spec/baseline.
@@ -56,7 +56,8 @@ def test_flow_key_separates_ports_and_optionally_vlans() -> None:
     assert flow_key(_packet("1.1.1.1", 1, "2.2.2.2", 2)) != flow_key(_packet("1.1.1.1", 1, "2.2.2.2", 3))
     tagged, other = _packet("1.1.1.1", 1, "2.2.2.2", 2, (10,)), _packet("1.1.1.1", 1, "2.2.2.2", 2, (20,))
     assert flow_key(tagged) == flow_key(other)
-    assert flow_key(tagged, with_vlan=True) != flow_key(other, with_vlan=True)
+    assert flow_key(tagged, VlanKeying()) != flow_key(other, VlanKeying())
+    assert flow_key(tagged, VlanKeying({10: 20})) == flow_key(other, VlanKeying({10: 20}))
 
 
 def test_port_less_protocols_hash_zero_ports_as_arkime(shared_testdata):

@@ -8,6 +8,7 @@ import pytest
 
 from sensor.capture.pcapfile import read_pcap
 from sensor.flows.events import PayloadDelivered, SessionEnded, SessionStarted
+from sensor.flows.key import VlanKeying
 from sensor.flows.session import Session
 from sensor.flows.state import SessionState
 from sensor.flows.table import FlowTimeouts, SessionTable
@@ -245,9 +246,13 @@ def test_vlan_ids_are_collected_and_optionally_keyed() -> None:
     feed(table, [tcp(1.0, "S", 1, vlan=(10,)), tcp(1.1, "SA", 5, 2, reply=True, vlan=(20,))])
     (session,) = table
     assert (session.vlan, session.packets) == ((10, 20), [1, 1])
-    split = SessionTable(vlan_in_key=True)
-    feed(split, [tcp(1.0, "S", 1, vlan=(10,)), tcp(1.1, "SA", 5, 2, reply=True, vlan=(20,))])
+    split = SessionTable(vlan_key=VlanKeying())
+    feed(split, [tcp(1.0, "S", 1, vlan=(10, 7)), tcp(1.1, "SA", 5, 2, reply=True, vlan=(20, 7))])
     assert len(split) == 2
+    collapsed = SessionTable(vlan_key=VlanKeying({10: 0, 20: 0}))    # Arkime's [vlan-vni-collapse]
+    feed(collapsed, [tcp(1.0, "S", 1, vlan=(10,)), tcp(1.1, "SA", 5, 2, reply=True, vlan=(20,)),
+                     tcp(1.2, "A", 2, 6, vlan=(7, 10))])
+    assert sorted(s.packets[0] + s.packets[1] for s in collapsed) == [1, 2]
 
 
 def _run_capture(path: Path) -> list[Session]:

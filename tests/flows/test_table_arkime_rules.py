@@ -4,9 +4,12 @@ Each case is the packet sequence of a situation Arkime's test captures contain
 (named in the docstring), with the outcome Arkime's saved session shows."""
 from __future__ import annotations
 
+from scapy.layers.inet import ICMP, IP
+from scapy.layers.l2 import Ether
+
 from sensor.flows.events import PayloadDelivered, SessionEnded, SessionStarted
 from sensor.flows.table import SessionTable, arkime_seq_diff
-from sensor.packet import Packet
+from sensor.packet import Packet, decode_frame
 
 C_IP, C_PORT, S_IP, S_PORT = "192.168.235.1", 53648, "192.168.235.136", 8089
 FLAGS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, "A": 0x10}
@@ -171,3 +174,13 @@ def test_sctp_payload8_is_the_start_of_the_first_message() -> None:
     (session,) = table
     assert session.first_payload == [b"GET / HT", b""]
     assert session.databytes == [len(sack + middle) + len(sack + first), 0]
+
+
+def test_icmp_databytes_run_to_the_end_of_the_frame() -> None:
+    """nbns: Arkime counts an ICMP message to the frame's end (pktlen - payloadOffset),
+    so a router solicitation padded to 60 bytes counts 26 databytes, not 8."""
+    frame = bytes(Ether() / IP(src="192.168.239.129", dst="224.0.0.2") / ICMP(type=10))
+    table = SessionTable()
+    table.process(decode_frame(frame + bytes(60 - len(frame)), 1.0))
+    (session,) = table
+    assert session.databytes == [60 - 14 - 20, 0]

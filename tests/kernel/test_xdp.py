@@ -10,6 +10,7 @@ from scapy.layers.inet6 import (IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 from scapy.packet import Raw
 
+from sensor.flows.key import VlanKeying
 from sensor.kernel.program import ProgramOptions
 from sensor.kernel.contract import (ICMP_MAX, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, REUSE_MAX, Reason, Stat,
                                     Verdict, key_endpoints, make_key)
@@ -89,6 +90,19 @@ def test_vlan_tags_are_parsed_and_listed_not_keyed(xdp, tags, vlan):
     assert tuple(state.vlan) == vlan and sum(state.packets) == 2
 
 
+def test_with_vlan_keying_flows_are_keyed_on_their_first_vlan_after_the_collapse(make_harness):
+    # Arkime's sessionIdTracking=vlan, [vlan-vni-collapse] 0=50,100: VLANs 50 and 100 key as untagged.
+    harness = make_harness(ProgramOptions(vlan_key=VlanKeying({50: 0, 100: 0})))
+    frames = [bytes(ETH / tags / IP(src=C4, dst=S4) / UDP(sport=40007, dport=9999) / Raw(b"v"))
+              for tags in (Dot1Q(vlan=30), Dot1AD(vlan=40) / Dot1Q(vlan=30), Dot1Q(vlan=50), Dot1Q(vlan=100))]
+    harness.run(*frames, bytes(ETH / IP(src=S4, dst=C4) / UDP(sport=9999, dport=40007) / Raw(b"w")))
+    keyed = {}
+    for key, state in harness.program.flows():
+        keyed[key.vlan] = (sum(state.packets), tuple(state.vlan))
+        assert (key.proto, key.retired) == (IPPROTO_UDP, 0)
+    assert keyed == {30: (1, (30, 0)), 40: (1, (40, 30)), 0: (3, (50, 100))}
+
+
 @pytest.mark.parametrize("frame,stat", [
     (bytes(ETH / ARP()), Stat.NOT_IP),
     (bytes(ETH / IP(src=C4, dst=S4) / ICMP()), Stat.OTHER_L4),
@@ -118,6 +132,13 @@ def test_ethernet_padding_is_not_payload(xdp):
     state = flow(xdp, IPPROTO_UDP, (C4, 40007), (S4, 5353))
     assert sum(state.databytes) == 2
     assert sum(state.bytes) == 60
+
+
+def test_icmp_databytes_run_to_the_end_of_the_frame(xdp):
+    # Arkime counts an ICMP message's databytes to the frame's end, Ethernet padding too (nbns.pcap).
+    frame = bytes(ETH / IP(src=C4, dst="224.0.0.2") / ICMP(type=10))
+    xdp.run(frame + b"\0" * (60 - len(frame)))
+    assert sum(flow(xdp, IPPROTO_ICMP, (C4, 0), ("224.0.0.2", 0)).databytes) == 60 - 14 - 20
 
 
 # -- selection ---------------------------------------------------------------------

@@ -4,9 +4,11 @@ alone, against the records the userspace pipeline builds from every packet
 from __future__ import annotations
 
 import pytest
-from scapy.layers.inet import ICMP, IP
+from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
+from scapy.layers.l2 import ARP, Ether
 from scapy.layers.sctp import SCTP, SCTPChunkData, SCTPChunkInit
+from scapy.layers.vxlan import VXLAN
 
 from sensor.conformance.compare import core_differences
 from sensor.flows.table import FlowTimeouts
@@ -50,6 +52,9 @@ def every_kind() -> Capture:
              / SCTPChunkData(beginning=1, ending=1, data=b"sctp message"))
     cap._add(ether() / IP(src=C, dst="224.0.0.5", proto=89) / b"\x02\x01\x00\x2c ospf hello")
     cap._add(ether() / IP(src=S, dst=C, proto=50) / b"\0\0\0\1\0\0\0\1esp payload")
+    arp = Ether(src="02:00:00:00:00:0a", dst="ff:ff:ff:ff:ff:ff") / ARP(psrc="192.168.9.1", pdst="192.168.9.2")
+    for src, dst in ((C2, S), (S, C2)):                  # no IP inside VXLAN: Arkime's "other" session, outer addresses
+        cap._add(ether() / IP(src=src, dst=dst) / UDP(sport=50000, dport=4789) / VXLAN(vni=7, flags=0x08) / arp)
     for src, group in ((C, "239.1.1.1"), (C, "239.2.2.2"), (S, "224.0.0.22")):   # IGMP: one session in Arkime
         cap._add(ether() / IP(src=src, dst=group, proto=2) / b"\x16\x00\x00\x00\xef\x01\x01\x01")
     return cap
@@ -91,6 +96,9 @@ def test_every_kind_of_flow_has_the_record_every_packet_gives(capture):
     assert ping["icmp"] == {"type": [0, 8], "code": [0]}
     [several] = [r for r in records.values() if r["ipProtocol"] == 1 and r["source"]["ip"] == C2]
     assert several["icmp"] == {"type": [0, 3, 8, 13], "code": [0, 1, 3]}
+    [tunnel] = [r for r in records.values() if r["ipProtocol"] == 17 and r["source"]["ip"] == C2]
+    assert (tunnel["source"]["packets"], tunnel["destination"]["packets"], tunnel["destination"]["port"]) == (2, 0, 0)
+    assert "community_id" not in tunnel["network"]
     reused = sorted((r["firstPacket"], r["client"]["bytes"]) for r in records.values()
                     if r.get("destination", {}).get("port") == 8005)
     assert [client_bytes for _, client_bytes in reused] == [1, 9]

@@ -14,6 +14,7 @@ from scapy.layers.l2 import ARP, LLC, Dot1AD, Dot1Q, Dot3, Ether
 from scapy.packet import Raw
 
 from sensor.capture.pcapfile import PcapError, read_pcap
+from sensor.flows.key import VlanKeying
 from sensor.kernel.contract import IPPROTO_TCP, IPPROTO_UDP, Stat, Verdict
 from sensor.kernel.program import ProgramOptions, SensorProgram
 from sensor.kernel.rules import RuleSet
@@ -41,7 +42,8 @@ CASES = {
     "select-all-tcp-udp-prefixes-snaplen": Case(
         ProgramOptions(snaplen=96, max_undecided_payloads=1),
         prefixes=("udp:0:0x0", "udp:2:0x01", "udp:4:0x2112a442", "tcp:0:SSH-"), select_all=(IPPROTO_TCP,)),
-    "nothing-selected-all-undecided": Case(ProgramOptions(emit_undecided=True, max_undecided_payloads=0)),
+    "nothing-selected-all-undecided-vlan-keyed": Case(ProgramOptions(
+        emit_undecided=True, max_undecided_payloads=0, vlan_key=VlanKeying({50: 0, 100: 0, 300: 7}))),
     "select-all": Case(ProgramOptions(snaplen=2048), select_all=(IPPROTO_TCP, IPPROTO_UDP)),
 }
 
