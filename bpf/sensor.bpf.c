@@ -480,10 +480,6 @@ static __always_inline void track_tcp(struct xdp_md *ctx, struct flow_state *f, 
         if (fl & TCP_FLAG_ACK) {
             f->seq_next[(side ^ 1) & 1] = p->tcp_ack;
             add |= FLOW_SEQ_LO | FLOW_SEQ_HI;
-            if (!(f->flags & FLOW_HANDSHAKE))
-                f->syn_seq = p->tcp_ack - 1;    /* the client's SYN was missed */
-        } else if (tcpflag_count(f, TCPF_SYN) == 1) {
-            f->syn_seq = p->tcp_seq;            /* the flow's first SYN (counted just before) */
         }
         f->flags |= add;
         return;
@@ -760,6 +756,8 @@ int xdp_sensor(struct xdp_md *ctx)
         if (!fresh)
             return XDP_PASS;
         fresh->client = client_side(&p, side);
+        if (p.key.proto == IPPROTO_TCP && (p.tcp_flags & TCP_FLAG_SYN))
+            fresh->syn_seq = p.tcp_flags & TCP_FLAG_ACK ? p.tcp_ack - 1 : p.tcp_seq;
         if (proto_selected(cfg, p.key.proto)) {
             fresh->verdict = VERDICT_SELECTED;
             fresh->reason = REASON_ALL;

@@ -153,8 +153,8 @@ struct flow_state {
     __u8 late_select;       /* selected on a payload after the other side's first payload passed */
     __u8 flags;             /* enum sensor_flow_flag */
     __u16 ethertype;        /* non-IP flows: the first frame's ethertype (802.3: its length field) */
-    __u32 syn_seq;          /* TCP: the client's initial sequence number (its first SYN's, or a first
-                             * SYN-ACK's ack - 1; 0 unknown): a SYN repeating it is no new connection */
+    __u32 syn_seq;          /* TCP: the client's initial sequence number (of the SYN that created the flow,
+                             * or a creating SYN-ACK's ack - 1; 0 unknown): a SYN repeating it is no new connection */
     __u32 owner;            /* 1 + the id of the CPU that created the flow */
     struct flow_counters own;
 };

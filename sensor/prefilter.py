@@ -344,7 +344,10 @@ class PythonFlowTable:
                 verdict, reason = Verdict.SELECTED, Reason.PORT
         if verdict == Verdict.SELECTED:
             self._stats[Stat.SELECTED] += 1
-        return self._insert(p.key, _Flow(ts_ns, client, verdict, reason, flow_hash(p.key)))
+        f = self._insert(p.key, _Flow(ts_ns, client, verdict, reason, flow_hash(p.key)))
+        if p.proto == IPPROTO_TCP and p.tcp_flags & _SYN:     # the client's ISN (a SYN-ACK acks it)
+            f.syn_seq = (p.tcp_ack - 1) & _M32 if p.tcp_flags & _SYN_ACK == _SYN_ACK else p.tcp_seq
+        return f
 
     def _reuses_ports(self, f: _Flow, p: ParsedFrame) -> bool:
         """reuses_ports() for a SYN without ACK: Arkime's port reuse, on a flow nothing came up from."""
@@ -423,14 +426,10 @@ class PythonFlowTable:
         fl, known = p.tcp_flags, FlowFlag.SEQ_HI if side else FlowFlag.SEQ_LO
         if fl & 0x02:
             f.seq_next[side] = (p.tcp_seq + 1) & _M32
+            f.flags |= known | FlowFlag.HANDSHAKE
             if fl & 0x10:
                 f.seq_next[side ^ 1] = p.tcp_ack
-                if not f.flags & FlowFlag.HANDSHAKE:
-                    f.syn_seq = (p.tcp_ack - 1) & _M32    # the client's SYN was missed
                 f.flags |= FlowFlag.SEQ_LO | FlowFlag.SEQ_HI
-            elif f.tcpflags[_TCPF["syn"]] == 1:
-                f.syn_seq = p.tcp_seq                     # the flow's first SYN (counted just before)
-            f.flags |= known | FlowFlag.HANDSHAKE
             return
         if fl & 0x04:
             f.flags |= FlowFlag.RST
