@@ -80,7 +80,7 @@ def kernel_spi(key: FlowKey, state: FlowState, clock_offset_ns: int) -> dict:
     proto = key.proto
     first, last = _ms(v[_FIRST], clock_offset_ns), _ms(v[_LAST], clock_offset_ns)
     pkts, byts = v[_PACKETS], v[_BYTES]
-    typed = has_session_type(proto)
+    typed = has_session_type(proto, ports[0], ports[1])
     if typed:
         packets, bytes_ = (pkts[c], pkts[s]), (byts[c], byts[s])
         data = v[_DATABYTES]

@@ -51,6 +51,7 @@ CASES = {
     "tcp v6 with flags": (make_key(IPPROTO_TCP, A6, B6), state(1, tcpflags=TCP_COUNTS)),
     "tcp zero windows": (make_key(IPPROTO_TCP, A4, B4), state(0, tcpflags=(0,) * TCPF_ZERO_LO + (4, 9))),
     "sctp": (make_key(IPPROTO_SCTP, A4, B4), state(0)),
+    "udp without ports (no IP inside a UDP tunnel)": (make_key(IPPROTO_UDP, (A4[0], 0), (B4[0], 0)), state(1)),
     "icmp echo both sides": (make_key(IPPROTO_ICMP, (A4[0], 0), (B4[0], 0)),
                              state(1, icmp_type=(8, 0), icmp_types=2, icmp_code=(0,), icmp_codes=1)),
     "icmp, unreachables": (make_key(IPPROTO_ICMP, (A4[0], 0), (B4[0], 0)),
