@@ -109,6 +109,11 @@ def wait_attached(lab: Lab, timeout: float = 30.0, attached: bool = True) -> boo
     return False
 
 
+def _port_field(first: int, last: int) -> str:
+    """A trafgen port: fixed, or stepping through first..last (trafgen refuses dinc(n, n))."""
+    return str(first) if first == last else f"dinc({first}, {last})"
+
+
 def udp_flood(lab: Lab, packets: int, rate: int, sports: tuple[int, int], dports: tuple[int, int],
               payload: int = 16) -> float:
     """`packets` UDP packets at `rate`/s from the lab's client to its server, sent by trafgen
@@ -121,7 +126,7 @@ def udp_flood(lab: Lab, packets: int, rate: int, sports: tuple[int, int], dports
     with in_netns(lab.sensor), IPRoute() as ipr:
         mac = ipr.get_links(ipr.link_lookup(ifname=SENSOR_IFACES[0])[0])[0].get_attr("IFLA_ADDRESS")
     conf = (f"{{ eth(da={mac}), ipv4(saddr={lab.client_ip}, daddr={lab.server_ip}, ttl=64), "
-            f"udp(sp=dinc({sports[0]}, {sports[1]}), dp=dinc({dports[0]}, {dports[1]})), "
+            f"udp(sp={_port_field(*sports)}, dp={_port_field(*dports)}), "
             f"fill('x', {payload}) }}\n")
     with tempfile.NamedTemporaryFile("w", suffix=".cfg") as cfg:
         cfg.write(conf)
