@@ -1,7 +1,7 @@
 """What the XDP offload saves, live in the lab (root): 100 UDP flows at a fixed
 rate, one of them (1% of the packets) selected by a port rule.
 
-    sudo .venv/bin/python -m bench.bench_offload [--rate 50000] [--seconds 10]
+    sudo .venv/bin/python -m bench.bench_offload [--rate 50000] [--seconds 10] [--rounds 1] [--before REV]
 
 Rows, all on the same traffic in the same run:
 - the sensor (one worker): its processes' CPU (/proc) plus the XDP program's
@@ -12,20 +12,27 @@ Rows, all on the same traffic in the same run:
 - the sensor with every flow selected at a lower rate, to compare the CPU per
   selected packet at 1% (batched wakeups) with the saturated cost (the
   target is within 1.5x).
-The selected flow's record must count every packet sent on it.
+The selected flow's record must count every packet sent on it. With
+`--before REV`, each round also runs the sensor of git revision REV (its
+whole source tree) on the same lab, to measure a change beside its baseline.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import socket
+import statistics
 import struct
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
-from bench.lablive import FIRST_CLIENT_PORT, SERVER_PORT, bench_lab, run_sensor, send_udp, tree_cpu_seconds
+from bench.lablive import (
+    FIRST_CLIENT_PORT, ROOT, SERVER_PORT, SensorRun, bench_lab, checkout, run_sensor, send_udp, tree_cpu_seconds,
+)
 from sensor.netns import in_netns
 
 FLOWS = 100
@@ -74,49 +81,89 @@ def run_baseline(lab, packets: int, rate: int) -> tuple[float, dict]:
     return cpu1 - cpu0, json.loads(out)
 
 
+@dataclass(slots=True)
+class TreeRound:
+    """One round of one source tree's sensor: the 1% run and the saturated run."""
+    one: SensorRun
+    sat: SensorRun
+    packets: int
+
+    @property
+    def sensor_ns(self) -> float:
+        return (self.one.cpu_seconds * 1e9 + self.one.xdp_ns) / self.packets
+
+    @property
+    def selected(self) -> dict:
+        [rec] = [r for r in self.one.records if r["source"].get("port") == FIRST_CLIENT_PORT] or [{}]
+        return {"recorded": rec.get("source", {}).get("packets", 0),
+                "delivered": rec.get("xdpsensor", {}).get("delivered", 0)}
+
+    @property
+    def per_selected(self) -> float:
+        return self.one.cpu_seconds * 1e9 / max(self.selected["delivered"], 1)
+
+    @property
+    def per_saturated(self) -> float:
+        delivered = sum(r.get("xdpsensor", {}).get("delivered", 0) for r in self.sat.records)  # non-IP: none
+        return self.sat.cpu_seconds * 1e9 / max(delivered, 1)
+
+
+def _spread(values: list[float], fmt: str) -> str:
+    """median [min-max] of one row's rounds."""
+    return f"{statistics.median(values):{fmt}} [{min(values):{fmt}}-{max(values):{fmt}}]"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=int, default=50_000, help="packets/s on the link")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--saturated-rate", type=int, default=20_000, help="packets/s with every flow selected")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds, each measuring every row")
+    parser.add_argument("--before", metavar="REV", help="also run the sensor of git revision REV, interleaved")
     parser.add_argument("--af-packet-reader", metavar="NETNS", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.af_packet_reader:
         af_packet_reader(args.af_packet_reader, FIRST_CLIENT_PORT)
         return
     packets = int(args.rate * args.seconds)
-    selected = packets // FLOWS
-    with bench_lab() as lab:
-        one = run_sensor(lab, packets, args.rate, FLOWS, "--no-default-plugins", "--workers", "1",
-                         "--port", f"udp:{FIRST_CLIENT_PORT}")
-        base_cpu, base = run_baseline(lab, packets, args.rate)
-        sat_packets = int(args.saturated_rate * args.seconds)
-        sat = run_sensor(lab, sat_packets, args.saturated_rate, FLOWS, "--no-default-plugins", "--workers", "1",
-                         "--port", f"udp:{SERVER_PORT}")
-    [rec] = [r for r in one.records if r["source"].get("port") == FIRST_CLIENT_PORT] or [None]
-    recorded = rec["source"]["packets"] if rec else 0
-    delivered = rec["xdpsensor"]["delivered"] if rec else 0
-    sensor_ns = (one.cpu_seconds * 1e9 + one.xdp_ns) / packets
+    sat_packets = int(args.saturated_rate * args.seconds)
+    sensor_args = ("--no-default-plugins", "--workers", "1", "--port")
+    base_runs: list[tuple[float, dict]] = []
+    runs: dict[str, list[TreeRound]] = {}
+    with contextlib.ExitStack() as stack:
+        trees = {"this tree": ROOT}
+        if args.before:
+            trees[f"before ({args.before})"] = stack.enter_context(checkout(args.before))
+        lab = stack.enter_context(bench_lab())
+        for _ in range(args.rounds):
+            base_runs.append(run_baseline(lab, packets, args.rate))
+            for name, tree in trees.items():
+                one = run_sensor(lab, packets, args.rate, FLOWS, *sensor_args, f"udp:{FIRST_CLIENT_PORT}", tree=tree)
+                sat = run_sensor(lab, sat_packets, args.saturated_rate, FLOWS, *sensor_args, f"udp:{SERVER_PORT}",
+                                 tree=tree)
+                runs.setdefault(name, []).append(TreeRound(one, sat, packets))
     # Per frame it handled: a reader that falls behind drops frames and spends less, not more.
-    base_ns = base_cpu * 1e9 / max(base["seen"], 1)
-    sat_delivered = sum(r.get("xdpsensor", {}).get("delivered", 0) for r in sat.records)  # non-IP records have none
-    per_selected = one.cpu_seconds * 1e9 / max(delivered, 1)
-    per_saturated = sat.cpu_seconds * 1e9 / max(sat_delivered, 1)
-    print(f"{packets} UDP packets at {args.rate}/s over {FLOWS} flows ({one.seconds:.1f}s), "
-          f"1 flow = {selected} packets selected")
-    print(f"{'':<52}{'ns/packet':>10}")
-    print(f"{'baseline: Python AF_PACKET reader, same rule':<52}{base_ns:>10.0f}   "
-          f"(per frame it read: it read {base['seen']} of {packets}, matched {base['matched']})")
-    print(f"{'sensor: process CPU + XDP run time':<52}{sensor_ns:>10.0f}   "
-          f"({one.cpu_seconds * 1e9 / packets:.0f} process + {one.xdp_ns / max(one.xdp_runs, 1):.0f} XDP "
-          f"over {one.xdp_runs} runs)")
-    print(f"  offload: {base_ns / sensor_ns:.1f}x less CPU per packet than the baseline (target >= 20x)")
-    print(f"  selected flow: {selected} sent, {recorded} in its record, {delivered} delivered to Python "
-          f"({'all' if recorded == delivered == selected else 'NOT all'})")
-    print(f"{'sensor CPU per selected packet, 1% selected':<52}{per_selected:>10.0f}")
-    print(f"{'sensor CPU per selected packet, all selected':<52}{per_saturated:>10.0f}   "
-          f"({sat_delivered} at {args.saturated_rate}/s)")
-    print(f"  1% vs saturated: {per_selected / per_saturated:.2f}x (target <= 1.5x)")
+    base_ns = [cpu * 1e9 / max(seen["seen"], 1) for cpu, seen in base_runs]
+    print(f"{packets} UDP packets at {args.rate}/s over {FLOWS} flows, 1 flow = {packets // FLOWS} packets selected; "
+          f"{args.rounds} round(s), median [min-max]")
+    print(f"{'baseline: Python AF_PACKET reader, same rule':<52}{_spread(base_ns, '.0f'):>22} ns/packet   "
+          f"(per frame it read: it read {', '.join(str(b['seen']) for _, b in base_runs)} of {packets})")
+    for name, rounds in runs.items():
+        print(f"sensor, {name}:")
+        print(f"{'  process CPU + XDP run time':<52}{_spread([r.sensor_ns for r in rounds], '.0f'):>22} ns/packet   "
+              f"(process {_spread([r.one.cpu_seconds * 1e9 / packets for r in rounds], '.0f')} + XDP "
+              f"{_spread([r.one.xdp_ns / max(r.one.xdp_runs, 1) for r in rounds], '.0f')})")
+        print(f"    offload: {_spread([b / r.sensor_ns for b, r in zip(base_ns, rounds)], '.1f')}x less CPU per "
+              f"packet than the baseline (target >= 20x)")
+        selected = [r.selected for r in rounds]
+        whole = all(s["recorded"] == s["delivered"] == packets // FLOWS for s in selected)
+        print(f"    selected flow: {packets // FLOWS} sent; recorded {', '.join(str(s['recorded']) for s in selected)}, "
+              f"delivered {', '.join(str(s['delivered']) for s in selected)} ({'all' if whole else 'NOT all'})")
+        print(f"{'  CPU per selected packet, 1% selected':<52}{_spread([r.per_selected for r in rounds], '.0f'):>22} ns")
+        print(f"{'  CPU per selected packet, all selected':<52}{_spread([r.per_saturated for r in rounds], '.0f'):>22} ns"
+              f"   (at {args.saturated_rate}/s)")
+        print(f"    1% vs saturated: {_spread([r.per_selected / r.per_saturated for r in rounds], '.2f')}x "
+              f"(target <= 1.5x)")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from sensor.kernel.attach import xdp_status
 from sensor.labtraffic import udp_flood, wait_attached
 from sensor.netns import in_netns
 
+ROOT = Path(__file__).resolve().parent.parent   # this source tree
 SERVER_PORT = 9000
 FIRST_CLIENT_PORT = 40000
 PAYLOAD = 64
@@ -97,12 +98,23 @@ class SensorProcess:
 
 
 @contextlib.contextmanager
-def sensor_running(lab: lab_mod.Lab, out: Path, *args: str) -> Iterator[SensorProcess]:
-    """`xdpsensor run` on the lab's sensor interfaces with `args`, SPI records
-    to `out`; attached and settled when this yields, stopped (SIGINT) after."""
+def checkout(rev: str) -> Iterator[Path]:
+    """A temporary copy of the repository's files at git revision `rev`
+    (a sensor of another revision to run beside this tree's), removed after."""
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        yield Path(tmp)
+
+
+@contextlib.contextmanager
+def sensor_running(lab: lab_mod.Lab, out: Path, *args: str, tree: Path = ROOT) -> Iterator[SensorProcess]:
+    """`xdpsensor run` (of the source tree `tree`) on the lab's sensor interfaces with
+    `args`, SPI records to `out`; attached and settled when this yields, stopped (SIGINT) after."""
     cmd = [sys.executable, "-m", "sensor", "run", "--netns", lab.sensor, "-i", "to-client", "-i", "to-server",
            "-o", f"spi:{out}", "--duration", "600", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tree,
+                            env={**os.environ, "PYTHONPATH": str(tree)})
     running = SensorProcess(proc.pid)
     attached = False
     try:
@@ -118,11 +130,11 @@ def sensor_running(lab: lab_mod.Lab, out: Path, *args: str) -> Iterator[SensorPr
         raise RuntimeError("the sensor did not attach: " + running.summary)
 
 
-def run_sensor(lab: lab_mod.Lab, packets: int, rate: int, flows: int, *args: str) -> SensorRun:
-    """`xdpsensor run` on the lab with `args`, measured while trafgen sends."""
+def run_sensor(lab: lab_mod.Lab, packets: int, rate: int, flows: int, *args: str, tree: Path = ROOT) -> SensorRun:
+    """`xdpsensor run` (of source tree `tree`) on the lab with `args`, measured while trafgen sends."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "sessions.jsonl"
-        with sensor_running(lab, out, *args) as proc:
+        with sensor_running(lab, out, *args, tree=tree) as proc:
             cpu0, (xdp_ns0, runs0) = tree_cpu_seconds(proc.pid), xdp_totals(lab)
             seconds = send_udp(lab, packets, rate, flows)
             time.sleep(0.2)  # what is still in the ring: up to the 50 ms poll bound

@@ -293,6 +293,10 @@ class Sensor:
         """The kernel's counters while running."""
         return self._live.stats() if self._live is not None else None
 
+    def ring_drops(self) -> int:
+        """Packets of selected flows lost to a full ring so far, as the live loop last read the counter."""
+        return self._live.drops if self._live is not None else 0
+
     def pipeline_stats(self) -> PipelineStats | None:
         if self._pool is not None:
             return PipelineStats(records=self._finished)

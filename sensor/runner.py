@@ -123,7 +123,7 @@ class _KernelLoop:
         self._thread: threading.Thread | None = None
         self._started = 0.0
         self._where: list[str] = []
-        self._drops = 0
+        self.drops = 0             # Stat.RINGBUF_FULL when last read (each EXPIRE_EVERY)
 
     def _attach(self) -> list[str]:
         """Attach everywhere (or raise having attached nothing), then run `_loop` on a thread."""
@@ -139,9 +139,9 @@ class _KernelLoop:
 
     def _check_drops(self) -> None:
         drops = self.capture.program.stat(Stat.RINGBUF_FULL)
-        if drops > self._drops and self.on_ring_loss is not None:
-            self.on_ring_loss(drops - self._drops)
-        self._drops = drops
+        if drops > self.drops and self.on_ring_loss is not None:
+            self.on_ring_loss(drops - self.drops)
+        self.drops = drops
 
     def _halt(self) -> None:
         """Stop the thread, then detach."""

@@ -8,7 +8,9 @@ own thread.
   a packet; a config that does not check out is refused with the reason, the old one kept.
 - SIGUSR1: every counter to the log.
 
-Handlers only queue the signal; the loop acts on it in the main thread."""
+Handlers only queue the signal and wake the loop, which acts on it in the main
+thread; otherwise the loop sleeps until its next timed job (a status line, an
+attachment check), not on a short tick."""
 from __future__ import annotations
 
 import signal
@@ -20,14 +22,12 @@ from typing import TYPE_CHECKING
 
 from sensor.errors import SensorError
 from sensor.kernel import bpfsys
-from sensor.kernel.contract import Stat
 from sensor.status import counter_lines, snapshot, status_line
 
 if TYPE_CHECKING:
     from sensor.app import Sensor
     from sensor.config import SensorConfig
 
-TICK = 0.2                   # seconds between looks at signals and attachments
 ATTACHMENT_CHECK = 1.0       # seconds between checks that the program is still attached
 DROP_WARNING_EVERY = 10.0    # at most one ring-loss warning per this many seconds
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
@@ -81,8 +81,9 @@ class Service:
         interval = 1.0 if self.terminal else self.status_interval  # a terminal's line is redrawn
         next_status = started + interval if interval > 0 else float("inf")
         next_check = started + ATTACHMENT_CHECK
-        while self.duration is None or now - started < self.duration:
-            self._wake.wait(TICK)
+        end = started + self.duration if self.duration is not None else float("inf")
+        while now < end:
+            self._wake.wait(min(next_status, next_check, end) - now)
             self._wake.clear()
             while self._signals:
                 signum = self._signals.popleft()
@@ -134,7 +135,7 @@ class Service:
                                  "sensor started with --force?); nothing is captured there any more: stopping")
 
     def _warn_drops(self, now: float) -> None:
-        drops = (self.sensor.live_stats() or {}).get(Stat.RINGBUF_FULL, 0)
+        drops = self.sensor.ring_drops()
         if drops > self._drops_seen and now - self._drops_warned_at >= DROP_WARNING_EVERY:
             self.log(f"warning: ring buffer full: {drops - self._drops_seen} packet(s) of selected flows lost "
                      f"since the last warning ({drops} in all); narrow the rules, or let plugins bypass more")

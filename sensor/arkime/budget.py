@@ -13,7 +13,11 @@ Python. `PluginTimeout` derives from BaseException so that a plugin's own
 The guarded region is one runtime entry (a payload delivery, a session save),
 entered and left by the capture thread; the watchdog fires at most once per
 entry, under a lock that `leave` also takes, so the exception lands inside the
-region or is withdrawn before it can land anywhere else."""
+region or is withdrawn before it can land anywhere else.
+
+The watchdog parks (an untimed wait) after a tick in which no entry began,
+and the next `enter` wakes it: a sensor whose plugins are not called pays no
+timed wakeups for the budget."""
 from __future__ import annotations
 
 import ctypes
@@ -46,6 +50,8 @@ class CallbackBudget:
         self._started = 0.0
         self._active = False
         self._pending = False           # an exception was asked for this entry
+        self._parked = False            # the watchdog waits for `_wake`, set by the next `enter`
+        self._wake = threading.Event()
         self._stop = threading.Event()
         self._watchdog = threading.Thread(target=self._watch, name="xdpsensor-plugin-budget", daemon=True)
         self._watchdog.start()
@@ -54,6 +60,9 @@ class CallbackBudget:
         self._thread_id = threading.get_ident()
         self._started = time.monotonic()
         self._active = True
+        if self._parked:
+            self._parked = False
+            self._wake.set()
 
     def leave(self) -> None:
         with self._lock:
@@ -65,14 +74,34 @@ class CallbackBudget:
 
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
         self._watchdog.join()
 
     def _watch(self) -> None:
         tick = min(0.1, self.seconds / 4)
+        seen = self._started
         while not self._stop.wait(tick):
+            if not self._active and self._started == seen:
+                self._park()
+                seen = self._started
+                continue
+            seen = self._started
             with self._lock:
                 if not self._active or self._pending or time.monotonic() - self._started < self.seconds:
                     continue
                 self._pending = True
                 self.fired += 1
                 _set_async_exc(self._thread_id, PluginTimeout)
+
+    def _park(self) -> None:
+        """Wait for the next `enter` (or `close`). `enter` sets `_started` and
+        `_active` before it looks at `_parked`, and this sets `_parked` before
+        it looks at them, so one of the two always sees the other (the GIL
+        orders the steps)."""
+        seen = self._started
+        self._wake.clear()
+        self._parked = True
+        if self._active or self._started != seen:
+            self._parked = False
+            return
+        self._wake.wait()

@@ -4,6 +4,7 @@ bypassed and recorded, every other session goes on."""
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from capturelib import Capture
 from sinks import RecordSink
 
 from sensor import Sensor
+from sensor.arkime.budget import CallbackBudget, PluginTimeout
 
 PLUGIN = '''\
 import sys
@@ -79,3 +81,26 @@ def test_sys_exit_and_keyboard_interrupt_in_a_callback_are_plugin_failures(tmp_p
     # payload fails it again: two failures, each reported, neither the sensor's exit.
     assert sensor.runtime.errors.counts == {"parser:parse": 2}
     assert error in caplog.text and f"{tmp_path / 'hangs.py'}:" in caplog.text
+
+
+def test_a_watchdog_parked_while_no_callback_ran_still_interrupts_the_next_one():
+    budget = CallbackBudget(0.2)
+    try:
+        for _ in range(200):        # parks after its first tick with no entry (0.05 s)
+            if budget._parked:
+                break
+            time.sleep(0.01)
+        assert budget._parked
+        interrupted = False
+        try:
+            budget.enter()
+            for _ in range(10**9):  # bounded, but far longer than the budget
+                pass
+        except PluginTimeout:
+            interrupted = True
+        finally:
+            budget.leave()
+        budget.leave()              # as the runtime does after catching it
+        assert interrupted and budget.fired == 1
+    finally:
+        budget.close()
