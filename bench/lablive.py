@@ -114,7 +114,8 @@ def sensor_running(lab: lab_mod.Lab, out: Path, *args: str, tree: Path = ROOT) -
     cmd = [sys.executable, "-m", "sensor", "run", "--netns", lab.sensor, "-i", "to-client", "-i", "to-server",
            "-o", f"spi:{out}", "--duration", "600", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tree,
-                            env={**os.environ, "PYTHONPATH": str(tree)})
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                filter(None, (str(tree), os.environ.get("PYTHONPATH"))))})
     running = SensorProcess(proc.pid)
     attached = False
     try:
