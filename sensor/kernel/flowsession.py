@@ -8,6 +8,7 @@ turns its entry into the `Session` the plugin runtime renders as an SPI
 record, exactly as a session built from packets."""
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from sensor.flows.accounting import LUMPED_PROTOCOLS, has_session_type
@@ -63,6 +64,15 @@ def end_reason(key: FlowKey, state: FlowState, now_ns: int, timeouts: FlowTimeou
     return closing_reason(key, state) or "timeout"
 
 
+@functools.lru_cache(maxsize=4)
+def _idle_limits_ns(timeouts: FlowTimeouts) -> tuple[int, ...]:
+    """Idle timeout by key.proto (0-255) for an expiry pass: worked out once per
+    set of timeouts, not on every pass. key.proto of a non-IP flow is its
+    EtherKind: the shorter of the two timeouts serves both."""
+    kinds = {int(kind): _ether_idle_ns(kind) for kind in EtherKind}
+    return tuple(min(_idle_limit_ns(proto, 0, timeouts), kinds.get(proto, 1 << 62)) for proto in range(256))
+
+
 class Attention:
     """Which flows an expiry pass at `now_ns` must look at: those that ended,
     or may be due a mid-session record (`packets` in all, or TCP spanning
@@ -76,10 +86,7 @@ class Attention:
     def __init__(self, now_ns: int, timeouts: FlowTimeouts, packets: int, span_ns: int) -> None:
         self.packets, self.span_ns = packets, span_ns
         # A flow has ended when its last packet is before these (by protocol; closed TCP apart).
-        # key.proto of a non-IP flow is its EtherKind: the shorter of the two timeouts serves both.
-        kinds = {int(kind): _ether_idle_ns(kind) for kind in EtherKind}
-        self._idle_before = [now_ns - min(_idle_limit_ns(proto, 0, timeouts), kinds.get(proto, 1 << 62))
-                             for proto in range(256)]
+        self._idle_before = [now_ns - limit for limit in _idle_limits_ns(timeouts)]
         self._closed_before = now_ns - int(timeouts.tcp_closing * 1e9)
 
     def wants(self, proto: int, flags: int, packets: int, first_ns: int, last_ns: int) -> bool:
