@@ -32,10 +32,13 @@ PAYLOAD = 64
 @contextlib.contextmanager
 def bench_lab() -> Iterator[lab_mod.Lab]:
     """A lab named after this process, with a UDP socket bound on the server
-    (no ICMP unreachable comes back) and bpf_stats on; all undone at the end."""
+    (no ICMP unreachable comes back) and bpf_stats on; all undone at the end.
+    The sysctl shows other benches that stats are on; the stats fd keeps them
+    on when another bench resets the sysctl meanwhile."""
     lab = lab_mod.up(lab_mod.Lab(f"b{os.getpid() % 100000}"))
     stats_file = Path("/proc/sys/kernel/bpf_stats_enabled")
     before = stats_file.read_text().strip()
+    stats_fd = bpfsys.enable_run_time_stats()
     try:
         stats_file.write_text("1")
         with in_netns(lab.server):
@@ -47,6 +50,7 @@ def bench_lab() -> Iterator[lab_mod.Lab]:
             sink.close()
     finally:
         stats_file.write_text(before)
+        os.close(stats_fd)
         lab_mod.down(lab)
 
 

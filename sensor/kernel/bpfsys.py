@@ -24,7 +24,9 @@ BPF_MAP_LOOKUP_BATCH = 24
 BPF_LINK_CREATE = 28
 BPF_LINK_GET_FD_BY_ID = 30
 BPF_LINK_GET_NEXT_ID = 31
+BPF_ENABLE_STATS = 32
 BPF_LINK_DETACH = 34
+BPF_STATS_RUN_TIME = 0
 BPF_XDP = 37
 BPF_LINK_TYPE_XDP = 6
 BPF_MAP_TYPE_LRU_HASH = 9
@@ -110,9 +112,16 @@ def link_info(link_fd: int) -> LinkInfo:
     return LinkInfo(type_, id_, prog_id, ifindex)
 
 
+def enable_run_time_stats() -> int:
+    """Turn on the kernel's per-program run time counting for as long as the
+    returned fd stays open (the caller closes it). Unlike the sysctl
+    kernel.bpf_stats_enabled, which anyone may reset, each fd holds its own reference."""
+    return _bpf(BPF_ENABLE_STATS, _attr("=I", BPF_STATS_RUN_TIME))
+
+
 def prog_run_totals(prog_id: int) -> tuple[int, int]:
     """(run_time_ns, run_cnt) of a loaded program: the kernel counts them only
-    while sysctl kernel.bpf_stats_enabled is 1."""
+    while sysctl kernel.bpf_stats_enabled is 1 or an `enable_run_time_stats` fd is open."""
     fd = _bpf(BPF_PROG_GET_FD_BY_ID, _attr("=I", prog_id))
     try:
         info = (ct.c_ubyte * 256)()
