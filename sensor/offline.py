@@ -438,6 +438,17 @@ class Housekeeping:
         self._quiet = self._sessions.window() if kernel is None else _overlap(self._sessions.window(), kernel.window())
         return None if kernel_due is None and not sessions_due else (kernel_due, sessions_due)
 
+    def dues(self, timestamps: Sequence[float]) -> list[tuple[int, tuple[float | None, bool]]]:
+        """`step` for a run of records: (position, what is due) where something is; in the
+        common case (every time in both clocks' windows) one test for the whole run."""
+        low, high = self._quiet
+        previous = self._previous
+        if timestamps and previous is not None and low <= previous < high \
+                and low <= min(timestamps) and max(timestamps) < high:
+            self._previous = timestamps[-1]
+            return []
+        return [(position, due) for position, due in enumerate(map(self.step, timestamps)) if due is not None]
+
 
 def _overlap(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
     return max(a[0], b[0]), min(a[1], b[1])

@@ -118,9 +118,12 @@ class WorkerPool:
         worker = self.workers[index]
         if worker.dead or worker.totals is not None:
             return False
+        data = wire.dumps([message])
         with worker.send_lock:
             try:
-                worker.conn.send([message])
+                # send_bytes, not send: its partial writes to a full pipe slice a memoryview; send's
+                # slice the pickled bytes, a copy of the rest per write (a batch is ~100 KiB).
+                worker.conn.send_bytes(data)
             except OSError:
                 return False
         return True

@@ -48,11 +48,12 @@ class Sharder:
         self._memo: list[dict[bytes, int]] = [{} for _ in range(256)]   # by IP protocol
         self._frags: OrderedDict[tuple, int] = OrderedDict()
 
-    def shards(self, run: list[Span]) -> list[int]:
-        """The worker of each record of a run (pcapfile.Span's), in one loop."""
-        shards: list[int] = []
-        append, memos = shards.append, self._memo
-        for _, linktype, buffer, start, end, _ in run:
+    def split(self, run: list[Span]) -> list[list[Span]]:
+        """The records of a run (pcapfile.Span's), each in its worker's list, in one loop."""
+        shares: list[list[Span]] = [[] for _ in range(self.count)]
+        memos = self._memo
+        for span in run:
+            _, linktype, buffer, start, end, _ = span
             if linktype == LINKTYPE_ETHERNET and end - start >= 38 and buffer[start + 12:start + 15] == b"\x08\x00\x45" \
                     and not (buffer[start + 20] & 0x3F or buffer[start + 21]):   # IPv4, no options, not a fragment
                 memo = memos[buffer[start + 23]]
@@ -64,10 +65,10 @@ class Sharder:
                         if len(memo) >= MEMO_MAX:
                             memo.clear()
                         memo[raw] = shard
-                append(shard)
+                shares[shard].append(span)
             else:
-                append(self._parsed(linktype, buffer[start:end])[0])
-        return shards
+                shares[self._parsed(linktype, buffer[start:end])[0]].append(span)
+        return shares
 
     def _parsed(self, linktype: int, data: bytes) -> tuple[int, bool]:
         """(the worker, whether the frame's addresses and ports are its flow's:
@@ -97,6 +98,12 @@ class _Share:
         self.entries = bytearray()
         self.dealt = 0          # records sent (or meant for it, dead)
 
+    def add(self, spans: list[Span]) -> None:
+        pack = _ENTRY.pack
+        self.frames += [buffer[start:end] for _, _, buffer, start, end, _ in spans]
+        self.entries += b"".join([pack(timestamp, wire_len, end - start, linktype, RECORD)
+                                  for timestamp, linktype, _, start, end, wire_len in spans])
+
     def command(self, kind: int, timestamp: float) -> None:
         self.entries += _ENTRY.pack(timestamp, 0, 0, 0, kind)
 
@@ -108,6 +115,45 @@ class _Share:
         self.frames, self.entries = [], bytearray()
 
 
+class _Dealer:
+    """Runs of records to their workers' shares, expiries to every share at
+    their places; a share is sent once it holds BATCH_RECORDS records."""
+
+    def __init__(self, pool: WorkerPool, filtered: bool) -> None:
+        self.pool = pool
+        self.sharder = Sharder(pool.count)
+        self.housekeeping = Housekeeping(EXPIRE_EVERY, filtered)
+        self.shares = [_Share(index) for index in range(pool.count)]
+
+    def deal(self, run: list[Span]) -> None:
+        done = 0
+        for position, (kernel_due, sessions_due) in self.housekeeping.dues([span[0] for span in run]):
+            if kernel_due is not None:      # before the record at `position`
+                self._segment(run[done:position])
+                done = position
+                self._command(EXPIRE_KERNEL, kernel_due)
+            if sessions_due:                # after it
+                self._segment(run[done:position + 1])
+                done = position + 1
+                self._command(EXPIRE, run[position][0])
+        self._segment(run[done:] if done else run)
+
+    def _segment(self, spans: list[Span]) -> None:
+        for share, mine in zip(self.shares, self.sharder.split(spans)):
+            if mine:
+                share.add(mine)
+                if len(share.frames) >= BATCH_RECORDS:
+                    share.send(self.pool)
+
+    def _command(self, kind: int, timestamp: float) -> None:
+        for share in self.shares:
+            share.command(kind, timestamp)
+
+    def flush(self) -> None:
+        for share in self.shares:
+            share.send(self.pool)
+
+
 def read_in_workers(paths: Sequence[Path], pool: WorkerPool, filtered: bool,
                     on_progress: Callable[[int, int], None] | None = None,
                     stop: threading.Event | None = None) -> ReplaySummary:
@@ -116,36 +162,20 @@ def read_in_workers(paths: Sequence[Path], pool: WorkerPool, filtered: bool,
     worker finish. What the reading and the workers did, added up."""
     started = time.monotonic()
     summary = ReplaySummary()
-    count = pool.count
-    sharder, housekeeping = Sharder(count), Housekeeping(EXPIRE_EVERY, filtered)
-    shares = [_Share(index) for index in range(count)]
-    pack, step = _ENTRY.pack, housekeeping.step
+    dealer = _Dealer(pool, filtered)
     try:
         for run in read_runs(paths, summary, on_progress, stop):
-            for (timestamp, linktype, buffer, start, end, wire_len), index in zip(run, sharder.shards(run)):
-                due = step(timestamp)
-                if due is not None and due[0] is not None:
-                    for share in shares:
-                        share.command(EXPIRE_KERNEL, due[0])
-                share = shares[index]
-                share.frames.append(buffer[start:end])
-                share.entries += pack(timestamp, wire_len, end - start, linktype, RECORD)
-                if len(share.frames) >= BATCH_RECORDS:
-                    share.send(pool)
-                if due is not None and due[1]:
-                    for share in shares:
-                        share.command(EXPIRE, timestamp)
-        for share in shares:
-            share.send(pool)
+            dealer.deal(run)
+        dealer.flush()
     except BaseException:
         pool.stop()
         raise
-    for share in shares:
-        pool.send(share.index, ("stop",))
+    for index in range(pool.count):
+        pool.send(index, ("stop",))
     for part in pool.join(stop):
         summary.add(part)
     for death in pool.deaths:   # what it had been dealt and had not fed when it died
-        summary.dead_worker_frames += shares[death.index].dealt - pool.workers[death.index].fed
+        summary.dead_worker_frames += dealer.shares[death.index].dealt - pool.workers[death.index].fed
     summary.seconds = time.monotonic() - started
     return summary
 
