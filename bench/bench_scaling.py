@@ -54,7 +54,7 @@ def offline_run(pcap: Path, plugin: Path, workers: int, packets: int) -> Offline
         sensor.close()
     if summary.delivered != packets:
         raise RuntimeError(f"{workers} worker(s) delivered {summary.delivered} of {packets} packets")
-    workers_cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+    workers_cpu = max(0.0, after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime)
     return OfflineRun(packets / seconds, cpu / packets * 1e6, workers_cpu / packets * 1e6, summary.records)
 
 
