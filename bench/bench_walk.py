@@ -1,6 +1,7 @@
 """What the header walk (bpf/parse.h) costs a plain flow: the XDP program of
 another revision (before) and this tree's (after), compiled and measured in
-the same run with BPF_PROG_TEST_RUN, rounds interleaved; plus the cost of a
+the same run with BPF_PROG_TEST_RUN, rounds interleaved, on one CPU (the
+one that creates the flows: it counts them without atomics); plus the cost of a
 flow inside VXLAN, which only the walk can key.
 
     sudo .venv/bin/python -m bench.bench_walk [--before REV]   (default: main)
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes as ct
+import os
 import statistics
 import subprocess
 import tempfile
@@ -19,6 +21,7 @@ from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Raw
 
+from bench.timing import prog_run_ns
 from sensor.kernel import bpfsys
 from sensor.kernel.contract import BPF_DIR
 
@@ -73,6 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", default="main", help="git revision to compare with (default: main)")
     args = parser.parse_args()
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})    # BPF_PROG_TEST_RUN runs on the caller's CPU
     frames = _frames()
     with tempfile.TemporaryDirectory() as tmp:
         programs = {"before": _load(_checkout(args.before, Path(tmp))), "after": _load(BPF_DIR)}
@@ -85,7 +89,7 @@ def main() -> None:
     for _ in range(ROUNDS):
         for name, (frame, _) in frames.items():
             for which, (_, fd) in programs.items():
-                runs.setdefault((name, which), []).append(bpfsys.prog_test_run(fd, frame, REPEAT).duration_ns)
+                runs.setdefault((name, which), []).append(prog_run_ns(fd, frame, REPEAT))
     print(f"before = {args.before}, after = this tree; ns/packet, median [min-max] of {ROUNDS} rounds")
     print(f"{'path':<28}{'before':>20}{'after':>20}{'change':>9}")
     for name in frames:

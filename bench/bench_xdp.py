@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import os
 import statistics
-import time
 from collections.abc import Callable
-from pathlib import Path
 
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Raw
 
+from bench.timing import prog_run_ns
 from sensor.capture.ring import RingReader
-from sensor.kernel import bpfsys
 from sensor.kernel.contract import BPF_DIR, Stat
 from sensor.kernel.program import ProgramOptions, SensorProgram
 from sensor.kernel.rules import RuleSet, parse_port_spec, parse_prefix_spec
@@ -34,7 +32,6 @@ from sensor.kernel.rules import RuleSet, parse_port_spec, parse_prefix_spec
 REPEAT = 1_000_000
 SELECTED_REPEAT = 2_000    # fits the 4 MiB ring buffer; it is drained between runs
 ROUNDS = 5
-STATS_RETRIES = 30         # runs given up on while bpf_stats stays on
 PARSE = "baseline: parse Eth/IPv4/UDP + count"
 
 
@@ -57,10 +54,6 @@ def _frames() -> dict[str, bytes]:
     }
 
 
-def _bpf_stats_on() -> bool:
-    return Path("/proc/sys/kernel/bpf_stats_enabled").read_text().strip() != "0"
-
-
 def _decided(program: SensorProgram, rules: RuleSet, frames: dict[str, bytes]) -> SensorProgram:
     """Rules set and the flows decided first, as on a live link: ignored flows
     have seen both directions' payload."""
@@ -73,17 +66,6 @@ def _decided(program: SensorProgram, rules: RuleSet, frames: dict[str, bytes]) -
     return program
 
 
-def _run_ns(fd: int, frame: bytes, repeat: int) -> int:
-    """One run's ns/packet, taken while bpf_stats is off (waited for, within bounds)."""
-    for _ in range(STATS_RETRIES):
-        before = _bpf_stats_on()
-        ns = bpfsys.prog_test_run(fd, frame, repeat).duration_ns
-        if not before and not _bpf_stats_on():
-            return ns
-        time.sleep(1)
-    raise SystemExit("kernel.bpf_stats_enabled stayed on (a live bench running?): no run is comparable")
-
-
 def _rounds(jobs: list[tuple[str, int, bytes, int, int, Callable[[], None] | None]]) -> dict[str, list[int]]:
     """ns/packet of each (name, program fd, frame, repeat, CPU, drain) job, ROUNDS times,
     the jobs interleaved in every round so a change of load touches them all."""
@@ -91,7 +73,7 @@ def _rounds(jobs: list[tuple[str, int, bytes, int, int, Callable[[], None] | Non
     for _ in range(ROUNDS):
         for name, fd, frame, repeat, cpu, drain in jobs:
             os.sched_setaffinity(0, {cpu})     # BPF_PROG_TEST_RUN runs on the caller's CPU
-            runs[name].append(_run_ns(fd, frame, repeat))
+            runs[name].append(prog_run_ns(fd, frame, repeat))
             if drain:
                 drain()
     return runs
