@@ -6,17 +6,18 @@ from __future__ import annotations
 import json
 import pwd
 import shutil
+import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+from sensor.lab import patience
 from sensor.labtraffic import tcp_exchange, wait_attached
 from sensor.netns import in_netns
+from tests.lab.sensorproc import SensorProcess
 
 pytestmark = pytest.mark.lab
 
@@ -42,23 +43,32 @@ arkime.register_tcp_classifier("uidprobe", 0, b"PING", classify)
 '''
 
 
-def udp_flow_with_a_pause(lab, port: int, before: int, after: int) -> None:
-    """One UDP flow (one socket pair): `before` datagrams, a pause for the sensor to decide, `after` more."""
+def udp_flow_with_a_pause(lab, sensor: SensorProcess, port: int, before: int, after: int) -> None:
+    """One UDP flow (one socket pair): `before` datagrams, then, once the sensor has bypassed
+    the flow (its verdict is in the kernel's map), `after` more."""
     with in_netns(lab.server):
         server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         server.bind((lab.server_ip, port))
     with in_netns(lab.client):
         client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    server.settimeout(5)
+    server.settimeout(patience(5))
     try:
         for i in range(before + after):
             if i == before:
-                time.sleep(0.5)
+                wait_bypassed(sensor)
             client.sendto(b"datagram %d" % i, (lab.server_ip, port))
             server.recvfrom(100)
     finally:
         client.close()
         server.close()
+
+
+def wait_bypassed(sensor: SensorProcess, timeout: float = 20) -> None:
+    """Until the sensor says it bypassed a flow (it counts one after the kernel's map update)."""
+    deadline = time.monotonic() + patience(timeout)
+    while sensor.counter("userspace.bypassed") == 0:
+        assert time.monotonic() < deadline, f"no flow bypassed; stderr:\n{sensor.stderr}"
+        time.sleep(0.1)
 
 
 def status(pid: int) -> dict[str, str]:
@@ -82,27 +92,25 @@ def test_the_sensor_runs_as_the_user_without_capabilities(lab, tmp_path, public_
     plugin = public_dir / "uidprobe.py"
     plugin.write_text(PLUGIN)
     out = tmp_path / "out.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "sensor", "run", "--netns", lab.sensor, "-i", "to-client",
-                             "-i", "to-server", "--no-default-plugins", "--flows", "selected", "-p", str(plugin), "--port", "udp:9999",
-                             "--user", "nobody", "-o", str(out), "--duration", "60"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sensor = SensorProcess(lab, "--no-default-plugins", "--flows", "selected", "-p", str(plugin), "--port", "udp:9999",
+                           "--user", "nobody", "-o", str(out), duration=60)
     try:
         assert wait_attached(lab)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and status(proc.pid)["Uid"].split()[0] == "0":
+        deadline = time.monotonic() + patience(20)
+        while time.monotonic() < deadline and status(sensor.proc.pid)["Uid"].split()[0] == "0":
             time.sleep(0.1)
-        seen = status(proc.pid)
+        seen = status(sensor.proc.pid)
         assert seen["Uid"].split() == [str(nobody.pw_uid)] * 4
         assert seen["Gid"].split() == [str(nobody.pw_gid)] * 4
         assert int(seen["CapEff"], 16) == int(seen["CapPrm"], 16) == 0
         assert seen["NoNewPrivs"] == "1"
-        time.sleep(1)  # the plugins load after the switch: let the rules reach the kernel
+        sensor.wait_for("attached:")  # the plugins load after the switch; their rules are in the kernel after this
+        udp_flow_with_a_pause(lab, sensor, 9999, before=1, after=3)  # first: the only flow that can be bypassed yet
         assert tcp_exchange(lab, 7100, b"PING me", b"PONG") == b"PONG"
-        udp_flow_with_a_pause(lab, 9999, before=1, after=3)
     finally:
-        proc.send_signal(2)
-        _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+        code = sensor.stop(signal.SIGINT)
+    err = sensor.stderr
+    assert code == 0, err
     assert "running as nobody" in err
     by_port = {r["destination"]["port"]: r for r in map(json.loads, out.read_text().splitlines())}
     assert set(by_port) == {7100, 9999}, err

@@ -9,14 +9,15 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from sensor.lab import patience
 from sensor.labtraffic import udp_exchange, wait_attached
+from tests.lab.sensorproc import SensorProcess
 
 pytestmark = pytest.mark.lab
 
@@ -25,36 +26,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class Sensor:
-    """The CLI in a process of its own, its stderr collected line by line as it comes."""
-
-    def __init__(self, lab, *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "sensor", "run", "--netns", lab.sensor, "-i", "to-client",
-                                      "-i", "to-server", "--duration", "120", *args],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stderr), daemon=True)
-        self._reader.start()
-
-    def wait_for(self, text: str, timeout: float = 20.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = [line for line in list(self.lines) if text in line]
-            if found:
-                return found[-1]
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"{text!r} never came; stderr:\n{''.join(self.lines)}")
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        code = self.proc.wait(timeout=60)
-        self._reader.join(timeout=10)
-        return code
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -70,13 +41,13 @@ def records(path: Path) -> list[dict]:
 def test_metrics_signals_and_reload(lab, tmp_path):
     out, config, port = tmp_path / "out.jsonl", tmp_path / "sensor.yaml", free_port()
     config.write_text(f"flows: selected\nports: [udp:5353]\nstatus_interval: 1\nmetrics: 127.0.0.1:{port}\n")
-    sensor = Sensor(lab, "-c", str(config), "--no-default-plugins", "-o", str(out))
+    sensor = SensorProcess(lab, "-c", str(config), "--no-default-plugins", "-o", str(out))
     try:
         assert wait_attached(lab)
         sensor.wait_for("attached:")
         assert udp_exchange(lab, 5353, [b"q1", b"q2"], b"a") == 2
         sensor.wait_for("status: seen")  # stderr is a pipe: a status line every status_interval
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + patience(10)
         while time.monotonic() < deadline and scrape(port).get("xdpsensor_frames_total", 0) < 4:
             time.sleep(0.2)
         metrics = scrape(port)
@@ -86,8 +57,7 @@ def test_metrics_signals_and_reload(lab, tmp_path):
         assert metrics["xdpsensor_open_sessions"] == 1 and metrics["xdpsensor_ring_drops_total"] == 0
         assert "process_resident_memory_bytes" in metrics
 
-        sensor.proc.send_signal(signal.SIGUSR1)
-        sensor.wait_for("kernel.emitted 4")
+        assert sensor.counter("kernel.emitted") == 4  # SIGUSR1's dump
 
         config.write_text(f"flows: selected\nports: [udp:6000]\nstatus_interval: 1\nmetrics: 127.0.0.1:{port}\n")
         sensor.proc.send_signal(signal.SIGHUP)
@@ -101,25 +71,25 @@ def test_metrics_signals_and_reload(lab, tmp_path):
         assert udp_exchange(lab, 6000, [b"still"], b"a") == 1
     finally:
         code = sensor.stop()
-    assert code == 0, "".join(sensor.lines)
+    assert code == 0, sensor.stderr
     ports = sorted((r["destination"]["port"], r["source"]["packets"]) for r in records(out))
     # The session open across both SIGHUPs is kept whole; 5353's second flow was not selected any more.
-    assert ports == [(5353, 2), (6000, 1), (6000, 1)], "".join(sensor.lines)
+    assert ports == [(5353, 2), (6000, 1), (6000, 1)], sensor.stderr
 
 
 def test_a_sensor_whose_hook_is_taken_says_so_flushes_and_fails(lab, tmp_path):
-    first = Sensor(lab, "--no-default-plugins", "--flows", "selected", "--port", "udp:5353",
-                   "-o", str(tmp_path / "a.jsonl"))
+    first = SensorProcess(lab, "--no-default-plugins", "--flows", "selected", "--port", "udp:5353",
+                          "-o", str(tmp_path / "a.jsonl"))
     try:
         assert wait_attached(lab)
         first.wait_for("attached:")
         assert udp_exchange(lab, 5353, [b"before"], b"a") == 1
         second = subprocess.run([sys.executable, "-m", "sensor", "run", "--netns", lab.sensor, "-i", "to-client",
                                  "--force", "--no-default-plugins", "--duration", "1",
-                                 "-o", str(tmp_path / "b.jsonl")], capture_output=True, text=True, timeout=60)
+                                 "-o", str(tmp_path / "b.jsonl")], capture_output=True, text=True, timeout=patience(60))
         assert second.returncode == 0, second.stderr
         first.wait_for("taken off to-client", timeout=30)
-        first.proc.wait(timeout=60)  # it stops by itself: flush, then exit
+        first.proc.wait(timeout=patience(60))  # it stops by itself: flush, then exit
     finally:
         code = first.stop()
     assert code == 2
