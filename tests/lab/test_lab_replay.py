@@ -52,9 +52,9 @@ class Replayed:
 
 
 def lab_noise(record: dict) -> bool:
-    """The lab's own IPv6 neighbour discovery and multicast listener reports: every flow has
+    """The lab's own ARP, IPv6 neighbour discovery and multicast listener reports: every flow has
     a record, theirs too, but they are not in the replayed capture."""
-    return record["ipProtocol"] == 58 and any(
+    return record["ipProtocol"] == 0 or record["ipProtocol"] == 58 and any(
         record[side]["ip"].startswith(("fe80:", "ff02:", "::")) for side in ("source", "destination"))
 
 
