@@ -82,13 +82,23 @@ def _summary(rec: dict) -> str:
             if not name.endswith("Cnt") and name in ("method", "host", "uri", "statuscode", "funccode",
                                                      "transactionid", "command", "ip"):
                 fields.append(f"{group}.{name}={value}")
-    return (f"{','.join(rec['protocol']):<10} {_endpoint(src)} -> {_endpoint(dst)}  "
+    return (f"{','.join(rec['protocol']):<10} {_endpoints(rec)}  "
             f"packets {src['packets']}/{dst['packets']}  bytes {src['bytes']}/{dst['bytes']}  "
             f"{' '.join(fields)}")
 
 
+def _endpoints(rec: dict) -> str:
+    """Who talked: ip:port per side of an IP flow, MACs of a non-IP session
+    keyed by them; the kernel keys ARP and the like by kind alone (all of a
+    link's ARP is one session), so those show their ethertype."""
+    src, dst = rec["source"], rec["destination"]
+    if "ip" not in src and "mac" not in src and "mac" not in dst:
+        return f"ethertype 0x{rec.get('ethertype', 0):04x}"
+    return f"{_endpoint(src)} -> {_endpoint(dst)}"
+
+
 def _endpoint(side: dict) -> str:
-    """ip:port of an IP flow's side; a non-IP session's side (ARP, LLDP) by its MAC addresses."""
+    """ip:port of an IP flow's side; a non-IP session's side by its MAC addresses."""
     if "ip" not in side:
         return ",".join(side.get("mac", ["?"]))
     return f"{side['ip']}:{side['port']}" if "port" in side else side["ip"]

@@ -1,5 +1,5 @@
 """The demo prints every record the sensor writes, including the lab's own
-non-IP sessions (ARP), which have MAC addresses where IP flows have ip:port."""
+non-IP sessions (ARP), shown by MAC addresses or ethertype where IP flows have ip:port."""
 from sensor.demo import _summary
 
 
@@ -21,3 +21,9 @@ def test_a_non_ip_session_is_shown_by_its_mac_addresses():
     rec = {"protocol": ["arp"], "source": _side(mac=["02:00:00:00:00:01"]),
            "destination": _side(mac=["ff:ff:ff:ff:ff:ff"])}
     assert "02:00:00:00:00:01 -> ff:ff:ff:ff:ff:ff" in _summary(rec)
+
+
+def test_a_non_ip_session_keyed_by_kind_alone_is_shown_by_its_ethertype():
+    rec = {"protocol": ["arp"], "ethertype": 0x0806, "source": _side(), "destination": _side(bytes=0, packets=0)}
+    line = _summary(rec)
+    assert "ethertype 0x0806" in line and "?" not in line
