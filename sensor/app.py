@@ -249,7 +249,7 @@ class Sensor:
         `count` workers its flow hashes to (sensor.workers.shard)."""
         pool = self._start_workers(offline_pool(self.config, prefilter, count))
         try:
-            return read_in_workers(paths, pool, prefilter != "none", on_progress, stop)
+            return read_in_workers(paths, pool, prefilter != "none", self.config.udp_tunnel_table(), on_progress, stop)
         finally:
             self._pool = None
 

@@ -20,13 +20,14 @@ import struct
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from sensor.capture.pcapfile import PcapRecord, Span
 from sensor.offline import EXPIRE_EVERY, Housekeeping, RecordFeed, ReplaySummary, program_frame, read_runs
 from sensor.packet import LINKTYPE_ETHERNET
 from sensor.prefilter import FRAG_ENTRIES, ParsedFrame, flow_hash, parse_frame
+from sensor.walk import DEFAULT_UDP_TUNNELS
 from sensor.workers.pool import WorkerPool
 
 MEMO_MAX = 1 << 16      # remembered (addresses, ports) -> worker
@@ -43,8 +44,11 @@ class Sharder:
     runs once per flow direction, not per packet; tunnel packets (whose flow
     is the one inside) are parsed every time."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, udp_tunnels: Mapping[int, int] = DEFAULT_UDP_TUNNELS) -> None:
+        """`udp_tunnels`: the UDP tunnels the filters take apart (config udp_tunnels), so a flow
+        inside one is dealt by its inner addresses, as the filters key it."""
         self.count = count
+        self.udp_tunnels = udp_tunnels
         self._memo: list[dict[bytes, int]] = [{} for _ in range(256)]   # by IP protocol
         self._frags: OrderedDict[tuple, int] = OrderedDict()
 
@@ -74,7 +78,7 @@ class Sharder:
         """(the worker, whether the frame's addresses and ports are its flow's:
         not so inside a tunnel, nor for a frame on no TCP/UDP flow)."""
         frame = program_frame(linktype, data)
-        p = parse_frame(frame) if frame is not None else None
+        p = parse_frame(frame, self.udp_tunnels) if frame is not None else None
         if not isinstance(p, ParsedFrame):
             return 0, False
         if p.key is None:
@@ -119,9 +123,9 @@ class _Dealer:
     """Runs of records to their workers' shares, expiries to every share at
     their places; a share is sent once it holds BATCH_RECORDS records."""
 
-    def __init__(self, pool: WorkerPool, filtered: bool) -> None:
+    def __init__(self, pool: WorkerPool, filtered: bool, udp_tunnels: Mapping[int, int]) -> None:
         self.pool = pool
-        self.sharder = Sharder(pool.count)
+        self.sharder = Sharder(pool.count, udp_tunnels)
         self.housekeeping = Housekeeping(EXPIRE_EVERY, filtered)
         self.shares = [_Share(index) for index in range(pool.count)]
 
@@ -155,14 +159,16 @@ class _Dealer:
 
 
 def read_in_workers(paths: Sequence[Path], pool: WorkerPool, filtered: bool,
+                    udp_tunnels: Mapping[int, int] = DEFAULT_UDP_TUNNELS,
                     on_progress: Callable[[int, int], None] | None = None,
                     stop: threading.Event | None = None) -> ReplaySummary:
     """Read the captures once, dealing each record to its worker in the
-    pool (started, each with its own filter when `filtered`); then let every
-    worker finish. What the reading and the workers did, added up."""
+    pool (started, each with its own filter when `filtered`, taking apart
+    `udp_tunnels`); then let every worker finish. What the reading and the
+    workers did, added up."""
     started = time.monotonic()
     summary = ReplaySummary()
-    dealer = _Dealer(pool, filtered)
+    dealer = _Dealer(pool, filtered, udp_tunnels)
     try:
         for run in read_runs(paths, summary, on_progress, stop):
             dealer.deal(run)

@@ -93,7 +93,7 @@ def test_the_api_lists_every_workers_sessions_with_frames_and_messages(shared_te
     assert expected[2] == expected[1]
 
 
-def _split_prone_capture(path):
+def _split_prone_capture(path, vxlan_port: int = 4789):
     """UDP flows in both directions, interleaved: plain ones, ones whose
     datagrams are IP fragments (later fragments carry no ports), and ones
     inside VXLAN whose outer source port changes with every packet (the flow
@@ -123,7 +123,7 @@ def _split_prone_capture(path):
                 inner = ether() / IP(src=src[0], dst=dst[0]) / UDP(sport=src[1], dport=dst[1]) / data
                 outer = ("192.0.2.1", "192.0.2.2") if src is client else ("192.0.2.2", "192.0.2.1")
                 packets.append(ether() / IP(src=outer[0], dst=outer[1])
-                               / UDP(sport=50000 + 10 * n + i + (src is server), dport=4789) / VXLAN(vni=7, flags=8)
+                               / UDP(sport=50000 + 10 * n + i + (src is server), dport=vxlan_port) / VXLAN(vni=7, flags=8)
                                / inner)
         expected[(*client, *server)] = (2, 2, 2 * len(b"up0"), 2 * len(b"down!0"))
         rounds.append(packets)
@@ -135,9 +135,13 @@ def _split_prone_capture(path):
 
 
 @pytest.mark.parametrize("prefilter", ["none", "python"])
-def test_with_two_workers_every_flow_is_counted_whole_once(tmp_path, prefilter):
-    pcap, expected = _split_prone_capture(tmp_path / "flows.pcap")
-    _, records = _read(tmp_path, "two", [pcap], 2, prefilter, {"default_plugins": False})
+@pytest.mark.parametrize("vxlan_port", [4789, 4790])
+def test_with_two_workers_every_flow_is_counted_whole_once(tmp_path, prefilter, vxlan_port):
+    """Also inside VXLAN on a port of the config's own (udp_tunnels): the
+    flows are dealt by their inner addresses, as the filters key them."""
+    pcap, expected = _split_prone_capture(tmp_path / "flows.pcap", vxlan_port)
+    _, records = _read(tmp_path, "two", [pcap], 2, prefilter,
+                       {"default_plugins": False, "udp_tunnels": f"vxlan:{vxlan_port}"})
     counted = [((r["source"]["ip"], r["source"]["port"], r["destination"]["ip"], r["destination"]["port"]),
                 (r["source"]["packets"], r["destination"]["packets"], r["client"]["bytes"], r["server"]["bytes"]))
                for r in records if r.get("ipProtocol") == 17]
