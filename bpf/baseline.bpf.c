@@ -93,35 +93,33 @@ int xdp_parse_baseline(struct xdp_md *ctx)
     return XDP_PASS;
 }
 
-int xdp_lru_floor(struct xdp_md *ctx)
+/* One floor, its variants chosen by constants that fold away once inlined:
+ * the entry from the shared or the per-CPU LRU table, and whether a hit
+ * reads the precise clock (as the sensor does) or only bumps a counter. */
+static __always_inline int lru_floor(struct xdp_md *ctx, int percpu, int clock)
 {
     struct flow_key key = {};
     if (!parse_udp(ctx, &key))
         return XDP_PASS;
-    struct flow_state *f = floor_entry(&key);
-    if (f)
+    struct flow_state *f = percpu ? floor_percpu_entry(&key) : floor_entry(&key);
+    if (f && clock)
+        f->last_ns = bpf_ktime_get_ns();
+    else if (f)
         bump(1);
     return XDP_PASS;
+}
+
+int xdp_lru_floor(struct xdp_md *ctx)
+{
+    return lru_floor(ctx, 0, 0);
 }
 
 int xdp_lru_percpu_floor(struct xdp_md *ctx)
 {
-    struct flow_key key = {};
-    if (!parse_udp(ctx, &key))
-        return XDP_PASS;
-    struct flow_state *f = floor_percpu_entry(&key);
-    if (f)
-        bump(1);
-    return XDP_PASS;
+    return lru_floor(ctx, 1, 0);
 }
 
 int xdp_lru_clock_floor(struct xdp_md *ctx)
 {
-    struct flow_key key = {};
-    if (!parse_udp(ctx, &key))
-        return XDP_PASS;
-    struct flow_state *f = floor_entry(&key);
-    if (f)
-        f->last_ns = bpf_ktime_get_ns();
-    return XDP_PASS;
+    return lru_floor(ctx, 0, 1);
 }
